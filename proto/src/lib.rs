@@ -1,0 +1,21 @@
+//! The contract between roomrouter's parts: everything two components must
+//! agree on byte for byte lives here, and nothing else does.
+//!
+//! Layout:
+//! - [`id`]: instance ids (`i12`) and room ids, validated once at the edge.
+//! - [`path`]: the data-plane paths `/iN/room/ID` and legacy `/room/ID`.
+//! - [`wire`]: the client ↔ node WebSocket messages and close codes.
+//! - [`record`]: the JSON records stored in etcd for nodes and rooms.
+//! - [`keys`]: the etcd key schema under a configurable prefix.
+//! - [`placement`]: weighted rendezvous hashing over the active nodes.
+//! - [`api`]: the router's HTTP API bodies and the error body shared by all.
+
+pub mod api;
+pub mod id;
+pub mod keys;
+pub mod path;
+pub mod placement;
+pub mod record;
+pub mod wire;
+
+pub use id::{IdError, InstanceId, RoomId};
