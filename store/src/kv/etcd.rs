@@ -1,0 +1,265 @@
+//! The etcd v3 backend: every call is one etcd request bounded by a timeout,
+//! so a store outage turns into [`StoreError::Unavailable`] quickly instead of
+//! hanging a request.
+
+use std::future::Future;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    WatchOptions,
+};
+use tokio::sync::mpsc;
+
+use super::{Kv, KvEvent, LeaseId, Swap, WATCH_BUFFER, Watch};
+use crate::{Result, StoreError};
+
+/// Default bound on one etcd request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A connection to an etcd cluster. Clones share the underlying channel.
+#[derive(Clone)]
+pub struct EtcdKv {
+    client: Client,
+    timeout: Duration,
+}
+
+impl EtcdKv {
+    /// Connects lazily to `endpoints` (`http://host:2379`, or `host:2379`):
+    /// this succeeds while etcd is down, and calls fail until it is up.
+    pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Self> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(5), timeout)
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("etcd {endpoints:?}: {e}")))?;
+        Ok(Self { client, timeout })
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        f: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "etcd {what} timed out after {:?}",
+                self.timeout
+            ))),
+        }
+    }
+}
+
+fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
+    lease.map(|l| PutOptions::new().with_lease(l.0))
+}
+
+fn to_string(key: Vec<u8>) -> String {
+    String::from_utf8_lossy(&key).into_owned()
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+impl Kv for EtcdKv {
+    async fn ping(&self) -> Result<()> {
+        let mut c = self.client.clone();
+        self.bounded("status", c.status()).await.map(drop)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut c = self.client.clone();
+        let mut resp = self.bounded("get", c.get(key, None)).await?;
+        Ok(resp.take_kvs().pop().map(|kv| kv.into_key_value().1))
+    }
+
+    async fn range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let start = match after {
+            // The smallest key greater than `after`.
+            Some(a) if a >= prefix => format!("{a}\0"),
+            _ => prefix.to_owned(),
+        };
+        let options = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_limit(limit as i64);
+        let mut c = self.client.clone();
+        let mut resp = self.bounded("range", c.get(start, Some(options))).await?;
+        Ok(resp
+            .take_kvs()
+            .into_iter()
+            .map(|kv| {
+                let (k, v) = kv.into_key_value();
+                (to_string(k), v)
+            })
+            .collect())
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Option<Vec<u8>>> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, put_options(lease))])
+            .or_else([TxnOp::get(key, None)]);
+        let mut c = self.client.clone();
+        let resp = self.bounded("create", c.txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(None);
+        }
+        let existing = resp.op_responses().into_iter().find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(mut g) => g.take_kvs().pop(),
+            _ => None,
+        });
+        // Deleted between the compare and the read of the same transaction
+        // cannot happen; an empty answer means a broken server.
+        existing
+            .map(|kv| Some(kv.into_key_value().1))
+            .ok_or_else(|| StoreError::Unavailable(format!("etcd create {key}: empty answer")))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<()> {
+        let mut c = self.client.clone();
+        let put = c.put(key, value, put_options(lease));
+        match self.bounded("put", put).await {
+            Err(StoreError::Unavailable(e)) if e.contains("requested lease not found") => {
+                Err(StoreError::LeaseExpired)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    async fn swap(&self, key: &str, expected: &[u8], value: Vec<u8>) -> Result<Swap> {
+        // The new value keeps no lease: only durable room records are swapped.
+        let txn = Txn::new()
+            .when([Compare::value(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let mut c = self.client.clone();
+        let resp = self.bounded("swap", c.txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(Swap::Done);
+        }
+        let current = resp.op_responses().into_iter().find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(mut g) => g.take_kvs().pop(),
+            _ => None,
+        });
+        Ok(Swap::Changed(current.map(|kv| kv.into_key_value().1)))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let mut c = self.client.clone();
+        let resp = self.bounded("delete", c.delete(key, None)).await?;
+        Ok(resp.deleted() > 0)
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<LeaseId> {
+        let mut c = self.client.clone();
+        let secs = ttl.as_secs().max(1) as i64;
+        let resp = self
+            .bounded("lease grant", c.lease_grant(secs, None))
+            .await?;
+        Ok(LeaseId(resp.id()))
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        let mut c = self.client.clone();
+        let renew = async move {
+            let (mut keeper, mut stream) = c.lease_keep_alive(lease.0).await?;
+            keeper.keep_alive().await?;
+            stream.message().await
+        };
+        match self.bounded("lease keep-alive", renew).await? {
+            Some(resp) if resp.ttl() > 0 => Ok(()),
+            Some(_) => Err(StoreError::LeaseExpired),
+            None => Err(StoreError::Unavailable(
+                "etcd closed the keep-alive stream".into(),
+            )),
+        }
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<()> {
+        let mut c = self.client.clone();
+        match self.bounded("lease revoke", c.lease_revoke(lease.0)).await {
+            Err(StoreError::Unavailable(e)) if e.contains("requested lease not found") => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<Watch> {
+        let mut c = self.client.clone();
+        let opts = GetOptions::new().with_prefix();
+        let mut resp = self.bounded("get", c.get(prefix, Some(opts))).await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let snapshot = resp
+            .take_kvs()
+            .into_iter()
+            .map(|kv| {
+                let (k, v) = kv.into_key_value();
+                (to_string(k), v)
+            })
+            .collect();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision + 1);
+        let stream = self.bounded("watch", c.watch(prefix, Some(opts))).await?;
+        let (tx, events) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(forward(stream, tx));
+        Ok(Watch { snapshot, events })
+    }
+}
+
+/// Copies etcd watch events into the channel until either side ends. Any
+/// error or cancellation (e.g. compaction) closes the channel, which is the
+/// consumer's cue to take a fresh snapshot.
+async fn forward(mut stream: etcd_client::WatchStream, tx: mpsc::Sender<KvEvent>) {
+    loop {
+        let msg = tokio::select! {
+            msg = stream.message() => msg,
+            () = tx.closed() => return,
+        };
+        let resp = match msg {
+            Ok(Some(resp)) if !resp.canceled() => resp,
+            Ok(Some(resp)) => {
+                tracing::warn!(reason = resp.cancel_reason(), "etcd watch cancelled");
+                return;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "etcd watch broke");
+                return;
+            }
+        };
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let ev = match event.event_type() {
+                EventType::Put => KvEvent::Put(key, kv.value().to_vec()),
+                EventType::Delete => KvEvent::Delete(key),
+            };
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The embedded, in-process backend: etcd's semantics (leases that expire and
+//! take their keys, single-step transactions, ordered watches) in a map
+//! behind a mutex. It exists so that `router up` runs a whole cluster in one
+//! process; it is never shared between processes or hosts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Kv, KvEvent, LeaseId, Swap, WATCH_BUFFER, Watch};
+use crate::{Result, StoreError};
+
+/// How often expired leases are swept (their keys deleted and watchers told).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The in-process store. Clones share one map.
+#[derive(Clone, Default)]
+pub struct MemoryKv {
+    shared: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    kv: BTreeMap<String, Entry>,
+    leases: HashMap<i64, Lease>,
+    next_lease: i64,
+    watchers: Vec<Watcher>,
+}
+
+struct Entry {
+    value: Vec<u8>,
+    lease: Option<i64>,
+}
+
+struct Lease {
+    ttl: Duration,
+    deadline: Instant,
+    keys: HashSet<String>,
+}
+
+struct Watcher {
+    prefix: String,
+    tx: mpsc::Sender<KvEvent>,
+}
+
+impl MemoryKv {
+    /// A new, empty store. Must be called inside a tokio runtime: it starts
+    /// the task that expires leases, which ends when the last clone drops.
+    pub fn new() -> Self {
+        let kv = Self::default();
+        tokio::spawn(sweep(Arc::downgrade(&kv.shared)));
+        kv
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn sweep(shared: Weak<Mutex<State>>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let expired: Vec<i64> = state
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            state.end_lease(id);
+        }
+    }
+}
+
+impl State {
+    fn notify(&mut self, event: KvEvent) {
+        let key = match &event {
+            KvEvent::Put(k, _) | KvEvent::Delete(k) => k,
+        };
+        // A watcher that cannot keep up is dropped; its consumer sees the
+        // channel close and resynchronises, as with a broken etcd watch.
+        self.watchers
+            .retain(|w| !key.starts_with(&w.prefix) || w.tx.try_send(event.clone()).is_ok());
+    }
+
+    fn live_lease(&self, lease: Option<LeaseId>) -> Result<Option<i64>> {
+        match lease {
+            None => Ok(None),
+            Some(LeaseId(id)) => match self.leases.get(&id) {
+                Some(l) if l.deadline > Instant::now() => Ok(Some(id)),
+                _ => Err(StoreError::LeaseExpired),
+            },
+        }
+    }
+
+    fn write(&mut self, key: &str, value: Vec<u8>, lease: Option<i64>) {
+        if let Some(old) = self.kv.get(key).and_then(|e| e.lease)
+            && let Some(l) = self.leases.get_mut(&old)
+        {
+            l.keys.remove(key);
+        }
+        if let Some(id) = lease
+            && let Some(l) = self.leases.get_mut(&id)
+        {
+            l.keys.insert(key.to_owned());
+        }
+        self.kv.insert(
+            key.to_owned(),
+            Entry {
+                value: value.clone(),
+                lease,
+            },
+        );
+        self.notify(KvEvent::Put(key.to_owned(), value));
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        let Some(entry) = self.kv.remove(key) else {
+            return false;
+        };
+        if let Some(l) = entry.lease.and_then(|id| self.leases.get_mut(&id)) {
+            l.keys.remove(key);
+        }
+        self.notify(KvEvent::Delete(key.to_owned()));
+        true
+    }
+
+    fn end_lease(&mut self, id: i64) {
+        if let Some(lease) = self.leases.remove(&id) {
+            for key in lease.keys {
+                self.remove(&key);
+            }
+        }
+    }
+}
+
+impl Kv for MemoryKv {
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().kv.get(key).map(|e| e.value.clone()))
+    }
+
+    async fn range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let state = self.lock();
+        let start = match after {
+            Some(a) if a >= prefix => Excluded(a.to_owned()),
+            _ => Included(prefix.to_owned()),
+        };
+        Ok(state
+            .kv
+            .range((start, Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, e)| (k.clone(), e.value.clone()))
+            .collect())
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut state = self.lock();
+        if let Some(existing) = state.kv.get(key) {
+            return Ok(Some(existing.value.clone()));
+        }
+        let lease = state.live_lease(lease)?;
+        state.write(key, value, lease);
+        Ok(None)
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<()> {
+        let mut state = self.lock();
+        let lease = state.live_lease(lease)?;
+        state.write(key, value, lease);
+        Ok(())
+    }
+
+    async fn swap(&self, key: &str, expected: &[u8], value: Vec<u8>) -> Result<Swap> {
+        let mut state = self.lock();
+        let (current, lease) = match state.kv.get(key) {
+            Some(e) => (Some(e.value.clone()), e.lease),
+            None => (None, None),
+        };
+        if current.as_deref() != Some(expected) {
+            return Ok(Swap::Changed(current));
+        }
+        state.write(key, value, lease);
+        Ok(Swap::Done)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self.lock().remove(key))
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<LeaseId> {
+        let mut state = self.lock();
+        state.next_lease += 1;
+        let id = state.next_lease;
+        let deadline = Instant::now() + ttl;
+        state.leases.insert(
+            id,
+            Lease {
+                ttl,
+                deadline,
+                keys: HashSet::new(),
+            },
+        );
+        Ok(LeaseId(id))
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        match state.leases.get_mut(&lease.0) {
+            Some(l) if l.deadline > now => {
+                l.deadline = now + l.ttl;
+                Ok(())
+            }
+            Some(_) => {
+                state.end_lease(lease.0);
+                Err(StoreError::LeaseExpired)
+            }
+            None => Err(StoreError::LeaseExpired),
+        }
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<()> {
+        self.lock().end_lease(lease.0);
+        Ok(())
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<Watch> {
+        let mut state = self.lock();
+        let snapshot = state
+            .kv
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, e)| (k.clone(), e.value.clone()))
+            .collect();
+        let (tx, events) = mpsc::channel(WATCH_BUFFER);
+        state.watchers.push(Watcher {
+            prefix: prefix.to_owned(),
+            tx,
+        });
+        Ok(Watch { snapshot, events })
+    }
+}
