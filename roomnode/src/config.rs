@@ -1,0 +1,111 @@
+//! The node's configuration: one struct, every field a flag with an
+//! environment variable, checked once at start.
+
+use std::time::Duration;
+
+use clap::Args;
+use proto::InstanceId;
+
+/// Default lease TTL, seconds (SPEC).
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 10;
+/// Default retained messages per room (SPEC).
+pub const DEFAULT_HISTORY: usize = 1000;
+/// Default largest client frame, bytes (SPEC: 64 KiB).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Default frames queued per member before it is a slow consumer (SPEC).
+pub const DEFAULT_MAX_QUEUE: usize = 1024;
+/// Default bound on a graceful shutdown, seconds.
+pub const DEFAULT_GRACE_SECS: u64 = 10;
+
+/// What a room node is and how it behaves.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// This node's instance id, `i1`..`i9999`; in Kubernetes the StatefulSet
+    /// ordinal + 1. Two live nodes can never share one.
+    #[arg(long, env = "ROOMNODE_ID")]
+    pub id: InstanceId,
+    /// The URL routers use to reach this node, e.g. `http://10.0.0.5:9000`.
+    /// Defaults to `http://<listen>` when that is a specific address.
+    #[arg(long, env = "ROOMNODE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Relative share of new rooms (positive).
+    #[arg(long, env = "ROOMNODE_WEIGHT", default_value_t = 1.0)]
+    pub weight: f64,
+    /// Registration lease TTL in seconds: a dead node disappears after it.
+    #[arg(long, env = "ROOMNODE_LEASE_TTL", default_value_t = DEFAULT_LEASE_TTL_SECS)]
+    pub lease_ttl: u64,
+    /// Create unknown rooms on this node when a client joins them.
+    #[arg(long, env = "ROOMNODE_AUTO_CREATE")]
+    pub auto_create: bool,
+    /// Messages retained per room for resume (`since`).
+    #[arg(long, env = "ROOMNODE_HISTORY", default_value_t = DEFAULT_HISTORY)]
+    pub history: usize,
+    /// Largest client frame in bytes; larger closes with 1009.
+    #[arg(long, env = "ROOMNODE_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+    /// Frames queued per member; a member further behind is disconnected
+    /// with 1008 (slow consumer).
+    #[arg(long, env = "ROOMNODE_MAX_QUEUE", default_value_t = DEFAULT_MAX_QUEUE)]
+    pub max_queue: usize,
+    /// Longest graceful shutdown, seconds.
+    #[arg(long, env = "ROOMNODE_GRACE", default_value_t = DEFAULT_GRACE_SECS)]
+    pub grace: u64,
+}
+
+/// A configuration that cannot work, naming the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// See the message.
+    #[error("--weight must be a positive number, got {0}")]
+    Weight(f64),
+    /// See the message.
+    #[error("--lease-ttl must be at least 2 seconds, got {0}")]
+    LeaseTtl(u64),
+    /// See the message.
+    #[error("--max-queue and --max-frame-bytes must be positive")]
+    Limits,
+    /// See the message.
+    #[error("--advertise must be an http:// or https:// URL, got {0:?}")]
+    Advertise(String),
+}
+
+impl Config {
+    /// Defaults for everything but the id and the advertised URL.
+    pub fn new(id: InstanceId, advertise: String) -> Self {
+        Self {
+            id,
+            advertise: Some(advertise),
+            weight: 1.0,
+            lease_ttl: DEFAULT_LEASE_TTL_SECS,
+            auto_create: false,
+            history: DEFAULT_HISTORY,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_queue: DEFAULT_MAX_QUEUE,
+            grace: DEFAULT_GRACE_SECS,
+        }
+    }
+
+    /// Checks the values that clap cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.weight.is_finite() && self.weight > 0.0) {
+            return Err(ConfigError::Weight(self.weight));
+        }
+        if self.lease_ttl < 2 {
+            return Err(ConfigError::LeaseTtl(self.lease_ttl));
+        }
+        if self.max_queue == 0 || self.max_frame_bytes == 0 {
+            return Err(ConfigError::Limits);
+        }
+        if let Some(a) = &self.advertise
+            && !(a.starts_with("http://") || a.starts_with("https://"))
+        {
+            return Err(ConfigError::Advertise(a.clone()));
+        }
+        Ok(())
+    }
+
+    /// The lease TTL.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl)
+    }
+}

@@ -1,0 +1,106 @@
+//! The one mapping from a refused request to an HTTP answer:
+//! `{"error":"<code>","message":"<text>"}` with a fitting status. Client
+//! mistakes are specific; internal failures say little.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use proto::api::ErrorBody;
+use proto::{IdError, InstanceId, RoomId};
+
+/// A refused request.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+    location: Option<String>,
+}
+
+impl ApiError {
+    /// An error with this status, code and text.
+    pub fn new(status: StatusCode, code: &str, message: String) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: code.to_owned(),
+                message,
+            },
+            location: None,
+        }
+    }
+
+    /// 400 with a specific code.
+    pub fn bad_request(code: &str, message: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 400 for an id that breaks its rule; the message states the rule.
+    pub fn bad_id(e: IdError) -> Self {
+        let code = match e {
+            IdError::Instance(_) => "invalid_instance_id",
+            IdError::Room(_) => "invalid_room_id",
+        };
+        Self::bad_request(code, e.to_string())
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message.to_owned())
+    }
+
+    /// 503: the store does not answer.
+    pub fn store_unavailable(detail: &str) -> Self {
+        tracing::warn!(error = detail, "store unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the coordination store is unreachable; retry shortly".into(),
+        )
+    }
+
+    /// 500, details logged, not shown.
+    pub fn internal(e: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error".into(),
+        )
+    }
+
+    /// 307 to the room's path on `node`, keeping the query string.
+    pub fn redirect(node: InstanceId, room: &RoomId, query: Option<&str>) -> Self {
+        let mut location = proto::path::sharded(node, room);
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            location.push('?');
+            location.push_str(q);
+        }
+        Self {
+            location: Some(location.clone()),
+            ..Self::new(
+                StatusCode::TEMPORARY_REDIRECT,
+                "moved",
+                format!("room {room} lives at {location}"),
+            )
+        }
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &str {
+        &self.body.error
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, axum::Json(self.body)).into_response();
+        if let Some(loc) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            resp.headers_mut().insert(header::LOCATION, loc);
+        }
+        resp
+    }
+}

@@ -1,0 +1,190 @@
+//! The node's HTTP surface: `GET /iN/room/{id}` (the WebSocket join, after
+//! the ownership checks), `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use proto::record::{NodeState, RoomRecord};
+use proto::wire::{JoinParams, MAX_NAME_LEN};
+use proto::{InstanceId, RoomId};
+use store::{Created, StoreError};
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::room::{JoinRequest, Room};
+use crate::session;
+
+/// The node's routes.
+pub(crate) fn routes(node: Node) -> Router {
+    Router::new()
+        .route("/{instance}/room/{room}", get(join))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(node)
+}
+
+async fn healthz(State(node): State<Node>) -> Response {
+    axum::Json(serde_json::json!({"status": "ok", "node": node.id()})).into_response()
+}
+
+/// Ready while registered and not shutting down.
+async fn readyz(State(node): State<Node>) -> Response {
+    match node.unavailable() {
+        Some(err) => err.into_response(),
+        None => {
+            axum::Json(serde_json::json!({"status": "ready", "node": node.id()})).into_response()
+        }
+    }
+}
+
+async fn metrics(State(node): State<Node>) -> Response {
+    let body = node.render_metrics();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /iN/room/{id}`: checks, in order, the instance, the room id, the
+/// query, the node's own state, the room's owner; then upgrades.
+async fn join(
+    State(node): State<Node>,
+    Path((instance, room)): Path<(String, String)>,
+    RawQuery(raw_query): RawQuery,
+    query: Result<Query<JoinParams>, axum::extract::rejection::QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let instance: InstanceId = instance
+        .parse()
+        .map_err(|e: proto::IdError| ApiError::not_found(&e.to_string()))?;
+    if instance != node.id() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "wrong_instance",
+            format!("this is node {}, not {instance}", node.id()),
+        ));
+    }
+    let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
+    let Query(params) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    if params
+        .name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME_LEN)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("name must be at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+    if let Some(err) = node.unavailable() {
+        return Err(err);
+    }
+    let hosted = match node.rooms().get(&room) {
+        Some(r) => r,
+        None => activate(&node, &room, raw_query.as_deref()).await?,
+    };
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            format!("join with a WebSocket upgrade: {}", e.body_text()),
+        )
+    })?;
+    Ok(node
+        .websocket(upgrade)
+        .on_upgrade(move |socket| enter(socket, node, hosted, params))
+        .into_response())
+}
+
+/// Makes the room live here if the store says this node owns it.
+async fn activate(node: &Node, room: &RoomId, query: Option<&str>) -> Result<Arc<Room>, ApiError> {
+    let rec = match owner(node, room).await? {
+        Some(rec) => rec,
+        None if node.config().auto_create => create_here(node, room).await?,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_room",
+                format!("room {room} does not exist; create it with POST /rooms on a router"),
+            ));
+        }
+    };
+    if rec.node != node.id() {
+        return Err(ApiError::redirect(rec.node, room, query));
+    }
+    Ok(node.rooms().activate(&rec))
+}
+
+/// The room's record, from the store itself (a room becomes live here only
+/// on the store's word), or from the mirror while the store is unreachable
+/// and this node's lease still holds.
+async fn owner(node: &Node, room: &RoomId) -> Result<Option<RoomRecord>, ApiError> {
+    match node.store().room(room).await {
+        Ok(rec) => Ok(rec),
+        Err(StoreError::Unavailable(e)) => match node.mirror().room(room) {
+            Some(rec) => Ok(Some(rec)),
+            None => Err(ApiError::store_unavailable(&e)),
+        },
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+async fn create_here(node: &Node, room: &RoomId) -> Result<RoomRecord, ApiError> {
+    let draining =
+        node.mirror().nodes().nodes.get(&node.id()).map(|n| n.state) == Some(NodeState::Draining);
+    if draining {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this node takes no new rooms".into(),
+        ));
+    }
+    let rec = RoomRecord {
+        id: room.clone(),
+        node: node.id(),
+        epoch: 1,
+        private: false,
+        created_at: store::store::unix_now(),
+    };
+    match node.store().create_room(&rec).await {
+        Ok(Created::New(r) | Created::Existing(r)) => Ok(r),
+        Err(StoreError::Unavailable(e)) => Err(ApiError::store_unavailable(&e)),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+async fn enter(socket: WebSocket, node: Node, room: Arc<Room>, params: JoinParams) {
+    let req = JoinRequest {
+        name: params.name.as_deref(),
+        since: params.since,
+        stream: params.stream.as_deref(),
+    };
+    let Ok(membership) = room.join(req) else {
+        // Closed between the checks and the upgrade (deleted, moved,
+        // fenced): the client reconnects through the router.
+        let mut socket = socket;
+        let _ = socket
+            .send(axum::extract::ws::Message::Close(Some(
+                axum::extract::ws::CloseFrame {
+                    code: proto::wire::close::RESTART,
+                    reason: "room closed; reconnect".into(),
+                },
+            )))
+            .await;
+        return;
+    };
+    let span = tracing::debug_span!("member", room = %room.id(), node = %node.id());
+    node.track(session::run(socket, room, membership, node.metrics()).instrument(span));
+}

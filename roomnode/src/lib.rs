@@ -1,0 +1,31 @@
+//! A roomrouter room node: every room it owns lives entirely in this
+//! process (members, sequence, history), so a broadcast never leaves it.
+//!
+//! Layout:
+//! - [`server`]: [`run`], the node on a listener until shutdown.
+//! - [`config`]: [`Config`], flags and environment, validated once.
+//! - `node`: the shared handle (identity, rooms, store, metrics).
+//! - `http`: the routes: WebSocket join with ownership checks, health,
+//!   metrics.
+//! - `registration`: the leased registration, its renewal and the fence.
+//! - `rooms`: the hosted rooms by id, kept in line with the store.
+//! - `room`: one room: members, seq, fan-out, slow-consumer policy.
+//! - `history`: the ring of recent messages behind `since` resume.
+//! - `session`: one member's WebSocket, the only code that touches it.
+//! - [`error`]: the JSON error answers.
+//! - `metrics`: the Prometheus metrics.
+
+pub mod config;
+pub mod error;
+mod history;
+mod http;
+mod metrics;
+mod node;
+mod registration;
+mod room;
+mod rooms;
+pub mod server;
+mod session;
+
+pub use config::Config;
+pub use server::{NodeError, run};

@@ -1,0 +1,100 @@
+//! The node's Prometheus metrics (names fixed by SPEC), all labelled
+//! `node="iN"`. Gauges derived from other state (rooms, active rooms) are
+//! set when scraped.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+};
+use proto::InstanceId;
+
+/// Every metric of one node.
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// Rooms assigned to this node in the store.
+    pub(crate) rooms: IntGauge,
+    /// Rooms with at least one member here.
+    pub(crate) active_rooms: IntGauge,
+    /// Open member connections.
+    pub(crate) connections: IntGauge,
+    /// Messages accepted from clients.
+    pub(crate) received: IntCounter,
+    /// Message frames written to clients.
+    pub(crate) delivered: IntCounter,
+    /// Clients disconnected for not reading.
+    pub(crate) slow_consumers: IntCounter,
+    /// Time from accepting a message to writing it to a member.
+    pub(crate) delivery_latency: Histogram,
+}
+
+impl Metrics {
+    /// Registers every metric for `node`.
+    pub(crate) fn new(node: InstanceId) -> Self {
+        let labels = [("node".to_owned(), node.to_string())].into();
+        let registry = Registry::new_custom(None, Some(labels)).expect("valid labels");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::with_opts(Opts::new(name, help)).expect("valid gauge");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique gauge");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(Opts::new(name, help)).expect("valid counter");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique counter");
+            c
+        };
+        let rooms = gauge(
+            "roomnode_rooms",
+            "Rooms assigned to this node in the store.",
+        );
+        let active_rooms = gauge("roomnode_active_rooms", "Rooms with at least one member.");
+        let connections = gauge("roomnode_connections", "Open member WebSocket connections.");
+        let received = counter(
+            "roomnode_messages_received_total",
+            "Messages accepted from clients.",
+        );
+        let delivered = counter(
+            "roomnode_messages_delivered_total",
+            "Message frames written to members (one per member per message).",
+        );
+        let slow_consumers = counter(
+            "roomnode_slow_consumers_total",
+            "Members disconnected because their outbound queue overflowed.",
+        );
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "roomnode_delivery_latency_seconds",
+                "Time from accepting a message to handing it to a member's socket.",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                0.1, 0.25, 1.0,
+            ]),
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(delivery_latency.clone()))
+            .expect("unique histogram");
+        Self {
+            registry,
+            rooms,
+            active_rooms,
+            connections,
+            received,
+            delivered,
+            slow_consumers,
+            delivery_latency,
+        }
+    }
+
+    /// The text exposition format.
+    pub(crate) fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("exposition format is UTF-8")
+    }
+}

@@ -1,0 +1,135 @@
+//! [`Node`]: the handle every part of a running node shares: its identity,
+//! configuration, rooms, store, mirror, registration and metrics.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::StatusCode;
+use proto::InstanceId;
+use store::{Mirror, Store};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::registration::Registration;
+use crate::rooms::Rooms;
+
+/// Shared handle to a running node. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    mirror: Mirror,
+    rooms: Rooms,
+    metrics: Arc<Metrics>,
+    registration: Registration,
+    sessions: TaskTracker,
+    stopping: CancellationToken,
+}
+
+impl Node {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: Config,
+        store: Store,
+        mirror: Mirror,
+        rooms: Rooms,
+        metrics: Arc<Metrics>,
+        registration: Registration,
+        sessions: TaskTracker,
+        stopping: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                mirror,
+                rooms,
+                metrics,
+                registration,
+                sessions,
+                stopping,
+            }),
+        }
+    }
+
+    pub(crate) fn id(&self) -> InstanceId {
+        self.inner.config.id
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn mirror(&self) -> &Mirror {
+        &self.inner.mirror
+    }
+
+    pub(crate) fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
+    }
+
+    pub(crate) fn metrics(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// Why the node takes no joins now, if it doesn't.
+    pub(crate) fn unavailable(&self) -> Option<ApiError> {
+        if self.inner.stopping.is_cancelled() {
+            Some(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "this node is shutting down; reconnect through the router".into(),
+            ))
+        } else if self.inner.registration.is_fenced() {
+            Some(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "fenced",
+                "this node lost its registration and is re-registering; retry shortly".into(),
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The upgrade with this node's frame limits applied.
+    pub(crate) fn websocket(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+        let max = self.inner.config.max_frame_bytes;
+        upgrade
+            .max_message_size(max)
+            .max_frame_size(max)
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BUFFER)
+    }
+
+    /// Runs a member session, tracked so shutdown can wait for it.
+    pub(crate) fn track(&self, session: impl Future<Output = ()> + Send + 'static) {
+        self.inner.sessions.spawn(session);
+    }
+
+    pub(crate) fn render_metrics(&self) -> String {
+        let m = &self.inner.metrics;
+        m.rooms.set(self.inner.mirror.rooms_of(self.id()) as i64);
+        m.active_rooms.set(self.inner.rooms.active() as i64);
+        m.render()
+    }
+}
+
+/// tungstenite's read buffer per connection. Its default (128 KiB) would
+/// dominate an idle connection's memory; frames larger than this are still
+/// read, in several steps.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes gathered before a write reaches the socket; a flush sends the rest,
+/// so one flush per batch of queued frames is one `write`.
+const WRITE_BUFFER: usize = 32 * 1024;

@@ -1,0 +1,155 @@
+//! The node's registration: a record under a lease, renewed every third of
+//! the TTL, and the fence that stops the node serving anything once its
+//! lease may have expired.
+//!
+//! The node cannot know when etcd expires its lease, only when it last got
+//! a renewal through. It counts the TTL from the moment it *sent* that
+//! renewal, on its own monotonic clock, minus a margin: past that deadline
+//! another node may legitimately own its rooms, so it fences itself (closes
+//! every room with 1012, refuses joins), registers again, and only then
+//! serves again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::record::NodeRecord;
+use store::{LeaseId, Store, StoreError};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Pause between attempts to register again after a fence.
+const REREGISTER_MIN: Duration = Duration::from_millis(250);
+const REREGISTER_MAX: Duration = Duration::from_secs(2);
+
+/// The live registration, shared with the HTTP side.
+#[derive(Clone)]
+pub(crate) struct Registration {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Store,
+    record: NodeRecord,
+    ttl: Duration,
+    lease: Mutex<LeaseId>,
+    fenced: AtomicBool,
+}
+
+impl Registration {
+    /// Registers `record`; fails if its id is held by another live node.
+    pub(crate) async fn register(
+        store: Store,
+        record: NodeRecord,
+        ttl: Duration,
+    ) -> Result<(Self, Instant), StoreError> {
+        let sent = Instant::now();
+        let lease = store.register_node(&record, ttl).await?;
+        let reg = Self {
+            shared: Arc::new(Shared {
+                store,
+                record,
+                ttl,
+                lease: Mutex::new(lease),
+                fenced: AtomicBool::new(false),
+            }),
+        };
+        Ok((reg, sent))
+    }
+
+    /// Whether the node must refuse joins.
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.shared.fenced.load(Ordering::Acquire)
+    }
+
+    fn lease(&self) -> LeaseId {
+        *self.shared.lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The deadline after a renewal sent at `sent`.
+    fn deadline(&self, sent: Instant) -> Instant {
+        let ttl = self.shared.ttl;
+        let margin = (ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(2));
+        sent + ttl - margin
+    }
+
+    /// Renews until `stop`; `fence` runs whenever the deadline passes
+    /// (before re-registering). Returns when stopped.
+    pub(crate) async fn keep(self, registered: Instant, stop: CancellationToken, fence: impl Fn()) {
+        let interval = self.shared.ttl / 3;
+        let retry = (interval / 4).max(Duration::from_millis(100));
+        let mut deadline = self.deadline(registered);
+        let mut next = Instant::now() + interval;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(next.min(deadline)) => {}
+                () = stop.cancelled() => return,
+            }
+            if Instant::now() >= deadline {
+                self.shared.fenced.store(true, Ordering::Release);
+                tracing::error!(node = %self.shared.record.id, "lease may have expired; fencing: closing every room until registered again");
+                fence();
+                let Some(sent) = self.register_again(&stop).await else {
+                    return;
+                };
+                deadline = self.deadline(sent);
+                self.shared.fenced.store(false, Ordering::Release);
+                tracing::info!(node = %self.shared.record.id, "registered again; serving");
+                next = Instant::now() + interval;
+                continue;
+            }
+            let sent = Instant::now();
+            let renewal = self.shared.store.renew(self.lease());
+            match tokio::time::timeout_at(deadline, renewal).await {
+                Ok(Ok(())) => {
+                    deadline = self.deadline(sent);
+                    next = sent + interval;
+                }
+                Ok(Err(StoreError::LeaseExpired)) => deadline = Instant::now(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "lease renewal failed; retrying");
+                    next = Instant::now() + retry;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Registers under a new lease, retrying until it works or `stop`. The
+    /// old lease comes first: if it somehow survived, the record is still
+    /// ours and renewing it is all it takes.
+    async fn register_again(&self, stop: &CancellationToken) -> Option<Instant> {
+        let mut pause = REREGISTER_MIN;
+        loop {
+            let sent = Instant::now();
+            if self.shared.store.renew(self.lease()).await.is_ok() {
+                return Some(sent);
+            }
+            match self
+                .shared
+                .store
+                .register_node(&self.shared.record, self.shared.ttl)
+                .await
+            {
+                Ok(lease) => {
+                    *self.shared.lease.lock().unwrap_or_else(|p| p.into_inner()) = lease;
+                    return Some(sent);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot register again yet"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = stop.cancelled() => return None,
+            }
+            pause = (pause * 2).min(REREGISTER_MAX);
+        }
+    }
+
+    /// Ends the registration now (graceful shutdown): routers see the node
+    /// gone at once instead of after the TTL.
+    pub(crate) async fn deregister(&self) {
+        if let Err(e) = self.shared.store.deregister(self.lease()).await {
+            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+        }
+    }
+}

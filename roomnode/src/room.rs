@@ -1,0 +1,384 @@
+//! One room, entirely in this process: its members, its sequence and its
+//! history. Every message is encoded once and the same bytes are queued to
+//! every member; a member whose queue is full is disconnected, never waited
+//! for, so one slow reader cannot slow the room or grow the node's memory.
+//!
+//! The state sits behind a std `Mutex` held only for bookkeeping and
+//! `try_send`s (never across `.await`): a broadcast is one lock, not a hop
+//! through a room task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use axum::extract::ws::Utf8Bytes;
+use proto::wire::{ServerMsg, close, code};
+use proto::{InstanceId, RoomId};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::history::{Gap, History};
+use crate::metrics::Metrics;
+
+/// What a member's connection task writes next.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A frame; `accepted` is set on room messages, to count deliveries and
+    /// measure their latency.
+    Frame {
+        text: Utf8Bytes,
+        accepted: Option<Instant>,
+    },
+    /// Say goodbye and close.
+    Close(CloseReason),
+}
+
+/// Why and how a connection ends.
+#[derive(Debug, Clone)]
+pub(crate) struct CloseReason {
+    /// A last frame before the close frame (`moved`, `error`).
+    pub(crate) last: Option<Utf8Bytes>,
+    /// WebSocket close code.
+    pub(crate) code: u16,
+    /// Close reason text.
+    pub(crate) reason: &'static str,
+}
+
+impl CloseReason {
+    pub(crate) fn deleted() -> Self {
+        Self {
+            last: Some(error_frame(code::ROOM_CLOSED, "the room was deleted").into()),
+            code: close::NORMAL,
+            reason: "room deleted",
+        }
+    }
+
+    pub(crate) fn moved(path: &str) -> Self {
+        Self {
+            last: Some(ServerMsg::Moved { path }.encode().into()),
+            code: close::NORMAL,
+            reason: "room moved",
+        }
+    }
+
+    pub(crate) fn fenced() -> Self {
+        Self {
+            last: Some(
+                error_frame(code::UNAVAILABLE, "node lost its registration; reconnect").into(),
+            ),
+            code: close::RESTART,
+            reason: "node fenced",
+        }
+    }
+
+    pub(crate) fn shutdown() -> Self {
+        Self {
+            last: None,
+            code: close::GOING_AWAY,
+            reason: "node shutting down",
+        }
+    }
+
+    fn slow_consumer() -> Self {
+        Self {
+            last: Some(
+                error_frame(
+                    code::SLOW_CONSUMER,
+                    "outbound queue overflowed; read faster",
+                )
+                .into(),
+            ),
+            code: close::POLICY,
+            reason: "slow consumer",
+        }
+    }
+}
+
+/// An `error` frame's text.
+pub(crate) fn error_frame(code: &str, message: &str) -> String {
+    ServerMsg::Error { code, message }.encode()
+}
+
+/// Ends a member's connection at once, bypassing its (full) queue.
+#[derive(Clone, Default)]
+pub(crate) struct Kick {
+    token: CancellationToken,
+    reason: Arc<OnceLock<CloseReason>>,
+}
+
+impl Kick {
+    fn kick(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// Resolves when kicked, with the reason.
+    pub(crate) async fn kicked(&self) -> CloseReason {
+        self.token.cancelled().await;
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(CloseReason::shutdown)
+    }
+}
+
+struct Member {
+    id: Arc<str>,
+    name: Option<Arc<str>>,
+    tx: mpsc::Sender<Outbound>,
+    kick: Kick,
+}
+
+impl Member {
+    /// The `left` frame announcing this member's departure.
+    fn left_frame(&self, members: usize) -> Utf8Bytes {
+        ServerMsg::Left {
+            member: &self.id,
+            name: self.name.as_deref(),
+            members,
+        }
+        .encode()
+        .into()
+    }
+}
+
+struct State {
+    history: History,
+    members: HashMap<u64, Member>,
+    next_member: u64,
+    closed: bool,
+}
+
+/// Sizes a room lives by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoomLimits {
+    /// Messages kept for resume.
+    pub(crate) history: usize,
+    /// Frames queued per member before it counts as a slow consumer.
+    pub(crate) queue: usize,
+}
+
+/// A room hosted here.
+pub(crate) struct Room {
+    id: RoomId,
+    node: InstanceId,
+    epoch: u64,
+    stream: String,
+    limits: RoomLimits,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+}
+
+/// A new member's side of the room.
+pub(crate) struct Membership {
+    /// Key for [`Room::send`] and [`Room::leave`].
+    pub(crate) key: u64,
+    /// Frames to write before anything from `rx`: welcome, then a
+    /// `history_gap` error or the replayed messages.
+    pub(crate) first: Vec<Utf8Bytes>,
+    /// Everything after.
+    pub(crate) rx: mpsc::Receiver<Outbound>,
+    /// Fires when the member must go without draining its queue.
+    pub(crate) kick: Kick,
+}
+
+/// The room is closed (deleted, moved or fenced) and takes no one.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+/// What a join asks for.
+pub(crate) struct JoinRequest<'a> {
+    pub(crate) name: Option<&'a str>,
+    pub(crate) since: Option<u64>,
+    pub(crate) stream: Option<&'a str>,
+}
+
+impl Room {
+    pub(crate) fn new(
+        id: RoomId,
+        node: InstanceId,
+        epoch: u64,
+        limits: RoomLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            id,
+            node,
+            epoch,
+            // A fresh stream per room instance: history starts here.
+            stream: format!("{:016x}", rand::random::<u64>()),
+            limits,
+            metrics,
+            state: Mutex::new(State {
+                history: History::new(limits.history),
+                members: HashMap::new(),
+                next_member: 0,
+                closed: false,
+            }),
+        }
+    }
+
+    pub(crate) fn id(&self) -> &RoomId {
+        &self.id
+    }
+
+    /// The owner epoch this instance serves; another epoch means another
+    /// owner took over and this instance must go.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether anyone is connected.
+    pub(crate) fn is_active(&self) -> bool {
+        !self.lock().members.is_empty()
+    }
+
+    /// Adds a member. Under one lock: the welcome's seq, the replay and the
+    /// start of live delivery line up, so nothing is missed or repeated.
+    pub(crate) fn join(&self, req: JoinRequest<'_>) -> Result<Membership, Closed> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Closed);
+        }
+        st.next_member += 1;
+        let key = st.next_member;
+        let id: Arc<str> = format!("m{key}").into();
+        let name: Option<Arc<str>> = req.name.map(Into::into);
+        let members = st.members.len() + 1;
+        let latest = st.history.latest();
+        let mut first = vec![
+            ServerMsg::Welcome {
+                room: &self.id,
+                node: self.node,
+                member: &id,
+                members,
+                seq: latest,
+                stream: &self.stream,
+            }
+            .encode()
+            .into(),
+        ];
+        if let Some(since) = req.since {
+            let same_stream = req.stream.is_none_or(|s| s == self.stream);
+            match same_stream.then(|| st.history.since(since)) {
+                Some(Ok(replay)) => first.extend(replay),
+                Some(Err(Gap)) | None => first.push(
+                    error_frame(
+                        code::HISTORY_GAP,
+                        &format!(
+                            "cannot resume after seq {since}: history of stream {} holds up to {latest}",
+                            self.stream
+                        ),
+                    )
+                    .into(),
+                ),
+            }
+        }
+        let joined: Utf8Bytes = ServerMsg::Joined {
+            member: &id,
+            name: name.as_deref(),
+            members,
+        }
+        .encode()
+        .into();
+        let (tx, rx) = mpsc::channel(self.limits.queue);
+        let kick = Kick::default();
+        self.fan_out(&mut st, joined, None);
+        st.members.insert(
+            key,
+            Member {
+                id,
+                name,
+                tx,
+                kick: kick.clone(),
+            },
+        );
+        Ok(Membership {
+            key,
+            first,
+            rx,
+            kick,
+        })
+    }
+
+    /// Broadcasts a member's message to everyone, sender included.
+    pub(crate) fn send(&self, key: u64, body: &RawValue) -> Result<(), Closed> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Closed);
+        }
+        let Some(sender) = st.members.get(&key) else {
+            return Err(Closed);
+        };
+        let (from, name) = (sender.id.clone(), sender.name.clone());
+        let room = &self.id;
+        let (_, frame) = st.history.push(|seq| {
+            ServerMsg::Message {
+                room,
+                seq,
+                from: &from,
+                name: name.as_deref(),
+                body,
+            }
+            .encode()
+            .into()
+        });
+        self.metrics.received.inc();
+        self.fan_out(&mut st, frame, Some(Instant::now()));
+        Ok(())
+    }
+
+    /// Removes a member (idempotent) and tells the others.
+    pub(crate) fn leave(&self, key: u64) {
+        let mut st = self.lock();
+        if let Some(m) = st.members.remove(&key) {
+            let left = m.left_frame(st.members.len());
+            self.fan_out(&mut st, left, None);
+        }
+    }
+
+    /// Queues `text` to every member; members whose queue is full are
+    /// disconnected (and their departure announced, which may in turn find
+    /// more slow members).
+    fn fan_out(&self, st: &mut State, text: Utf8Bytes, accepted: Option<Instant>) {
+        let mut pending = vec![text];
+        while let Some(text) = pending.pop() {
+            let mut slow = Vec::new();
+            for (key, m) in &st.members {
+                let out = Outbound::Frame {
+                    text: text.clone(),
+                    accepted,
+                };
+                if let Err(TrySendError::Full(_)) = m.tx.try_send(out) {
+                    slow.push(*key);
+                }
+            }
+            for key in slow {
+                if let Some(m) = st.members.remove(&key) {
+                    self.metrics.slow_consumers.inc();
+                    tracing::info!(room = %self.id, member = %m.id, "disconnecting slow consumer");
+                    m.kick.kick(CloseReason::slow_consumer());
+                    pending.push(m.left_frame(st.members.len()));
+                }
+            }
+        }
+    }
+
+    /// Closes the room: every member gets the reason after what is already
+    /// queued for it, and no one can join any more.
+    pub(crate) fn close(&self, reason: &CloseReason) {
+        let mut st = self.lock();
+        st.closed = true;
+        for (_, m) in st.members.drain() {
+            if m.tx.try_send(Outbound::Close(reason.clone())).is_err() {
+                m.kick.kick(reason.clone());
+            }
+        }
+    }
+}

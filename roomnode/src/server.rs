@@ -1,0 +1,126 @@
+//! [`run`]: a whole room node on a bound listener until `shutdown`
+//! resolves. The binary and `router up` both call it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::record::{NodeRecord, NodeState};
+use store::{Mirror, Store, StoreError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::registration::Registration;
+use crate::room::{CloseReason, RoomLimits};
+use crate::rooms::Rooms;
+
+/// Why a node could not start (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A flag is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `--advertise` is needed.
+    #[error(
+        "--advertise is required when listening on {0}: give the URL routers reach this node at"
+    )]
+    NoAdvertise(std::net::SocketAddr),
+    /// Registration failed (e.g. the id is taken).
+    #[error("cannot register this node: {0}")]
+    Register(#[from] StoreError),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves a room node on `listener` until `shutdown` resolves, then stops
+/// accepting, closes every client with 1001, releases the lease and
+/// returns, all within the configured grace period.
+pub async fn run(
+    listener: TcpListener,
+    mut config: Config,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    config.validate()?;
+    let local = listener.local_addr()?;
+    let advertise = match config.advertise.clone() {
+        Some(a) => a,
+        None if local.ip().is_unspecified() => return Err(NodeError::NoAdvertise(local)),
+        None => format!("http://{local}"),
+    };
+    config.advertise = Some(advertise.clone());
+    let id = config.id;
+    let metrics = Arc::new(Metrics::new(id));
+    let limits = RoomLimits {
+        history: config.history,
+        queue: config.max_queue,
+    };
+    let rooms = Rooms::new(id, limits, metrics.clone());
+    let hook_rooms = rooms.clone();
+    let mirror = Mirror::start(
+        store.clone(),
+        Some(Arc::new(move |c: &store::Change| hook_rooms.on_change(c))),
+    );
+    let record = NodeRecord {
+        id,
+        addr: advertise.clone(),
+        weight: config.weight,
+        state: NodeState::Active,
+    };
+    let (registration, registered) =
+        Registration::register(store.clone(), record, config.ttl()).await?;
+    tracing::info!(node = %id, addr = %advertise, listen = %local, "room node registered");
+
+    let stopping = CancellationToken::new();
+    let sessions = TaskTracker::new();
+    let grace = Duration::from_secs(config.grace);
+    let node = Node::new(
+        config,
+        store,
+        mirror,
+        rooms.clone(),
+        metrics,
+        registration.clone(),
+        sessions.clone(),
+        stopping.clone(),
+    );
+    let fence_rooms = rooms.clone();
+    let keeper = tokio::spawn(
+        registration
+            .clone()
+            .keep(registered, stopping.clone(), move || {
+                fence_rooms.close_all(&CloseReason::fenced());
+            }),
+    );
+    let signal = stopping.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signal.cancel();
+    });
+
+    let app = crate::http::routes(node);
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(stopping.clone().cancelled_owned());
+    let serving = tokio::spawn(async move { serve.await });
+    stopping.cancelled().await;
+    tracing::info!(node = %id, "shutting down: closing every room");
+    rooms.close_all(&CloseReason::shutdown());
+    sessions.close();
+    let drained = tokio::time::timeout(grace, async {
+        sessions.wait().await;
+        let _ = serving.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(node = %id, "grace period over; dropping what is left");
+    }
+    let _ = keeper.await;
+    registration.deregister().await;
+    tracing::info!(node = %id, "stopped");
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! One member's connection: the only place that reads or writes its
+//! WebSocket. Client frames go to the room; the member's queue goes to the
+//! socket, every frame already waiting written in one flush.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use proto::wire::{ClientMsg, close, code};
+use tokio::time::Instant;
+
+use crate::metrics::Metrics;
+use crate::room::{CloseReason, Membership, Outbound, Room, error_frame};
+
+/// Most frames written per flush, so one busy member cannot hold its task
+/// for long.
+const MAX_BATCH: usize = 64;
+
+/// Bound on saying goodbye to a client that may not be reading.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves one member until it leaves, is kicked or the room closes.
+pub(crate) async fn run(
+    mut socket: WebSocket,
+    room: Arc<Room>,
+    m: Membership,
+    metrics: Arc<Metrics>,
+) {
+    let Membership {
+        key,
+        first,
+        mut rx,
+        kick,
+    } = m;
+    metrics.connections.inc();
+    let mut ended = write_first(&mut socket, first).await.err();
+    let mut batch: Vec<Outbound> = Vec::with_capacity(MAX_BATCH);
+    while ended.is_none() {
+        tokio::select! {
+            biased;
+            reason = kick.kicked() => ended = Some(End::Close(reason)),
+            n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    ended = Some(End::Gone);
+                    continue;
+                }
+                let written = tokio::select! {
+                    biased;
+                    reason = kick.kicked() => Err(End::Close(reason)),
+                    r = write_batch(&mut socket, &mut batch, &metrics) => r,
+                };
+                ended = written.err();
+            }
+            frame = socket.recv() => ended = handle(&mut socket, &room, key, frame).await.err(),
+        }
+    }
+    room.leave(key);
+    metrics.connections.dec();
+    if let Some(End::Close(reason)) = ended {
+        let goodbye = say_goodbye(&mut socket, reason);
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+    }
+}
+
+/// Why the loop ended.
+enum End {
+    /// The peer is gone or the socket failed: nothing more to say.
+    Gone,
+    /// Close with this reason.
+    Close(CloseReason),
+}
+
+async fn write_first(socket: &mut WebSocket, first: Vec<Utf8Bytes>) -> Result<(), End> {
+    for text in first {
+        socket
+            .feed(Message::Text(text))
+            .await
+            .map_err(|_| End::Gone)?;
+    }
+    socket.flush().await.map_err(|_| End::Gone)
+}
+
+async fn write_batch(
+    socket: &mut WebSocket,
+    batch: &mut Vec<Outbound>,
+    metrics: &Metrics,
+) -> Result<(), End> {
+    let mut accepted = Vec::new();
+    let mut close = None;
+    for out in batch.drain(..) {
+        match out {
+            Outbound::Frame { text, accepted: at } => {
+                socket
+                    .feed(Message::Text(text))
+                    .await
+                    .map_err(|_| End::Gone)?;
+                accepted.extend(at);
+            }
+            Outbound::Close(reason) => {
+                close = Some(reason);
+                break;
+            }
+        }
+    }
+    socket.flush().await.map_err(|_| End::Gone)?;
+    let now = Instant::now();
+    metrics.delivered.inc_by(accepted.len() as u64);
+    for at in accepted {
+        metrics.delivery_latency.observe((now - at).as_secs_f64());
+    }
+    close.map_or(Ok(()), |reason| Err(End::Close(reason)))
+}
+
+/// Acts on one frame from the client.
+async fn handle(
+    socket: &mut WebSocket,
+    room: &Room,
+    key: u64,
+    frame: Option<Result<Message, axum::Error>>,
+) -> Result<(), End> {
+    let text = match frame {
+        None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
+        Some(Err(e)) => return Err(read_error(e)),
+        Some(Ok(Message::Text(text))) => text,
+        Some(Ok(Message::Binary(_))) => {
+            return reply_error(
+                socket,
+                code::BAD_FRAME,
+                "binary frames are not supported; send JSON text frames",
+            )
+            .await;
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Ok(()),
+    };
+    match ClientMsg::decode(&text) {
+        Ok(ClientMsg::Send { body }) => room.send(key, &body).map_err(|_| End::Gone),
+        Err(e) => reply_error(socket, code::BAD_FRAME, &e.to_string()).await,
+    }
+}
+
+/// A read error: an oversized frame is answered with 1009, anything else
+/// means the connection is unusable.
+fn read_error(e: axum::Error) -> End {
+    let too_big = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+    if too_big {
+        End::Close(CloseReason {
+            last: None,
+            code: close::TOO_BIG,
+            reason: "frame too large",
+        })
+    } else {
+        End::Gone
+    }
+}
+
+async fn reply_error(socket: &mut WebSocket, code: &str, message: &str) -> Result<(), End> {
+    socket
+        .send(Message::Text(error_frame(code, message).into()))
+        .await
+        .map_err(|_| End::Gone)
+}
+
+async fn say_goodbye(socket: &mut WebSocket, reason: CloseReason) {
+    if let Some(last) = reason.last {
+        let _ = socket.feed(Message::Text(last)).await;
+    }
+    let frame = CloseFrame {
+        code: reason.code,
+        reason: reason.reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
