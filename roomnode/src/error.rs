@@ -104,3 +104,15 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::Unavailable(detail) => Self::store_unavailable(&detail),
+            store::StoreError::Conflict(message) => {
+                Self::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            other => Self::internal(&other),
+        }
+    }
+}

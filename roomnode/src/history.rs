@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use axum::extract::ws::Utf8Bytes;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// `since` asks for messages that are no longer retained.
 #[derive(Debug, PartialEq, Eq)]

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +18,10 @@ use crate::error::ApiError;
 use crate::node::Node;
 use crate::room::{JoinRequest, Room};
 use crate::session;
+use crate::upgrade::{NotWebSocket, Socket, Upgrade};
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 /// The node's routes.
 pub(crate) fn routes(node: Node) -> Router {
@@ -64,7 +67,7 @@ async fn join(
     Path((instance, room)): Path<(String, String)>,
     RawQuery(raw_query): RawQuery,
     query: Result<Query<JoinParams>, axum::extract::rejection::QueryRejection>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, NotWebSocket>,
 ) -> Result<Response, ApiError> {
     let instance: InstanceId = instance
         .parse()
@@ -99,13 +102,14 @@ async fn join(
         ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
             "upgrade_required",
-            format!("join with a WebSocket upgrade: {}", e.body_text()),
+            format!("join with a WebSocket upgrade: {}", e.reason()),
         )
     })?;
-    Ok(node
-        .websocket(upgrade)
-        .on_upgrade(move |socket| enter(socket, node, hosted, params))
-        .into_response())
+    let config = node.websocket_config();
+    let tracker = node.sessions().clone();
+    Ok(upgrade.accept(config, &tracker, move |socket| {
+        enter(socket, node, hosted, params)
+    }))
 }
 
 /// Makes the room live here if the store says this node owns it.
@@ -132,12 +136,11 @@ async fn activate(node: &Node, room: &RoomId, query: Option<&str>) -> Result<Arc
 /// and this node's lease still holds.
 async fn owner(node: &Node, room: &RoomId) -> Result<Option<RoomRecord>, ApiError> {
     match node.store().room(room).await {
-        Ok(rec) => Ok(rec),
         Err(StoreError::Unavailable(e)) => match node.mirror().room(room) {
             Some(rec) => Ok(Some(rec)),
             None => Err(ApiError::store_unavailable(&e)),
         },
-        Err(e) => Err(ApiError::internal(&e)),
+        other => Ok(other?),
     }
 }
 
@@ -158,14 +161,12 @@ async fn create_here(node: &Node, room: &RoomId) -> Result<RoomRecord, ApiError>
         private: false,
         created_at: store::store::unix_now(),
     };
-    match node.store().create_room(&rec).await {
-        Ok(Created::New(r) | Created::Existing(r)) => Ok(r),
-        Err(StoreError::Unavailable(e)) => Err(ApiError::store_unavailable(&e)),
-        Err(e) => Err(ApiError::internal(&e)),
+    match node.store().create_room(&rec).await? {
+        Created::New(r) | Created::Existing(r) => Ok(r),
     }
 }
 
-async fn enter(socket: WebSocket, node: Node, room: Arc<Room>, params: JoinParams) {
+async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinParams) {
     let req = JoinRequest {
         name: params.name.as_deref(),
         since: params.since,
@@ -174,17 +175,15 @@ async fn enter(socket: WebSocket, node: Node, room: Arc<Room>, params: JoinParam
     let Ok(membership) = room.join(req) else {
         // Closed between the checks and the upgrade (deleted, moved,
         // fenced): the client reconnects through the router.
-        let mut socket = socket;
-        let _ = socket
-            .send(axum::extract::ws::Message::Close(Some(
-                axum::extract::ws::CloseFrame {
-                    code: proto::wire::close::RESTART,
-                    reason: "room closed; reconnect".into(),
-                },
-            )))
-            .await;
+        let frame = CloseFrame {
+            code: proto::wire::close::RESTART.into(),
+            reason: "room closed; reconnect".into(),
+        };
+        let _ = socket.send(Message::Close(Some(frame))).await;
         return;
     };
     let span = tracing::debug_span!("member", room = %room.id(), node = %node.id());
-    node.track(session::run(socket, room, membership, node.metrics()).instrument(span));
+    session::run(socket, room, membership, node.metrics())
+        .instrument(span)
+        .await;
 }

@@ -11,6 +11,7 @@
 //! - `rooms`: the hosted rooms by id, kept in line with the store.
 //! - `room`: one room: members, seq, fan-out, slow-consumer policy.
 //! - `history`: the ring of recent messages behind `since` resume.
+//! - `upgrade`: the WebSocket handshake, keeping the raw connection.
 //! - `session`: one member's WebSocket, the only code that touches it.
 //! - [`error`]: the JSON error answers.
 //! - `metrics`: the Prometheus metrics.
@@ -26,6 +27,7 @@ mod room;
 mod rooms;
 pub mod server;
 mod session;
+mod upgrade;
 
 pub use config::Config;
 pub use server::{NodeError, run};

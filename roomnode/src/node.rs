@@ -1,13 +1,12 @@
 //! [`Node`]: the handle every part of a running node shares: its identity,
 //! configuration, rooms, store, mirror, registration and metrics.
 
-use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::StatusCode;
 use proto::InstanceId;
 use store::{Mirror, Store};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -103,19 +102,19 @@ impl Node {
         }
     }
 
-    /// The upgrade with this node's frame limits applied.
-    pub(crate) fn websocket(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    /// WebSocket settings: this node's frame limit and small buffers.
+    pub(crate) fn websocket_config(&self) -> WebSocketConfig {
         let max = self.inner.config.max_frame_bytes;
-        upgrade
-            .max_message_size(max)
-            .max_frame_size(max)
+        WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BUFFER)
     }
 
-    /// Runs a member session, tracked so shutdown can wait for it.
-    pub(crate) fn track(&self, session: impl Future<Output = ()> + Send + 'static) {
-        self.inner.sessions.spawn(session);
+    /// Member sessions, tracked so shutdown can wait for them.
+    pub(crate) fn sessions(&self) -> &TaskTracker {
+        &self.inner.sessions
     }
 
     pub(crate) fn render_metrics(&self) -> String {

@@ -5,13 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use proto::wire::{ClientMsg, close, code};
+use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::metrics::Metrics;
 use crate::room::{CloseReason, Membership, Outbound, Room, error_frame};
+use crate::upgrade::Socket;
 
 /// Most frames written per flush, so one busy member cannot hold its task
 /// for long.
@@ -20,13 +23,12 @@ const MAX_BATCH: usize = 64;
 /// Bound on saying goodbye to a client that may not be reading.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Most bytes read and thrown away after refusing an oversized frame, so the
+/// close frame is not lost to a TCP reset.
+const DRAIN_LIMIT: usize = 1 << 20;
+
 /// Serves one member until it leaves, is kicked or the room closes.
-pub(crate) async fn run(
-    mut socket: WebSocket,
-    room: Arc<Room>,
-    m: Membership,
-    metrics: Arc<Metrics>,
-) {
+pub(crate) async fn run(mut socket: Socket, room: Arc<Room>, m: Membership, metrics: Arc<Metrics>) {
     let Membership {
         key,
         first,
@@ -52,7 +54,7 @@ pub(crate) async fn run(
                 };
                 ended = written.err();
             }
-            frame = socket.recv() => ended = handle(&mut socket, &room, key, frame).await.err(),
+            frame = socket.next() => ended = handle(&mut socket, &room, key, frame).await.err(),
         }
     }
     room.leave(key);
@@ -71,7 +73,7 @@ enum End {
     Close(CloseReason),
 }
 
-async fn write_first(socket: &mut WebSocket, first: Vec<Utf8Bytes>) -> Result<(), End> {
+async fn write_first(socket: &mut Socket, first: Vec<Utf8Bytes>) -> Result<(), End> {
     for text in first {
         socket
             .feed(Message::Text(text))
@@ -82,7 +84,7 @@ async fn write_first(socket: &mut WebSocket, first: Vec<Utf8Bytes>) -> Result<()
 }
 
 async fn write_batch(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     batch: &mut Vec<Outbound>,
     metrics: &Metrics,
 ) -> Result<(), End> {
@@ -114,14 +116,22 @@ async fn write_batch(
 
 /// Acts on one frame from the client.
 async fn handle(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     room: &Room,
     key: u64,
-    frame: Option<Result<Message, axum::Error>>,
+    frame: Option<Result<Message, WsError>>,
 ) -> Result<(), End> {
     let text = match frame {
         None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
-        Some(Err(e)) => return Err(read_error(e)),
+        Some(Err(WsError::Capacity(e))) => {
+            tracing::debug!(error = %e, "frame over the limit");
+            return Err(End::Close(CloseReason {
+                last: None,
+                code: close::TOO_BIG,
+                reason: "frame too large",
+            }));
+        }
+        Some(Err(_)) => return Err(End::Gone),
         Some(Ok(Message::Text(text))) => text,
         Some(Ok(Message::Binary(_))) => {
             return reply_error(
@@ -131,7 +141,7 @@ async fn handle(
             )
             .await;
         }
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Ok(()),
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
     };
     match ClientMsg::decode(&text) {
         Ok(ClientMsg::Send { body }) => room.send(key, &body).map_err(|_| End::Gone),
@@ -139,37 +149,34 @@ async fn handle(
     }
 }
 
-/// A read error: an oversized frame is answered with 1009, anything else
-/// means the connection is unusable.
-fn read_error(e: axum::Error) -> End {
-    let too_big = std::error::Error::source(&e)
-        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-    if too_big {
-        End::Close(CloseReason {
-            last: None,
-            code: close::TOO_BIG,
-            reason: "frame too large",
-        })
-    } else {
-        End::Gone
-    }
-}
-
-async fn reply_error(socket: &mut WebSocket, code: &str, message: &str) -> Result<(), End> {
+async fn reply_error(socket: &mut Socket, code: &str, message: &str) -> Result<(), End> {
     socket
         .send(Message::Text(error_frame(code, message).into()))
         .await
         .map_err(|_| End::Gone)
 }
 
-async fn say_goodbye(socket: &mut WebSocket, reason: CloseReason) {
+/// Sends the last frame and the close frame, then reads and discards what
+/// the client still sends until it closes: closing a socket with unread
+/// input makes the kernel send a reset, which can overtake the close frame.
+async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
     if let Some(last) = reason.last {
         let _ = socket.feed(Message::Text(last)).await;
     }
     let frame = CloseFrame {
-        code: reason.code,
+        code: reason.code.into(),
         reason: reason.reason.into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let raw = socket.get_mut();
+    let mut buf = [0u8; 8192];
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match raw.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
 }

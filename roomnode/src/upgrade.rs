@@ -1,0 +1,125 @@
+//! The WebSocket handshake, done here rather than by axum's `ws` extractor
+//! so the session owns the raw connection: after refusing an oversized frame
+//! it must drain what the client is still sending, or the kernel answers
+//! with a TCP reset and the client never sees the 1009 close frame.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::task::TaskTracker;
+
+/// The server side of an accepted WebSocket.
+pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// A valid WebSocket upgrade request, not yet answered.
+pub(crate) struct Upgrade {
+    accept: String,
+    on_upgrade: OnUpgrade,
+}
+
+/// Why a request is not a WebSocket upgrade.
+#[derive(Debug)]
+pub(crate) struct NotWebSocket(&'static str);
+
+impl axum::response::IntoResponse for NotWebSocket {
+    fn into_response(self) -> Response {
+        crate::error::ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            format!("join with a WebSocket upgrade: {}", self.0),
+        )
+        .into_response()
+    }
+}
+
+impl NotWebSocket {
+    pub(crate) fn reason(&self) -> &'static str {
+        self.0
+    }
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = NotWebSocket;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, NotWebSocket> {
+        if parts.method != Method::GET {
+            return Err(NotWebSocket("a WebSocket upgrade must be a GET"));
+        }
+        if !has_token(&parts.headers, header::CONNECTION, "upgrade")
+            || !has_token(&parts.headers, header::UPGRADE, "websocket")
+        {
+            return Err(NotWebSocket(
+                "missing Connection: upgrade / Upgrade: websocket",
+            ));
+        }
+        if parts
+            .headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .map(HeaderValue::as_bytes)
+            != Some(b"13")
+        {
+            return Err(NotWebSocket("Sec-WebSocket-Version must be 13"));
+        }
+        let key = parts
+            .headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .ok_or(NotWebSocket("missing Sec-WebSocket-Key"))?;
+        let accept = derive_accept_key(key.as_bytes());
+        let on_upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .ok_or(NotWebSocket("this connection cannot be upgraded"))?;
+        Ok(Self { accept, on_upgrade })
+    }
+}
+
+impl Upgrade {
+    /// Answers 101 and runs `session` on the socket once the upgrade is done.
+    /// The session runs on `tracker`, so shutdown can wait for it.
+    pub(crate) fn accept<F, Fut>(
+        self,
+        config: WebSocketConfig,
+        tracker: &TaskTracker,
+        session: F,
+    ) -> Response
+    where
+        F: FnOnce(Socket) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Self { accept, on_upgrade } = self;
+        tracker.spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let socket = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(config),
+                    )
+                    .await;
+                    session(socket).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(axum::body::Body::empty())
+            .expect("static response parts are valid")
+    }
+}

@@ -1,0 +1,180 @@
+//! The room and node API: `POST/GET/DELETE /rooms…`, `GET /nodes`.
+//! Reads come from the mirror; every change is one store transaction.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use proto::api::{CreateRoom, NodeView, RoomPage, RoomView};
+use proto::record::RoomRecord;
+use proto::{InstanceId, RoomId};
+use rand::Rng;
+use roomnode::error::ApiError;
+use serde::Deserialize;
+use store::Created;
+
+use crate::app::App;
+
+/// Longest page of `GET /rooms`.
+const MAX_PAGE: usize = 1000;
+/// Page size of `GET /rooms` without `limit`.
+const DEFAULT_PAGE: usize = 100;
+/// Length of a generated room id.
+const GENERATED_ID_LEN: usize = 12;
+
+/// `POST /rooms`: creates the room on its HRW owner, or returns the existing
+/// one (200) — idempotent, and two routers racing agree on one owner.
+pub(crate) async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: CreateRoom = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateRoom::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("body must be {{\"id\"?: string, \"private\"?: bool}}: {e}"),
+            )
+        })?
+    };
+    let id: RoomId = match req.id {
+        Some(id) => id.parse().map_err(ApiError::bad_id)?,
+        None => generate_id(),
+    };
+    let ws = app.ws_base(&headers);
+    let Some(node) = app.mirror().nodes().placement.owner(&id) else {
+        // No node to place on, but an existing room is still an answer.
+        return match app.mirror().lookup(&id).await? {
+            Some(rec) => Ok((StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response()),
+            None => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_nodes",
+                "no active room node is registered".into(),
+            )),
+        };
+    };
+    let rec = RoomRecord {
+        id,
+        node,
+        epoch: 1,
+        private: req.private,
+        created_at: store::store::unix_now(),
+    };
+    Ok(match app.store().create_room(&rec).await? {
+        Created::New(rec) => {
+            tracing::info!(room = %rec.id, node = %rec.node, "room created");
+            (StatusCode::CREATED, Json(RoomView::new(&rec, &ws))).into_response()
+        }
+        Created::Existing(rec) => (StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response(),
+    })
+}
+
+fn generate_id() -> RoomId {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    let id: String = (0..GENERATED_ID_LEN)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    id.parse().expect("generated ids follow the rule")
+}
+
+/// `GET /rooms/{id}`.
+pub(crate) async fn get(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RoomView>, ApiError> {
+    let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
+    match app.mirror().lookup(&id).await? {
+        Some(rec) => Ok(Json(RoomView::new(&rec, &app.ws_base(&headers)))),
+        None => Err(unknown_room(&id)),
+    }
+}
+
+pub(crate) fn unknown_room(id: &RoomId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_room",
+        format!("room {id} does not exist"),
+    )
+}
+
+/// `DELETE /rooms/{id}`: the owner sees the deletion through its watch and
+/// closes the room's connections.
+pub(crate) async fn delete(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.require_admin(&headers)?;
+    let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
+    if app.store().delete_room(&id).await? {
+        tracing::info!(room = %id, "room deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(unknown_room(&id))
+    }
+}
+
+/// `GET /rooms` query.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    node: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /rooms?node=iN&limit=&after=`: one page in id order.
+pub(crate) async fn list(
+    State(app): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RoomPage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let node: Option<InstanceId> = q
+        .node
+        .map(|n| n.parse())
+        .transpose()
+        .map_err(ApiError::bad_id)?;
+    let after: Option<RoomId> = q
+        .after
+        .map(|a| a.parse())
+        .transpose()
+        .map_err(ApiError::bad_id)?;
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1..={MAX_PAGE}"),
+        ));
+    }
+    let records = app.mirror().rooms_page(node, after.as_ref(), limit);
+    let next = (records.len() == limit).then(|| records[limit - 1].id.clone());
+    let ws = app.ws_base(&headers);
+    Ok(Json(RoomPage {
+        rooms: records.iter().map(|r| RoomView::new(r, &ws)).collect(),
+        next,
+    }))
+}
+
+/// `GET /nodes`: live nodes with their room counts.
+pub(crate) async fn nodes(State(app): State<App>) -> Json<Vec<NodeView>> {
+    let counts = app.mirror().room_counts();
+    let nodes = app.mirror().nodes();
+    Json(
+        nodes
+            .nodes
+            .values()
+            .map(|n| NodeView {
+                id: n.id,
+                addr: n.addr.clone(),
+                weight: n.weight,
+                state: n.state,
+                rooms: counts.get(&n.id).copied().unwrap_or(0),
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,143 @@
+//! [`App`]: the handle every request handler shares: configuration, store,
+//! its mirror, readiness and metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use roomnode::error::ApiError;
+use store::{Mirror, Store};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{RouterConfig, ws_base};
+use crate::metrics::Metrics;
+
+/// How often readiness asks the store whether it answers.
+const READY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shared router state. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RouterConfig,
+    store: Store,
+    mirror: Mirror,
+    metrics: Metrics,
+    store_ok: AtomicBool,
+    tunnels: TaskTracker,
+    stopping: CancellationToken,
+}
+
+impl App {
+    pub(crate) fn new(
+        config: RouterConfig,
+        store: Store,
+        tunnels: TaskTracker,
+        stopping: CancellationToken,
+    ) -> Self {
+        let mirror = Mirror::start(store.clone(), None);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                mirror,
+                metrics: Metrics::new(),
+                store_ok: AtomicBool::new(false),
+                tunnels,
+                stopping,
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn mirror(&self) -> &Mirror {
+        &self.inner.mirror
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn tunnels(&self) -> &TaskTracker {
+        &self.inner.tunnels
+    }
+
+    pub(crate) fn stopping(&self) -> &CancellationToken {
+        &self.inner.stopping
+    }
+
+    /// Ready: the store answered the last probe and the mirror holds a
+    /// snapshot.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.inner.store_ok.load(Ordering::Acquire) && self.inner.mirror.is_synced()
+    }
+
+    /// Probes the store until stopped, for `/readyz`.
+    pub(crate) async fn probe_store(self) {
+        loop {
+            let ok = self.inner.store.ping().await.is_ok();
+            if ok != self.inner.store_ok.swap(ok, Ordering::AcqRel) {
+                if ok {
+                    tracing::info!("store reachable");
+                } else {
+                    tracing::warn!("store unreachable: not ready; answering lookups from cache");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(READY_PROBE_INTERVAL) => {}
+                () = self.inner.stopping.cancelled() => return,
+            }
+        }
+    }
+
+    /// `ws://host` for `ws_url`s: `--public-url`, else the request's `Host`
+    /// (and `X-Forwarded-Proto` from a TLS-terminating load balancer).
+    pub(crate) fn ws_base(&self, headers: &HeaderMap) -> String {
+        if let Some(base) = self.inner.config.public_url.as_deref().and_then(ws_base) {
+            return base;
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let tls = headers
+            .get("x-forwarded-proto")
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        format!("{}://{host}", if tls { "wss" } else { "ws" })
+    }
+
+    /// Refuses the request unless it carries the admin token (when one is
+    /// configured). Compared in constant time.
+    pub(crate) fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = &self.inner.config.admin_token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "));
+        match given {
+            Some(g) if bool::from(g.as_bytes().ct_eq(token.expose().as_bytes())) => Ok(()),
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the admin token is wrong".into(),
+            )),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this endpoint needs Authorization: Bearer <admin token>".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `router serve`'s configuration: one struct, every field a flag with an
+//! environment variable, checked once at start.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use clap::Args;
+
+/// A secret whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for comparison.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            Err("must not be empty".into())
+        } else {
+            Ok(Self(s.to_owned()))
+        }
+    }
+}
+
+/// How a router serves.
+#[derive(Debug, Clone, Args)]
+pub struct RouterConfig {
+    /// The address clients use, e.g. `https://chat.example.com` (the ALB's);
+    /// `ws_url`s are built from it. Without it, from the request's `Host`.
+    #[arg(long, env = "ROUTER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Serve `/metrics` on this address instead of the public listener
+    /// (recommended behind a public load balancer).
+    #[arg(long, env = "ROUTER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on `DELETE /rooms/{id}` and
+    /// other admin endpoints.
+    #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+}
+
+/// A configuration that cannot work, naming the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// See the message.
+    #[error(
+        "--public-url must be an http://, https://, ws:// or wss:// URL without a path, got {0:?}"
+    )]
+    PublicUrl(String),
+}
+
+impl RouterConfig {
+    /// Checks what clap cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(u) = &self.public_url {
+            ws_base(u).ok_or_else(|| ConfigError::PublicUrl(u.clone()))?;
+        }
+        Ok(())
+    }
+}
+
+/// `ws://host[:port]` or `wss://…` for a public URL; `None` if it is not one.
+pub(crate) fn ws_base(public_url: &str) -> Option<String> {
+    let (scheme, rest) = public_url.split_once("://")?;
+    let ws = match scheme {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return None,
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        return None;
+    }
+    Some(format!("{ws}://{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_become_websocket_bases() {
+        assert_eq!(
+            ws_base("https://chat.example.com").as_deref(),
+            Some("wss://chat.example.com")
+        );
+        assert_eq!(
+            ws_base("http://127.0.0.1:8080/").as_deref(),
+            Some("ws://127.0.0.1:8080")
+        );
+        assert_eq!(ws_base("ftp://x"), None);
+        assert_eq!(ws_base("https://x/path"), None);
+        assert!(!format!("{:?}", "tok".parse::<Secret>().unwrap()).contains("tok"));
+    }
+}

@@ -1,0 +1,26 @@
+//! The roomrouter router: places each new room on a node by weighted
+//! rendezvous hashing, records the choice in etcd, and proxies clients to
+//! their room's node. Stateless: everything it knows is in the store, and
+//! its cache (the store mirror) is rebuilt from a watch.
+//!
+//! Layout:
+//! - [`server`]: [`run`], the router on a listener until shutdown, and its
+//!   routes.
+//! - [`config`]: [`RouterConfig`], flags and environment.
+//! - `app`: the shared handle (store, mirror, readiness, metrics, admin
+//!   check).
+//! - `api`: `POST/GET/DELETE /rooms…`, `GET /nodes`.
+//! - `proxy`: the data plane, `/room/{id}` and `/iN/room/{id}`.
+//! - `metrics`: the Prometheus metrics.
+//! - [`up`]: `router up`, the whole cluster in one process.
+
+mod api;
+mod app;
+pub mod config;
+mod metrics;
+mod proxy;
+pub mod server;
+pub mod up;
+
+pub use config::RouterConfig;
+pub use server::{RouterError, run};

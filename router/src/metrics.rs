@@ -1,0 +1,81 @@
+//! The router's Prometheus metrics (names fixed by SPEC). Gauges that mirror
+//! the store (`router_rooms`, `router_nodes`) are set when scraped.
+
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use store::Mirror;
+
+/// Every metric of one router.
+pub(crate) struct Metrics {
+    registry: Registry,
+    rooms: IntGaugeVec,
+    nodes: IntGauge,
+    /// Requests by route template and status.
+    pub(crate) requests: IntCounterVec,
+    /// Open proxied WebSocket tunnels.
+    pub(crate) proxy_connections: IntGauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let registry = Registry::new();
+        let rooms = IntGaugeVec::new(
+            Opts::new(
+                "router_rooms",
+                "Rooms assigned to each node, from the store.",
+            ),
+            &["node"],
+        )
+        .expect("valid gauge");
+        let nodes = IntGauge::new("router_nodes", "Live room nodes.").expect("valid gauge");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "router_requests_total",
+                "HTTP requests by route and status.",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid counter");
+        let proxy_connections = IntGauge::new(
+            "router_proxy_connections",
+            "Open WebSocket tunnels proxied to room nodes.",
+        )
+        .expect("valid gauge");
+        for m in [
+            Box::new(rooms.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(nodes.clone()),
+            Box::new(requests.clone()),
+            Box::new(proxy_connections.clone()),
+        ] {
+            registry.register(m).expect("unique metric");
+        }
+        Self {
+            registry,
+            rooms,
+            nodes,
+            requests,
+            proxy_connections,
+        }
+    }
+
+    /// The text exposition format, with the store-derived gauges refreshed
+    /// from `mirror`.
+    pub(crate) fn render(&self, mirror: &Mirror) -> String {
+        let nodes = mirror.nodes();
+        let counts = mirror.room_counts();
+        self.rooms.reset();
+        for id in nodes.nodes.keys() {
+            self.rooms.with_label_values(&[&id.to_string()]).set(0);
+        }
+        for (id, n) in counts {
+            self.rooms
+                .with_label_values(&[&id.to_string()])
+                .set(n as i64);
+        }
+        self.nodes.set(nodes.nodes.len() as i64);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("exposition format is UTF-8")
+    }
+}

@@ -1,0 +1,313 @@
+//! The data plane. `/room/{id}`: find the owner (from the mirror), then
+//! tunnel a WebSocket upgrade to `/iN/room/{id}` on it, or answer a plain
+//! GET with 307. `/iN/room/{id}`: pass through to node N unchanged, so the
+//! router can stand in for the load balancer.
+//!
+//! After the upgrade the router only copies bytes: frames, close codes and
+//! pings pass through untouched, with no re-framing. Upstream failures are
+//! the node's fault (502/503/504), never the client's.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::uri::{Authority, PathAndQuery};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use proto::record::NodeRecord;
+use proto::{InstanceId, RoomId};
+use roomnode::error::ApiError;
+use tokio::net::TcpStream;
+
+use crate::api::unknown_room;
+use crate::app::App;
+
+/// Bound on connecting to a node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on a node's answer to the forwarded request (the handshake).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Headers that concern one hop only and are not forwarded (RFC 9110 §7.6.1);
+/// `connection` and `upgrade` are put back for a WebSocket upgrade.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// `GET /room/{id}`.
+pub(crate) async fn legacy(
+    State(app): State<App>,
+    Path(room): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
+    let rec = app
+        .mirror()
+        .lookup(&room)
+        .await?
+        .ok_or_else(|| unknown_room(&room))?;
+    let mut path = proto::path::sharded(rec.node, &room);
+    if let Some(q) = req.uri().query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    if !is_websocket(req.headers()) {
+        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let location = HeaderValue::from_str(&path).map_err(|e| ApiError::internal(&e))?;
+        resp.headers_mut().insert(header::LOCATION, location);
+        return Ok(resp);
+    }
+    let node = live_node(&app, rec.node)?;
+    forward(&app, &node, &path, peer, req).await
+}
+
+/// `GET /iN/room/{id}` (any method, WebSocket or not): to node N as it is.
+pub(crate) async fn instance(
+    State(app): State<App>,
+    Path((instance, _room)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance: InstanceId = instance
+        .parse()
+        .map_err(|e: proto::IdError| ApiError::not_found(&e.to_string()))?;
+    let node = live_node(&app, instance)?;
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    forward(&app, &node, &path, peer, req).await
+}
+
+fn live_node(app: &App, id: InstanceId) -> Result<NodeRecord, ApiError> {
+    app.mirror().nodes().nodes.get(&id).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_unavailable",
+            format!("node {id} is not registered (down or restarting); retry shortly"),
+        )
+    })
+}
+
+fn is_websocket(headers: &HeaderMap) -> bool {
+    let has = |name, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+fn bad_gateway(node: &NodeRecord, what: &str) -> ApiError {
+    tracing::warn!(node = %node.id, addr = %node.addr, "{what}");
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unreachable",
+        format!("node {} did not answer: {what}", node.id),
+    )
+}
+
+/// Sends `req` to `node` at `path`; for a WebSocket upgrade that the node
+/// accepts, splices the two upgraded connections together.
+async fn forward(
+    app: &App,
+    node: &NodeRecord,
+    path: &str,
+    peer: SocketAddr,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let authority = upstream_authority(&node.addr)
+        .ok_or_else(|| bad_gateway(node, "its advertised address is not an http:// URL"))?;
+    let websocket = is_websocket(req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+
+    let (mut parts, body) = req.into_parts();
+    parts.uri = Uri::builder()
+        .path_and_query(
+            path.parse::<PathAndQuery>()
+                .map_err(|e| ApiError::internal(&e))?,
+        )
+        .build()
+        .map_err(|e| ApiError::internal(&e))?;
+    prepare_headers(&mut parts.headers, &authority, peer, websocket);
+
+    let stream =
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority.as_str())).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(bad_gateway(node, &format!("connect: {e}"))),
+            Err(_) => return Err(bad_gateway(node, "connect timed out")),
+        };
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| bad_gateway(node, &format!("handshake: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    let answer = tokio::time::timeout(
+        RESPONSE_TIMEOUT,
+        sender.send_request(axum::http::Request::from_parts(parts, body)),
+    );
+    let mut resp = match answer.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(bad_gateway(node, &format!("request: {e}"))),
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!("node {} did not answer in {RESPONSE_TIMEOUT:?}", node.id),
+            ));
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client) = client_upgrade
+    {
+        let upstream = hyper::upgrade::on(&mut resp);
+        let tunnel_app = app.clone();
+        app.tunnels().spawn(tunnel(tunnel_app, client, upstream));
+    }
+    Ok(resp.map(Body::new))
+}
+
+/// `host:port` of an `http://host:port` node address.
+fn upstream_authority(addr: &str) -> Option<Authority> {
+    let uri: Uri = addr.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let authority = uri.authority()?.clone();
+    if authority.port().is_some() {
+        Some(authority)
+    } else {
+        format!("{}:80", authority.host()).parse().ok()
+    }
+}
+
+fn prepare_headers(
+    headers: &mut HeaderMap,
+    upstream: &Authority,
+    peer: SocketAddr,
+    websocket: bool,
+) {
+    let connection_tokens: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .map(str::to_owned)
+        .chain(connection_tokens)
+    {
+        headers.remove(name.as_str());
+    }
+    if websocket && let Some(upgrade) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade);
+    }
+    if let Some(host) = headers.remove(header::HOST) {
+        headers.insert("x-forwarded-host", host);
+    }
+    if let Ok(h) = HeaderValue::from_str(upstream.as_str()) {
+        headers.insert(header::HOST, h);
+    }
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", v);
+    }
+}
+
+/// Copies bytes both ways until either side closes or the router stops.
+async fn tunnel(app: App, client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    let gauge = &app.metrics().proxy_connections;
+    gauge.inc();
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "tunnel ended");
+            }
+        }
+        () = app.stopping().cancelled() => {}
+    }
+    gauge.dec();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_become_authorities() {
+        assert_eq!(
+            upstream_authority("http://10.0.0.5:9000").unwrap().as_str(),
+            "10.0.0.5:9000"
+        );
+        assert_eq!(
+            upstream_authority("http://node-1").unwrap().as_str(),
+            "node-1:80"
+        );
+        assert!(upstream_authority("https://node-1").is_none());
+        assert!(upstream_authority("nonsense").is_none());
+    }
+
+    #[test]
+    fn websocket_upgrades_are_recognised() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_websocket(&h));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!is_websocket(&h));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_but_the_upgrade_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, x-secret"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("5"));
+        h.insert(header::HOST, HeaderValue::from_static("public.example"));
+        let up: Authority = "10.0.0.5:9000".parse().unwrap();
+        prepare_headers(&mut h, &up, "1.2.3.4:5".parse().unwrap(), true);
+        assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none());
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::HOST], "10.0.0.5:9000");
+        assert_eq!(h["x-forwarded-host"], "public.example");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4");
+    }
+}
