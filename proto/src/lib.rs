@@ -8,6 +8,7 @@
 //! - [`record`]: the JSON records stored in etcd for nodes and rooms.
 //! - [`keys`]: the etcd key schema under a configurable prefix.
 //! - [`placement`]: weighted rendezvous hashing over the active nodes.
+//! - [`token`]: signed join tokens for private rooms.
 //! - [`api`]: the router's HTTP API bodies and the error body shared by all.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod path;
 pub mod placement;
 pub mod record;
+pub mod token;
 pub mod wire;
 
 pub use id::{IdError, InstanceId, RoomId};

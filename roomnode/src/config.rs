@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use proto::InstanceId;
+use proto::token::Secret;
 
 /// Default lease TTL, seconds (SPEC).
 pub const DEFAULT_LEASE_TTL_SECS: u64 = 10;
@@ -50,6 +51,13 @@ pub struct Config {
     /// Longest graceful shutdown, seconds.
     #[arg(long, env = "ROOMNODE_GRACE", default_value_t = DEFAULT_GRACE_SECS)]
     pub grace: u64,
+    /// Cluster secret that verifies join tokens of private rooms (the same
+    /// as the routers'). Without it, private rooms cannot be joined here.
+    #[arg(long, env = "ROOMROUTER_SECRET", hide_env_values = true)]
+    pub secret: Option<Secret>,
+    /// The secret before the last rotation, still accepted.
+    #[arg(long, env = "ROOMROUTER_PREVIOUS_SECRET", hide_env_values = true)]
+    pub previous_secret: Option<Secret>,
 }
 
 /// A configuration that cannot work, naming the flag.
@@ -82,6 +90,8 @@ impl Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue: DEFAULT_MAX_QUEUE,
             grace: DEFAULT_GRACE_SECS,
+            secret: None,
+            previous_secret: None,
         }
     }
 

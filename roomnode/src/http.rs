@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use proto::record::{NodeState, RoomRecord};
+use proto::token::{self, Claims, TokenError};
 use proto::wire::{JoinParams, MAX_NAME_LEN};
 use proto::{InstanceId, RoomId};
 use store::{Created, StoreError};
@@ -67,6 +68,7 @@ async fn join(
     Path((instance, room)): Path<(String, String)>,
     RawQuery(raw_query): RawQuery,
     query: Result<Query<JoinParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
     upgrade: Result<Upgrade, NotWebSocket>,
 ) -> Result<Response, ApiError> {
     let instance: InstanceId = instance
@@ -80,7 +82,8 @@ async fn join(
         ));
     }
     let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
-    let Query(params) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(mut params) =
+        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     if params
         .name
         .as_ref()
@@ -98,6 +101,12 @@ async fn join(
         Some(r) => r,
         None => activate(&node, &room, raw_query.as_deref()).await?,
     };
+    if hosted.is_private() {
+        let claims = check_token(&node, &room, &params, &headers)?;
+        if claims.name.is_some() {
+            params.name = claims.name;
+        }
+    }
     let upgrade = upgrade.map_err(|e| {
         ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
@@ -110,6 +119,50 @@ async fn join(
     Ok(upgrade.accept(config, &tracker, move |socket| {
         enter(socket, node, hosted, params)
     }))
+}
+
+/// A private room's join token, from `?token=` (browsers cannot set headers
+/// on a WebSocket) or `Authorization: Bearer`, verified with the cluster
+/// secret: no store round trip.
+fn check_token(
+    node: &Node,
+    room: &RoomId,
+    params: &JoinParams,
+    headers: &HeaderMap,
+) -> Result<Claims, ApiError> {
+    let config = node.config();
+    let secrets: Vec<&[u8]> = [&config.secret, &config.previous_secret]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    if secrets.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "private_rooms_disabled",
+            "this node has no --secret to verify join tokens".into(),
+        ));
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    let Some(token) = params.token.as_deref().or(bearer) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_required",
+            format!(
+                "room {room} is private: pass a join token as ?token= or Authorization: Bearer"
+            ),
+        ));
+    };
+    token::verify(&secrets, token, room, store::store::unix_now()).map_err(|e| {
+        let status = match e {
+            TokenError::WrongRoom => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    })
 }
 
 /// Makes the room live here if the store says this node owns it.

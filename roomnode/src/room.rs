@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use proto::record::RoomRecord;
 use proto::wire::{ServerMsg, close, code};
 use proto::{InstanceId, RoomId};
 use serde_json::value::RawValue;
@@ -165,6 +166,7 @@ pub(crate) struct Room {
     id: RoomId,
     node: InstanceId,
     epoch: u64,
+    private: bool,
     stream: String,
     limits: RoomLimits,
     metrics: Arc<Metrics>,
@@ -196,17 +198,12 @@ pub(crate) struct JoinRequest<'a> {
 }
 
 impl Room {
-    pub(crate) fn new(
-        id: RoomId,
-        node: InstanceId,
-        epoch: u64,
-        limits: RoomLimits,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub(crate) fn new(rec: &RoomRecord, limits: RoomLimits, metrics: Arc<Metrics>) -> Self {
         Self {
-            id,
-            node,
-            epoch,
+            id: rec.id.clone(),
+            node: rec.node,
+            epoch: rec.epoch,
+            private: rec.private,
             // A fresh stream per room instance: history starts here.
             stream: format!("{:016x}", rand::random::<u64>()),
             limits,
@@ -222,6 +219,11 @@ impl Room {
 
     pub(crate) fn id(&self) -> &RoomId {
         &self.id
+    }
+
+    /// Whether joining needs a token.
+    pub(crate) fn is_private(&self) -> bool {
+        self.private
     }
 
     /// The owner epoch this instance serves; another epoch means another

@@ -57,9 +57,7 @@ impl Rooms {
             return room.clone();
         }
         let room = Arc::new(Room::new(
-            rec.id.clone(),
-            self.shared.node,
-            rec.epoch,
+            rec,
             self.shared.limits,
             self.shared.metrics.clone(),
         ));

@@ -8,13 +8,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use proto::api::{CreateRoom, NodeView, RoomPage, RoomView};
 use proto::record::RoomRecord;
+use proto::token::{self, Claims};
+use proto::wire::MAX_NAME_LEN;
 use proto::{InstanceId, RoomId};
 use rand::Rng;
 use roomnode::error::ApiError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use store::Created;
 
 use crate::app::App;
+use crate::config::MAX_TOKEN_TTL_SECS;
 
 /// Longest page of `GET /rooms`.
 const MAX_PAGE: usize = 1000;
@@ -30,20 +33,17 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: CreateRoom = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateRoom::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_body",
-                format!("body must be {{\"id\"?: string, \"private\"?: bool}}: {e}"),
-            )
-        })?
-    };
+    let req: CreateRoom = json_body(&body, "{\"id\"?: string, \"private\"?: bool}")?;
     let id: RoomId = match req.id {
         Some(id) => id.parse().map_err(ApiError::bad_id)?,
         None => generate_id(),
     };
+    if req.private && app.config().secret.is_none() {
+        return Err(ApiError::bad_request(
+            "private_rooms_disabled",
+            "this router has no --secret, so it cannot issue join tokens".into(),
+        ));
+    }
     let ws = app.ws_base(&headers);
     let Some(node) = app.mirror().nodes().placement.owner(&id) else {
         // No node to place on, but an existing room is still an answer.
@@ -65,11 +65,108 @@ pub(crate) async fn create(
     };
     Ok(match app.store().create_room(&rec).await? {
         Created::New(rec) => {
-            tracing::info!(room = %rec.id, node = %rec.node, "room created");
-            (StatusCode::CREATED, Json(RoomView::new(&rec, &ws))).into_response()
+            tracing::info!(room = %rec.id, node = %rec.node, private = rec.private, "room created");
+            let mut view = RoomView::new(&rec, &ws);
+            if rec.private {
+                view.token = Some(issue(&app, &rec.id, None, app.config().token_ttl)?.token);
+            }
+            (StatusCode::CREATED, Json(view)).into_response()
         }
         Created::Existing(rec) => (StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response(),
     })
+}
+
+/// A signed join token for `room`.
+fn issue(
+    app: &App,
+    room: &RoomId,
+    name: Option<String>,
+    ttl_secs: u64,
+) -> Result<IssuedToken, ApiError> {
+    let secret = app.config().secret.as_ref().ok_or_else(|| {
+        ApiError::bad_request(
+            "private_rooms_disabled",
+            "this router has no --secret".into(),
+        )
+    })?;
+    let expires_at = store::store::unix_now() + ttl_secs;
+    let claims = Claims {
+        room: room.clone(),
+        exp: expires_at,
+        name,
+    };
+    Ok(IssuedToken {
+        token: token::sign(secret.expose().as_bytes(), &claims),
+        expires_at,
+    })
+}
+
+/// `POST /rooms/{id}/tokens` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MintToken {
+    name: Option<String>,
+    ttl_secs: Option<u64>,
+}
+
+/// `POST /rooms/{id}/tokens` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct IssuedToken {
+    token: String,
+    expires_at: u64,
+}
+
+/// `POST /rooms/{id}/tokens`: another join token for a private room.
+pub(crate) async fn mint(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+    app.require_admin(&headers)?;
+    let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
+    let req: MintToken = json_body(&body, "{\"name\"?: string, \"ttl_secs\"?: int}")?;
+    if req
+        .name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME_LEN)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("name must be at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+    let ttl = req.ttl_secs.unwrap_or(app.config().token_ttl);
+    if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
+        return Err(ApiError::bad_request(
+            "invalid_ttl",
+            format!("ttl_secs must be 1..={MAX_TOKEN_TTL_SECS}"),
+        ));
+    }
+    let rec = app
+        .mirror()
+        .lookup(&id)
+        .await?
+        .ok_or_else(|| unknown_room(&id))?;
+    if !rec.private {
+        return Err(ApiError::bad_request(
+            "not_private",
+            format!("room {id} is public: joining needs no token"),
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(issue(&app, &id, req.name, ttl)?)))
+}
+
+/// Parses a JSON body; an empty body is the type's default.
+fn json_body<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("body must be {shape}: {e}")))
 }
 
 fn generate_id() -> RoomId {

@@ -55,6 +55,10 @@ impl App {
         }
     }
 
+    pub(crate) fn config(&self) -> &RouterConfig {
+        &self.inner.config
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }

@@ -44,6 +44,7 @@ fn routes(app: App, public_metrics: bool) -> Router {
         .route("/", get(|| async { Html(PAGE) }))
         .route("/rooms", get(api::list).post(api::create))
         .route("/rooms/{id}", get(api::get).delete(api::delete))
+        .route("/rooms/{id}/tokens", axum::routing::post(api::mint))
         .route("/nodes", get(api::nodes))
         .route("/room/{room}", get(proxy::legacy))
         .route(

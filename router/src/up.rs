@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Args;
 use proto::InstanceId;
+use proto::token::Secret;
 use store::kv::memory::MemoryKv;
 use store::{Backend, Store};
 use tokio::net::TcpListener;
@@ -41,6 +42,15 @@ pub async fn up(
         Backend::Memory(MemoryKv::new()),
         proto::keys::DEFAULT_PREFIX,
     );
+    let mut args = args;
+    // One process, one secret: private rooms work out of the box.
+    let secret: Secret = match args.router.secret.clone() {
+        Some(s) => s,
+        None => format!("{:032x}", rand::random::<u128>())
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+    };
+    args.router.secret = Some(secret.clone());
     let stop = CancellationToken::new();
     let mut nodes = JoinSet::new();
     let mut addrs = Vec::new();
@@ -51,7 +61,8 @@ pub async fn up(
             .context("binding a room node")?;
         let addr = format!("http://{}", listener.local_addr()?);
         addrs.push(format!("{id} at {addr}"));
-        let config = roomnode::Config::new(id, addr);
+        let mut config = roomnode::Config::new(id, addr);
+        config.secret = Some(secret.clone());
         let (store, stop) = (store.clone(), stop.clone());
         nodes.spawn(
             async move { roomnode::run(listener, config, store, stop.cancelled_owned()).await },
