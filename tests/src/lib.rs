@@ -1,1 +1,30 @@
-//! Test kit (being written).
+//! Test kit for roomrouter's end-to-end tests: real etcd, the real binaries
+//! as child processes, and real WebSocket and HTTP clients. It knows nothing
+//! of any binary's flags; cluster-level helpers build on top of it.
+//!
+//! Layout:
+//! - [`port`]: [`free_port`], a port nobody listens on right now.
+//! - [`wait`]: [`eventually`], the one way tests wait for asynchronous state,
+//!   and [`always`], for a state that must last.
+//! - [`process`]: [`Proc`], a workspace binary (or any program) as a child
+//!   process with its output in a log file, killed on drop; [`bin_path`].
+//! - [`etcd`]: [`Etcd`], a throwaway single-member etcd on free ports.
+//! - [`ws`]: [`WsClient`], a WebSocket client speaking JSON text frames.
+//! - [`http`]: [`Http`], a JSON HTTP client that never follows redirects.
+//!
+//! Every wait in the kit is bounded and fails with a message that says what
+//! was awaited (plus the relevant log tail for processes).
+
+pub mod etcd;
+pub mod http;
+pub mod port;
+pub mod process;
+pub mod wait;
+pub mod ws;
+
+pub use etcd::Etcd;
+pub use http::{Http, Reply};
+pub use port::free_port;
+pub use process::{Proc, ProcBuilder, bin_path};
+pub use wait::{always, eventually, wait_until};
+pub use ws::WsClient;
