@@ -38,13 +38,30 @@ struct Shared {
 
 impl Registration {
     /// Registers `record`; fails if its id is held by another live node.
+    /// A registration with the same id *and address* is this node's previous
+    /// life (a crash, a restarted pod): its lease expires within one TTL, so
+    /// that one is waited out instead.
     pub(crate) async fn register(
         store: Store,
         record: NodeRecord,
         ttl: Duration,
     ) -> Result<(Self, Instant), StoreError> {
-        let sent = Instant::now();
-        let lease = store.register_node(&record, ttl).await?;
+        let give_up = Instant::now() + ttl + ttl / 2;
+        let (sent, lease) = loop {
+            let sent = Instant::now();
+            match store.register_node(&record, ttl).await {
+                Ok(lease) => break (sent, lease),
+                Err(StoreError::NodeIdTaken(id)) if Instant::now() < give_up => {
+                    let holder = store.node(id).await?;
+                    if holder.is_some_and(|h| h.addr != record.addr) {
+                        return Err(StoreError::NodeIdTaken(id));
+                    }
+                    tracing::warn!(node = %id, "a previous registration with this id and address is still live; waiting for its lease to expire");
+                    tokio::time::sleep(REREGISTER_MAX).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let reg = Self {
             shared: Arc::new(Shared {
                 store,

@@ -111,6 +111,16 @@ impl Store {
         self.kv.revoke(lease).await
     }
 
+    /// One live node's record.
+    pub async fn node(&self, id: InstanceId) -> Result<Option<NodeRecord>> {
+        let key = self.keys.node(id);
+        self.kv
+            .get(&key)
+            .await?
+            .map(|v| decode(&key, &v))
+            .transpose()
+    }
+
     /// Every live node, in id order.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>> {
         let prefix = self.keys.nodes();
