@@ -92,6 +92,10 @@ impl Kv for EtcdKv {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>> {
+        if limit == 0 {
+            // etcd reads a limit of 0 as "no limit".
+            return Ok(Vec::new());
+        }
         let start = match after {
             // The smallest key greater than `after`.
             Some(a) if a >= prefix => format!("{a}\0"),
@@ -175,7 +179,9 @@ impl Kv for EtcdKv {
 
     async fn grant(&self, ttl: Duration) -> Result<LeaseId> {
         let mut c = self.client.clone();
-        let secs = ttl.as_secs().max(1) as i64;
+        // etcd counts whole seconds; rounding up never lets the lease end
+        // before the TTL the node counts on.
+        let secs = ttl.as_secs_f64().ceil().max(1.0) as i64;
         let resp = self
             .bounded("lease grant", c.lease_grant(secs, None))
             .await?;
