@@ -9,12 +9,15 @@
 //! - [`process`]: [`Proc`], a workspace binary (or any program) as a child
 //!   process with its output in a log file, killed on drop; [`bin_path`].
 //! - [`etcd`]: [`Etcd`], a throwaway single-member etcd on free ports.
+//! - [`cluster`]: [`Cluster`], etcd plus room nodes and routers as real
+//!   processes, ready to use.
 //! - [`ws`]: [`WsClient`], a WebSocket client speaking JSON text frames.
 //! - [`http`]: [`Http`], a JSON HTTP client that never follows redirects.
 //!
 //! Every wait in the kit is bounded and fails with a message that says what
 //! was awaited (plus the relevant log tail for processes).
 
+pub mod cluster;
 pub mod etcd;
 pub mod http;
 pub mod port;
@@ -22,6 +25,7 @@ pub mod process;
 pub mod wait;
 pub mod ws;
 
+pub use cluster::{Cluster, NodeProc, RouterProc};
 pub use etcd::Etcd;
 pub use http::{Http, Reply};
 pub use port::free_port;

@@ -1,0 +1,227 @@
+//! [`Cluster`]: a real etcd, room nodes and routers as processes of the real
+//! binaries, on free ports, with their logs in one temp dir. Everything is
+//! killed when the cluster drops.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::{Etcd, Http, Proc, eventually, free_port};
+
+/// Bound on a process becoming ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lease TTL the cluster's nodes use unless told otherwise: short, so that
+/// expiry tests stay fast, but above etcd's minimum.
+pub const TEST_LEASE_TTL: u64 = 3;
+
+/// The cluster secret of test clusters.
+pub const TEST_SECRET: &str = "test-secret-0123456789";
+
+/// A room node process.
+pub struct NodeProc {
+    /// Its instance number N (`iN`).
+    pub n: u16,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The process.
+    pub proc: Proc,
+}
+
+impl NodeProc {
+    /// `iN`.
+    pub fn id(&self) -> String {
+        format!("i{}", self.n)
+    }
+
+    /// HTTP client for the node.
+    pub fn http(&self) -> Http {
+        Http::new(format!("http://127.0.0.1:{}", self.port))
+    }
+
+    /// `ws://127.0.0.1:port`.
+    pub fn ws_base(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A router process.
+pub struct RouterProc {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The process.
+    pub proc: Proc,
+}
+
+impl RouterProc {
+    /// HTTP client for the router.
+    pub fn http(&self) -> Http {
+        Http::new(format!("http://127.0.0.1:{}", self.port))
+    }
+
+    /// `ws://127.0.0.1:port`.
+    pub fn ws_base(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A whole cluster under test.
+pub struct Cluster {
+    /// The etcd server.
+    pub etcd: Etcd,
+    /// Room nodes, in start order.
+    pub nodes: Vec<NodeProc>,
+    /// Routers, in start order.
+    pub routers: Vec<RouterProc>,
+    /// The etcd key prefix.
+    pub prefix: String,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// etcd, `nodes` room nodes (`i1`..) and `routers` routers, all ready.
+    pub async fn start(nodes: u16, routers: usize) -> Self {
+        Self::start_with(nodes, routers, &[]).await
+    }
+
+    /// [`Cluster::start`] with extra flags for every node.
+    pub async fn start_with(nodes: u16, routers: usize, node_args: &[&str]) -> Self {
+        let etcd = Etcd::start().await;
+        let mut cluster = Self {
+            etcd,
+            nodes: Vec::new(),
+            routers: Vec::new(),
+            prefix: "/roomrouter".into(),
+            dir: tempfile::tempdir().expect("temp dir for logs"),
+        };
+        for n in 1..=nodes {
+            cluster.add_node(n, node_args).await;
+        }
+        for _ in 0..routers {
+            cluster.add_router(&[]).await;
+        }
+        cluster.wait_nodes_seen(nodes as usize).await;
+        cluster
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// `roomnode` for instance `n` with `args` on a free port, not yet
+    /// waited for.
+    pub fn spawn_node(&self, n: u16, port: u16, args: &[&str]) -> Proc {
+        Proc::bin("roomnode")
+            .args(["--id", &format!("i{n}")])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--etcd", &self.etcd.endpoint()])
+            .args(["--prefix", &self.prefix])
+            .args(["--lease-ttl", &TEST_LEASE_TTL.to_string()])
+            .args(["--secret", TEST_SECRET])
+            .args(["--grace", "5"])
+            .args(args)
+            .env("RUST_LOG", "info,roomnode=debug")
+            .log_to(self.log(&format!("node-i{n}-{port}")))
+            .spawn()
+    }
+
+    /// Starts node `n` and waits until it is registered (`/readyz`).
+    pub async fn add_node(&mut self, n: u16, args: &[&str]) -> &NodeProc {
+        let port = free_port();
+        let proc = self.spawn_node(n, port, args);
+        let node = NodeProc { n, port, proc };
+        let http = node.http();
+        let ready = crate::wait_until(START_TIMEOUT, async || {
+            http.send(reqwest::Method::GET, "/readyz", None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+        if !ready {
+            node.proc.fail("room node did not become ready");
+        }
+        self.nodes.push(node);
+        self.nodes.last().expect("just pushed")
+    }
+
+    /// Starts a router with `args` and waits until it is ready.
+    pub async fn add_router(&mut self, args: &[&str]) -> &RouterProc {
+        let port = free_port();
+        let proc = Proc::bin("router")
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--etcd", &self.etcd.endpoint()])
+            .args(["--prefix", &self.prefix])
+            .args(["--secret", TEST_SECRET])
+            .args(args)
+            .env("RUST_LOG", "info,router=debug")
+            .log_to(self.log(&format!("router-{port}")))
+            .spawn();
+        let router = RouterProc { port, proc };
+        let http = router.http();
+        let ready = crate::wait_until(START_TIMEOUT, async || {
+            http.send(reqwest::Method::GET, "/readyz", None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        })
+        .await;
+        if !ready {
+            router.proc.fail("router did not become ready");
+        }
+        self.routers.push(router);
+        self.routers.last().expect("just pushed")
+    }
+
+    /// Waits until every router lists `count` nodes.
+    pub async fn wait_nodes_seen(&self, count: usize) {
+        for r in &self.routers {
+            let http = r.http();
+            eventually(START_TIMEOUT, "routers see every node", async || {
+                http.get("/nodes").await.body.as_array().map(Vec::len) == Some(count)
+            })
+            .await;
+        }
+    }
+
+    /// Router `i`.
+    pub fn router(&self, i: usize) -> &RouterProc {
+        &self.routers[i]
+    }
+
+    /// The node with instance number `n`.
+    pub fn node(&self, n: u16) -> &NodeProc {
+        self.nodes
+            .iter()
+            .find(|node| node.n == n)
+            .unwrap_or_else(|| panic!("no node i{n} in this cluster"))
+    }
+
+    /// The node hosting `room` according to router 0.
+    pub async fn owner(&self, room: &str) -> &NodeProc {
+        let rec = self.router(0).http().get(&format!("/rooms/{room}")).await;
+        assert_eq!(rec.status, 200, "GET /rooms/{room}: {}", rec.text);
+        let id = rec.body["node"].as_str().expect("node field").to_owned();
+        self.nodes
+            .iter()
+            .find(|n| n.id() == id)
+            .unwrap_or_else(|| panic!("room {room} is on {id}, which is not in this cluster"))
+    }
+
+    /// Creates `room` through router 0 and returns the answer's body.
+    pub async fn create_room(&self, room: &str) -> Value {
+        let r = self
+            .router(0)
+            .http()
+            .post_json("/rooms", &json!({"id": room}))
+            .await;
+        assert!(
+            r.status == 201 || r.status == 200,
+            "POST /rooms {room}: {} {}",
+            r.status,
+            r.text
+        );
+        r.body
+    }
+}
