@@ -175,8 +175,22 @@ pub struct JoinParams {
     pub token: Option<String>,
 }
 
-/// Longest display name kept, in characters.
+/// Longest display name, in characters.
 pub const MAX_NAME_LEN: usize = 64;
+
+/// A display name over [`MAX_NAME_LEN`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("name must be at most {MAX_NAME_LEN} characters")]
+pub struct NameTooLong;
+
+/// Checks a display name (`?name=`, or bound in a token).
+pub fn check_name(name: &str) -> Result<(), NameTooLong> {
+    if name.chars().count() > MAX_NAME_LEN {
+        Err(NameTooLong)
+    } else {
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

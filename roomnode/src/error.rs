@@ -116,3 +116,9 @@ impl From<store::StoreError> for ApiError {
         }
     }
 }
+
+impl From<proto::wire::NameTooLong> for ApiError {
+    fn from(e: proto::wire::NameTooLong) -> Self {
+        Self::bad_request("invalid_name", e.to_string())
+    }
+}

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use proto::record::{NodeState, RoomRecord};
 use proto::token::{self, Claims, TokenError};
-use proto::wire::{JoinParams, MAX_NAME_LEN};
+use proto::wire::{JoinParams, check_name};
 use proto::{InstanceId, RoomId};
 use store::{Created, StoreError};
 use tracing::Instrument;
@@ -84,15 +84,8 @@ async fn join(
     let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
     let Query(mut params) =
         query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    if params
-        .name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NAME_LEN)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            format!("name must be at most {MAX_NAME_LEN} characters"),
-        ));
+    if let Some(name) = &params.name {
+        check_name(name)?;
     }
     if let Some(err) = node.unavailable() {
         return Err(err);

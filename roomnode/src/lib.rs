@@ -15,6 +15,7 @@
 //! - `session`: one member's WebSocket, the only code that touches it.
 //! - [`error`]: the JSON error answers.
 //! - `metrics`: the Prometheus metrics.
+//! - [`process`]: tracing and the shutdown signal, for both binaries.
 
 pub mod config;
 pub mod error;
@@ -22,6 +23,7 @@ mod history;
 mod http;
 mod metrics;
 mod node;
+pub mod process;
 mod registration;
 mod room;
 mod rooms;

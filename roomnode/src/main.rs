@@ -28,11 +28,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    roomnode::process::init_tracing();
     let cli = Cli::parse();
     let kv = EtcdKv::connect(&cli.etcd, DEFAULT_TIMEOUT)
         .await
@@ -41,24 +37,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("binding --listen {}", cli.listen))?;
-    roomnode::run(listener, cli.config, store, shutdown_signal())
-        .await
-        .context("room node")?;
+    roomnode::run(
+        listener,
+        cli.config,
+        store,
+        roomnode::process::shutdown_signal(),
+    )
+    .await
+    .context("room node")?;
     Ok(())
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

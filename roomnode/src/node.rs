@@ -19,43 +19,25 @@ use crate::rooms::Rooms;
 /// Shared handle to a running node. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Node {
-    inner: Arc<Inner>,
+    inner: Arc<Parts>,
 }
 
-struct Inner {
-    config: Config,
-    store: Store,
-    mirror: Mirror,
-    rooms: Rooms,
-    metrics: Arc<Metrics>,
-    registration: Registration,
-    sessions: TaskTracker,
-    stopping: CancellationToken,
+/// What a node is made of.
+pub(crate) struct Parts {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) mirror: Mirror,
+    pub(crate) rooms: Rooms,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) registration: Registration,
+    pub(crate) sessions: TaskTracker,
+    pub(crate) stopping: CancellationToken,
 }
 
 impl Node {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        config: Config,
-        store: Store,
-        mirror: Mirror,
-        rooms: Rooms,
-        metrics: Arc<Metrics>,
-        registration: Registration,
-        sessions: TaskTracker,
-        stopping: CancellationToken,
-    ) -> Self {
+    pub(crate) fn new(parts: Parts) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                config,
-                store,
-                mirror,
-                rooms,
-                metrics,
-                registration,
-                sessions,
-                stopping,
-            }),
+            inner: Arc::new(parts),
         }
     }
 

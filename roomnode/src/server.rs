@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::node::Node;
+use crate::node::{Node, Parts};
 use crate::registration::Registration;
 use crate::room::{CloseReason, RoomLimits};
 use crate::rooms::Rooms;
@@ -79,16 +79,16 @@ pub async fn run(
     let stopping = CancellationToken::new();
     let sessions = TaskTracker::new();
     let grace = Duration::from_secs(config.grace);
-    let node = Node::new(
+    let node = Node::new(Parts {
         config,
         store,
         mirror,
-        rooms.clone(),
+        rooms: rooms.clone(),
         metrics,
-        registration.clone(),
-        sessions.clone(),
-        stopping.clone(),
-    );
+        registration: registration.clone(),
+        sessions: sessions.clone(),
+        stopping: stopping.clone(),
+    });
     let fence_rooms = rooms.clone();
     let keeper = tokio::spawn(
         registration

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use proto::api::{CreateRoom, NodeView, RoomPage, RoomView};
 use proto::record::RoomRecord;
 use proto::token::{self, Claims};
-use proto::wire::MAX_NAME_LEN;
+use proto::wire::check_name;
 use proto::{InstanceId, RoomId};
 use rand::Rng;
 use roomnode::error::ApiError;
@@ -126,15 +126,8 @@ pub(crate) async fn mint(
     app.require_admin(&headers)?;
     let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
     let req: MintToken = json_body(&body, "{\"name\"?: string, \"ttl_secs\"?: int}")?;
-    if req
-        .name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NAME_LEN)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            format!("name must be at most {MAX_NAME_LEN} characters"),
-        ));
+    if let Some(name) = &req.name {
+        check_name(name)?;
     }
     let ttl = req.ttl_secs.unwrap_or(app.config().token_ttl);
     if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {

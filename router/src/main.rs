@@ -62,40 +62,28 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    roomnode::process::init_tracing();
     match Cli::parse().command {
         Command::Serve(args) => {
             let store = args.store.connect().await?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("binding --listen {}", args.listen))?;
-            router::run(listener, args.router, store, shutdown_signal())
-                .await
-                .context("router")?;
+            router::run(
+                listener,
+                args.router,
+                store,
+                roomnode::process::shutdown_signal(),
+            )
+            .await
+            .context("router")?;
         }
         Command::Up(args) => {
-            router::up::up(args, shutdown_signal(), |msg| println!("{msg}")).await?;
+            router::up::up(args, roomnode::process::shutdown_signal(), |msg| {
+                println!("{msg}")
+            })
+            .await?;
         }
     }
     Ok(())
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
