@@ -384,3 +384,128 @@ impl Room {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn room(history: usize, queue: usize) -> Room {
+        let rec = RoomRecord {
+            id: "r".parse().unwrap(),
+            node: "i1".parse().unwrap(),
+            epoch: 1,
+            private: false,
+            created_at: 0,
+        };
+        let metrics = Arc::new(Metrics::new(rec.node));
+        Room::new(&rec, RoomLimits { history, queue }, metrics)
+    }
+
+    fn join(room: &Room, since: Option<u64>, stream: Option<&str>) -> Membership {
+        room.join(JoinRequest {
+            name: None,
+            since,
+            stream,
+        })
+        .unwrap()
+    }
+
+    fn json(text: &Utf8Bytes) -> Value {
+        serde_json::from_str(text.as_str()).unwrap()
+    }
+
+    /// Everything queued for a member right now, as JSON.
+    fn drain(m: &mut Membership) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(o) = m.rx.try_recv() {
+            match o {
+                Outbound::Frame { text, .. } => out.push(json(&text)),
+                Outbound::Close(r) => out.push(serde_json::json!({"close": r.code})),
+            }
+        }
+        out
+    }
+
+    fn body(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.into()).unwrap()
+    }
+
+    #[test]
+    fn broadcasts_share_one_encoding_and_count_seq_by_one() {
+        let room = room(10, 16);
+        let mut a = join(&room, None, None);
+        let mut b = join(&room, None, None);
+        assert_eq!(json(&a.first[0])["members"], 1);
+        assert_eq!(json(&b.first[0])["members"], 2);
+        assert_eq!(drain(&mut a)[0]["type"], "joined");
+        for i in 0..3 {
+            room.send(a.key, &body(&i.to_string())).unwrap();
+        }
+        let (fa, fb) = (drain(&mut a), drain(&mut b));
+        assert_eq!(fa, fb);
+        let seqs: Vec<_> = fa.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(fa[2]["body"], 2);
+        assert_eq!(fa[0]["from"], json(&a.first[0])["member"]);
+    }
+
+    #[test]
+    fn resume_replays_exactly_the_missed_messages_then_gaps() {
+        let room = room(3, 16);
+        let a = join(&room, None, None);
+        for _ in 0..5 {
+            room.send(a.key, &body("0")).unwrap();
+        }
+        let stream = json(&a.first[0])["stream"].as_str().unwrap().to_owned();
+        let b = join(&room, Some(3), Some(&stream));
+        let seqs: Vec<_> = b.first[1..]
+            .iter()
+            .map(|f| json(f)["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(json(&b.first[0])["seq"], 5);
+        assert_eq!(seqs, [4, 5]);
+        for (since, stream) in [(1, Some(stream.as_str())), (3, Some("other")), (9, None)] {
+            let c = join(&room, Some(since), stream);
+            assert_eq!(c.first.len(), 2);
+            assert_eq!(json(&c.first[1])["code"], "history_gap");
+        }
+    }
+
+    #[test]
+    fn a_slow_member_is_dropped_and_the_others_keep_everything() {
+        let room = room(10, 4);
+        let slow = join(&room, None, None);
+        let mut fast = join(&room, None, None);
+        for _ in 0..10 {
+            room.send(fast.key, &body("1")).unwrap();
+            drain(&mut fast);
+        }
+        assert!(slow.kick.token.is_cancelled());
+        assert_eq!(slow.kick.reason.get().unwrap().code, close::POLICY);
+        assert_eq!(room.metrics.slow_consumers.get(), 1);
+        // Fast saw "left" for the slow member once, and every message.
+        room.send(fast.key, &body("2")).unwrap();
+        let last = drain(&mut fast);
+        assert_eq!(last[0]["seq"], 11);
+        assert_eq!(room.lock().members.len(), 1);
+    }
+
+    #[test]
+    fn closing_tells_everyone_and_refuses_joins() {
+        let room = room(10, 4);
+        let mut a = join(&room, None, None);
+        room.close(&CloseReason::deleted());
+        assert_eq!(drain(&mut a).last().unwrap()["close"], close::NORMAL);
+        assert!(
+            room.join(JoinRequest {
+                name: None,
+                since: None,
+                stream: None
+            })
+            .is_err()
+        );
+        assert!(room.send(a.key, &body("1")).is_err());
+    }
+}
