@@ -157,3 +157,168 @@ pub async fn run(
     tracing::info!("router stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use proto::record::{NodeRecord, NodeState};
+    use serde_json::{Value, json};
+    use store::kv::memory::MemoryKv;
+    use store::{Backend, Store};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn config() -> RouterConfig {
+        RouterConfig {
+            public_url: Some("https://chat.example.com".into()),
+            metrics_listen: None,
+            admin_token: Some("admin-token-0123456789".parse().unwrap()),
+            secret: Some("secret-0123456789abcdef".parse().unwrap()),
+            token_ttl: 60,
+        }
+    }
+
+    /// The routes over an embedded store with one registered node.
+    async fn routes_with_one_node() -> Router {
+        let store = Store::new(Backend::Memory(MemoryKv::new()), "/t");
+        let node = NodeRecord {
+            id: "i1".parse().unwrap(),
+            addr: "http://127.0.0.1:9".into(),
+            weight: 1.0,
+            state: NodeState::Active,
+        };
+        store
+            .register_node(&node, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let app = App::new(
+            config(),
+            store,
+            TaskTracker::new(),
+            CancellationToken::new(),
+        );
+        assert!(app.mirror().wait_synced(Duration::from_secs(5)).await);
+        routes(app, true)
+    }
+
+    async fn call(
+        routes: &Router,
+        method: &str,
+        uri: &str,
+        body: Value,
+        auth: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(a) = auth {
+            req = req.header("authorization", format!("Bearer {a}"));
+        }
+        let body = if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        };
+        let resp = routes
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn rooms_are_created_once_and_read_back() {
+        let r = routes_with_one_node().await;
+        let (status, created) = call(&r, "POST", "/rooms", json!({"id": "lobby"}), None).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(created["ws_url"], "wss://chat.example.com/i1/room/lobby");
+        let (status, again) = call(&r, "POST", "/rooms", json!({"id": "lobby"}), None).await;
+        assert_eq!((status, &again), (StatusCode::OK, &created));
+        let (status, got) = call(&r, "GET", "/rooms/lobby", Value::Null, None).await;
+        assert_eq!((status, got["epoch"].as_u64()), (StatusCode::OK, Some(1)));
+        let (status, err) = call(&r, "POST", "/rooms", json!({"id": "no way"}), None).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_room_id"))
+        );
+    }
+
+    #[tokio::test]
+    async fn admin_endpoints_need_the_admin_token() {
+        let r = routes_with_one_node().await;
+        let (_, room) = call(
+            &r,
+            "POST",
+            "/rooms",
+            json!({"id": "p", "private": true}),
+            None,
+        )
+        .await;
+        assert!(room["token"].as_str().is_some_and(|t| t.starts_with("v1.")));
+        let (status, _) = call(&r, "POST", "/rooms/p/tokens", json!({}), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&r, "DELETE", "/rooms/p", Value::Null, Some("wrong")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, minted) = call(
+            &r,
+            "POST",
+            "/rooms/p/tokens",
+            json!({"name": "zed"}),
+            Some("admin-token-0123456789"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert!(minted["expires_at"].as_u64().is_some());
+        let (status, _) = call(
+            &r,
+            "DELETE",
+            "/rooms/p",
+            Value::Null,
+            Some("admin-token-0123456789"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+
+    #[tokio::test]
+    async fn nodes_list_their_rooms_and_metrics_name_them() {
+        let r = routes_with_one_node().await;
+        call(&r, "POST", "/rooms", json!({"id": "a"}), None).await;
+        // The mirror learns of the room through its watch.
+        let mut nodes = Value::Null;
+        for _ in 0..100 {
+            nodes = call(&r, "GET", "/nodes", Value::Null, None).await.1;
+            if nodes[0]["rooms"] == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(nodes[0]["id"], "i1");
+        assert_eq!(nodes[0]["rooms"], 1);
+        let resp = r
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let text = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(text.contains("router_rooms{node=\"i1\"} 1"), "{text}");
+        assert!(text.contains("router_nodes 1"), "{text}");
+    }
+}
