@@ -122,7 +122,12 @@ async fn handle(
     frame: Option<Result<Message, WsError>>,
 ) -> Result<(), End> {
     let text = match frame {
-        None | Some(Ok(Message::Close(_))) => return Err(End::Gone),
+        None => return Err(End::Gone),
+        Some(Ok(Message::Close(_))) => {
+            // tungstenite has queued the close reply; it leaves on a flush.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+            return Err(End::Gone);
+        }
         Some(Err(WsError::Capacity(e))) => {
             tracing::debug!(error = %e, "frame over the limit");
             return Err(End::Close(CloseReason {

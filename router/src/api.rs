@@ -23,6 +23,9 @@ use crate::config::MAX_TOKEN_TTL_SECS;
 const MAX_PAGE: usize = 1000;
 /// Page size of `GET /rooms` without `limit`.
 const DEFAULT_PAGE: usize = 100;
+/// Longest wait for this router's mirror to show its own write, so the
+/// next request here sees it (normally a few milliseconds).
+const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
 /// Length of a generated room id.
 const GENERATED_ID_LEN: usize = 12;
 
@@ -65,6 +68,7 @@ pub(crate) async fn create(
     };
     Ok(match app.store().create_room(&rec).await? {
         Created::New(rec) => {
+            app.mirror().catch_up(READ_YOUR_WRITES).await;
             tracing::info!(room = %rec.id, node = %rec.node, private = rec.private, "room created");
             let mut view = RoomView::new(&rec, &ws);
             if rec.private {
@@ -202,6 +206,7 @@ pub(crate) async fn delete(
     app.require_admin(&headers)?;
     let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
     if app.store().delete_room(&id).await? {
+        app.mirror().catch_up(READ_YOUR_WRITES).await;
         tracing::info!(room = %id, "room deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -241,8 +246,12 @@ pub(crate) async fn list(
             format!("limit must be 1..={MAX_PAGE}"),
         ));
     }
-    let records = app.mirror().rooms_page(node, after.as_ref(), limit);
-    let next = (records.len() == limit).then(|| records[limit - 1].id.clone());
+    // One more than asked tells whether another page follows.
+    let mut records = app.mirror().rooms_page(node, after.as_ref(), limit + 1);
+    let next = (records.len() > limit).then(|| {
+        records.truncate(limit);
+        records[limit - 1].id.clone()
+    });
     let ws = app.ws_base(&headers);
     Ok(Json(RoomPage {
         rooms: records.iter().map(|r| RoomView::new(r, &ws)).collect(),

@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use proto::record::NodeRecord;
 use proto::{InstanceId, RoomId};
 use roomnode::error::ApiError;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::api::unknown_room;
@@ -29,6 +30,10 @@ use crate::app::App;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bound on a node's answer to the forwarded request (the handshake).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a tunnel waits for the node after the client has closed its
+/// side.
+const HALF_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Headers that concern one hop only and are not forwarded (RFC 9110 §7.6.1);
 /// `connection` and `upgrade` are put back for a WebSocket upgrade.
@@ -245,16 +250,32 @@ async fn tunnel(app: App, client: OnUpgrade, upstream: OnUpgrade) {
             return;
         }
     };
-    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+    let (mut client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
+    let (mut upstream_rx, mut upstream_tx) = tokio::io::split(TokioIo::new(upstream));
     let gauge = &app.metrics().proxy_connections;
     gauge.inc();
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "tunnel ended");
-            }
+    let to_node = async {
+        let _ = tokio::io::copy(&mut client_rx, &mut upstream_tx).await;
+        let _ = upstream_tx.shutdown().await;
+    };
+    let to_client = async {
+        let _ = tokio::io::copy(&mut upstream_rx, &mut client_tx).await;
+        let _ = client_tx.shutdown().await;
+    };
+    tokio::pin!(to_node, to_client);
+    // The node closing ends the tunnel: nothing useful can follow. The
+    // client closing first leaves the node a moment to finish its side
+    // (its close reply).
+    let client_closed_first = tokio::select! {
+        () = &mut to_client => false,
+        () = &mut to_node => true,
+        () = app.stopping().cancelled() => false,
+    };
+    if client_closed_first {
+        tokio::select! {
+            _ = tokio::time::timeout(HALF_CLOSE_GRACE, &mut to_client) => {}
+            () = app.stopping().cancelled() => {}
         }
-        () = app.stopping().cancelled() => {}
     }
     gauge.dec();
 }

@@ -23,13 +23,41 @@ pub mod memory;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LeaseId(pub i64);
 
-/// One change seen by a watch.
+/// One change seen by a watch, with the store revision that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvEvent {
     /// The key now holds this value.
-    Put(String, Vec<u8>),
+    Put {
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: Vec<u8>,
+        /// The revision of the write.
+        revision: i64,
+    },
     /// The key is gone (deleted or its lease expired).
-    Delete(String),
+    Delete {
+        /// The key.
+        key: String,
+        /// The revision of the deletion.
+        revision: i64,
+    },
+}
+
+impl KvEvent {
+    /// The key changed.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Put { key, .. } | Self::Delete { key, .. } => key,
+        }
+    }
+
+    /// The revision of the change.
+    pub fn revision(&self) -> i64 {
+        match self {
+            Self::Put { revision, .. } | Self::Delete { revision, .. } => *revision,
+        }
+    }
 }
 
 /// The outcome of a compare-and-swap.
@@ -50,6 +78,8 @@ pub const WATCH_BUFFER: usize = 4096;
 pub struct Watch {
     /// Every key under the prefix at the start, in key order.
     pub snapshot: Vec<(String, Vec<u8>)>,
+    /// The store revision of the snapshot.
+    pub revision: i64,
     /// Changes after the snapshot, in order; closes when the watch breaks.
     pub events: mpsc::Receiver<KvEvent>,
 }
@@ -99,6 +129,10 @@ pub trait Kv: Clone + Send + Sync + 'static {
     fn revoke(&self, lease: LeaseId) -> impl Future<Output = Result<()>> + Send;
     /// Watches `prefix`.
     fn watch(&self, prefix: &str) -> impl Future<Output = Result<Watch>> + Send;
+    /// The revision of the latest write made through this handle (or its
+    /// clones): a reader waits for its watch to reach it to read its own
+    /// writes.
+    fn last_write(&self) -> i64;
 }
 
 /// The backend chosen at start-up: etcd for every real deployment, memory
@@ -163,5 +197,11 @@ impl Kv for Backend {
     }
     async fn watch(&self, prefix: &str) -> Result<Watch> {
         dispatch!(self, kv => kv.watch(prefix))
+    }
+    fn last_write(&self) -> i64 {
+        match self {
+            Backend::Etcd(kv) => kv.last_write(),
+            Backend::Memory(kv) => kv.last_write(),
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! has and takes a fresh snapshot as soon as the store is back.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -108,6 +108,9 @@ struct Shared {
     nodes: ArcSwap<NodeSet>,
     synced: AtomicBool,
     synced_notify: Notify,
+    /// The store revision everything up to which is applied.
+    applied: AtomicI64,
+    applied_notify: Notify,
     hook: Option<Hook>,
 }
 
@@ -129,6 +132,8 @@ impl Mirror {
             nodes: ArcSwap::from_pointee(NodeSet::new(BTreeMap::new())),
             synced: AtomicBool::new(false),
             synced_notify: Notify::new(),
+            applied: AtomicI64::new(0),
+            applied_notify: Notify::new(),
             hook,
         });
         let stop = CancellationToken::new();
@@ -155,6 +160,24 @@ impl Mirror {
             loop {
                 let notified = self.shared.synced_notify.notified();
                 if self.is_synced() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+
+    /// Waits (at most `limit`) until the mirror reflects every write this
+    /// process made through its store, so a client reads its own writes: a
+    /// room just created is found, one just deleted is gone. Returns whether
+    /// it caught up; if not, answers are merely a moment stale.
+    pub async fn catch_up(&self, limit: Duration) -> bool {
+        let target = self.shared.store.last_write();
+        let wait = async {
+            loop {
+                let notified = self.shared.applied_notify.notified();
+                if self.shared.applied.load(Ordering::Acquire) >= target {
                     return;
                 }
                 notified.await;
@@ -223,7 +246,7 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let attempt = async {
             let mut watch = shared.store.watch().await?;
-            shared.load(std::mem::take(&mut watch.snapshot))?;
+            shared.load(std::mem::take(&mut watch.snapshot), watch.revision)?;
             Ok::<_, crate::StoreError>(watch)
         };
         let result = tokio::select! {
@@ -239,9 +262,11 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                         () = stop.cancelled() => return,
                     };
                     let Some(ev) = ev else { break };
+                    let revision = ev.revision();
                     if let Err(e) = shared.apply(ev) {
                         tracing::warn!(error = %e, "ignoring unreadable record");
                     }
+                    shared.applied_up_to(revision);
                 }
                 tracing::warn!("store watch ended; resynchronising");
             }
@@ -261,7 +286,12 @@ impl Shared {
     }
 
     /// Replaces everything with a fresh snapshot, reporting the differences.
-    fn load(&self, snapshot: Vec<(String, Vec<u8>)>) -> Result<()> {
+    fn applied_up_to(&self, revision: i64) {
+        self.applied.fetch_max(revision, Ordering::AcqRel);
+        self.applied_notify.notify_waiters();
+    }
+
+    fn load(&self, snapshot: Vec<(String, Vec<u8>)>, revision: i64) -> Result<()> {
         let mut nodes = BTreeMap::new();
         let mut rooms = Rooms::default();
         for (k, v) in &snapshot {
@@ -297,6 +327,7 @@ impl Shared {
         }
         self.synced.store(true, Ordering::Release);
         self.synced_notify.notify_waiters();
+        self.applied_up_to(revision);
         for c in &changes {
             self.tell(c);
         }
@@ -305,7 +336,9 @@ impl Shared {
 
     fn apply(&self, ev: KvEvent) -> Result<()> {
         let change = match ev {
-            KvEvent::Put(k, v) => match self.store.parse(&k, &v)? {
+            KvEvent::Put {
+                key: k, value: v, ..
+            } => match self.store.parse(&k, &v)? {
                 Some(Record::Node(n)) => {
                     let id = n.id;
                     let before = self.update_nodes(|nodes| nodes.insert(id, n.clone()));
@@ -325,7 +358,7 @@ impl Shared {
                 }
                 None => return Ok(()),
             },
-            KvEvent::Delete(k) => match self.store.keys().parse(&k) {
+            KvEvent::Delete { key: k, .. } => match self.store.keys().parse(&k) {
                 Some(proto::keys::Key::Node(id)) => {
                     let before = self.update_nodes(|nodes| nodes.remove(&id));
                     Change::Node {

@@ -69,6 +69,11 @@ impl Store {
         &self.keys
     }
 
+    /// The revision of the latest write through this store.
+    pub fn last_write(&self) -> i64 {
+        self.kv.last_write()
+    }
+
     /// Whether the backend answers.
     pub async fn ping(&self) -> Result<()> {
         self.kv.ping().await

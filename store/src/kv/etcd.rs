@@ -3,6 +3,8 @@
 //! hanging a request.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
@@ -22,6 +24,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct EtcdKv {
     client: Client,
     timeout: Duration,
+    /// Revision of the latest write through this handle or its clones.
+    last_write: Arc<AtomicI64>,
 }
 
 impl EtcdKv {
@@ -36,7 +40,11 @@ impl EtcdKv {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| StoreError::Unavailable(format!("etcd {endpoints:?}: {e}")))?;
-        Ok(Self { client, timeout })
+        Ok(Self {
+            client,
+            timeout,
+            last_write: Arc::default(),
+        })
     }
 
     async fn bounded<T>(
@@ -50,6 +58,14 @@ impl EtcdKv {
                 "etcd {what} timed out after {:?}",
                 self.timeout
             ))),
+        }
+    }
+}
+
+impl EtcdKv {
+    fn wrote(&self, header: Option<&etcd_client::ResponseHeader>) {
+        if let Some(h) = header {
+            self.last_write.fetch_max(h.revision(), Ordering::AcqRel);
         }
     }
 }
@@ -129,6 +145,7 @@ impl Kv for EtcdKv {
         let mut c = self.client.clone();
         let resp = self.bounded("create", c.txn(txn)).await?;
         if resp.succeeded() {
+            self.wrote(resp.header());
             return Ok(None);
         }
         let existing = resp.op_responses().into_iter().find_map(|op| match op {
@@ -149,7 +166,7 @@ impl Kv for EtcdKv {
             Err(StoreError::Unavailable(e)) if e.contains("requested lease not found") => {
                 Err(StoreError::LeaseExpired)
             }
-            other => other.map(drop),
+            other => other.map(|resp| self.wrote(resp.header())),
         }
     }
 
@@ -162,6 +179,7 @@ impl Kv for EtcdKv {
         let mut c = self.client.clone();
         let resp = self.bounded("swap", c.txn(txn)).await?;
         if resp.succeeded() {
+            self.wrote(resp.header());
             return Ok(Swap::Done);
         }
         let current = resp.op_responses().into_iter().find_map(|op| match op {
@@ -174,6 +192,7 @@ impl Kv for EtcdKv {
     async fn delete(&self, key: &str) -> Result<bool> {
         let mut c = self.client.clone();
         let resp = self.bounded("delete", c.delete(key, None)).await?;
+        self.wrote(resp.header());
         Ok(resp.deleted() > 0)
     }
 
@@ -231,7 +250,15 @@ impl Kv for EtcdKv {
         let stream = self.bounded("watch", c.watch(prefix, Some(opts))).await?;
         let (tx, events) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(forward(stream, tx));
-        Ok(Watch { snapshot, events })
+        Ok(Watch {
+            snapshot,
+            revision,
+            events,
+        })
+    }
+
+    fn last_write(&self) -> i64 {
+        self.last_write.load(Ordering::Acquire)
     }
 }
 
@@ -259,9 +286,14 @@ async fn forward(mut stream: etcd_client::WatchStream, tx: mpsc::Sender<KvEvent>
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let revision = kv.mod_revision();
             let ev = match event.event_type() {
-                EventType::Put => KvEvent::Put(key, kv.value().to_vec()),
-                EventType::Delete => KvEvent::Delete(key),
+                EventType::Put => KvEvent::Put {
+                    key,
+                    value: kv.value().to_vec(),
+                    revision,
+                },
+                EventType::Delete => KvEvent::Delete { key, revision },
             };
             if tx.send(ev).await.is_err() {
                 return;

@@ -24,6 +24,8 @@ pub struct MemoryKv {
 
 #[derive(Default)]
 struct State {
+    /// Incremented by every change, like etcd's revision.
+    revision: i64,
     kv: BTreeMap<String, Entry>,
     leases: HashMap<i64, Lease>,
     next_lease: i64,
@@ -83,9 +85,7 @@ async fn sweep(shared: Weak<Mutex<State>>) {
 
 impl State {
     fn notify(&mut self, event: KvEvent) {
-        let key = match &event {
-            KvEvent::Put(k, _) | KvEvent::Delete(k) => k,
-        };
+        let key = event.key();
         // A watcher that cannot keep up is dropped; its consumer sees the
         // channel close and resynchronises, as with a broken etcd watch.
         self.watchers
@@ -120,7 +120,13 @@ impl State {
                 lease,
             },
         );
-        self.notify(KvEvent::Put(key.to_owned(), value));
+        self.revision += 1;
+        let revision = self.revision;
+        self.notify(KvEvent::Put {
+            key: key.to_owned(),
+            value,
+            revision,
+        });
     }
 
     fn remove(&mut self, key: &str) -> bool {
@@ -130,7 +136,12 @@ impl State {
         if let Some(l) = entry.lease.and_then(|id| self.leases.get_mut(&id)) {
             l.keys.remove(key);
         }
-        self.notify(KvEvent::Delete(key.to_owned()));
+        self.revision += 1;
+        let revision = self.revision;
+        self.notify(KvEvent::Delete {
+            key: key.to_owned(),
+            revision,
+        });
         true
     }
 
@@ -262,6 +273,16 @@ impl Kv for MemoryKv {
             prefix: prefix.to_owned(),
             tx,
         });
-        Ok(Watch { snapshot, events })
+        Ok(Watch {
+            snapshot,
+            revision: state.revision,
+            events,
+        })
+    }
+
+    fn last_write(&self) -> i64 {
+        // One map for every clone: its revision is at least every write
+        // made through any of them.
+        self.lock().revision
     }
 }
