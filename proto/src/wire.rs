@@ -63,6 +63,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue
 /// Why a client frame was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// Not a JSON object at all.
+    #[error("frame is not a JSON object")]
+    NotAnObject,
     /// Not a JSON object with a string `type`.
     #[error("frame is not a JSON object with a \"type\": {0}")]
     Json(#[from] serde_json::Error),
@@ -78,6 +81,10 @@ impl ClientMsg {
     /// Decodes one text frame. Unknown extra fields are ignored, so newer
     /// clients can talk to older nodes.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        // serde would also read the struct from a JSON array.
+        if !text.trim_start().starts_with('{') {
+            return Err(DecodeError::NotAnObject);
+        }
         let raw: RawClientMsg<'_> = serde_json::from_str(text)?;
         match &*raw.kind {
             "send" => Ok(Self::Send {
@@ -207,6 +214,7 @@ mod tests {
     #[test]
     fn refuses_malformed_frames() {
         for bad in [
+            r#"["send", 5]"#,
             "",
             "{}",
             "[]",

@@ -1,5 +1,5 @@
-//! The node's registration: a record under a lease, renewed every third of
-//! the TTL, and the fence that stops the node serving anything once its
+//! The node's registration: a record under a lease, renewed every tenth of
+//! the TTL (at most every second), and the fence that stops the node serving anything once its
 //! lease may have expired.
 //!
 //! The node cannot know when etcd expires its lease, only when it last got
@@ -21,6 +21,18 @@ use tokio_util::sync::CancellationToken;
 /// Pause between attempts to register again after a fence.
 const REREGISTER_MIN: Duration = Duration::from_millis(250);
 const REREGISTER_MAX: Duration = Duration::from_secs(2);
+
+/// How often the lease is renewed: often, because the longest store outage
+/// a node rides out is TTL − interval − margin (8 s of the default 10 s).
+/// A renewal is one small request.
+pub(crate) fn renew_interval(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(250), Duration::from_secs(1))
+}
+
+/// What the node takes off the TTL for clock drift and request latency.
+pub(crate) fn margin(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(2))
+}
 
 /// The live registration, shared with the HTTP side.
 #[derive(Clone)]
@@ -85,16 +97,14 @@ impl Registration {
 
     /// The deadline after a renewal sent at `sent`.
     fn deadline(&self, sent: Instant) -> Instant {
-        let ttl = self.shared.ttl;
-        let margin = (ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(2));
-        sent + ttl - margin
+        sent + self.shared.ttl - margin(self.shared.ttl)
     }
 
     /// Renews until `stop`; `fence` runs whenever the deadline passes
     /// (before re-registering). Returns when stopped.
     pub(crate) async fn keep(self, registered: Instant, stop: CancellationToken, fence: impl Fn()) {
-        let interval = self.shared.ttl / 3;
-        let retry = (interval / 4).max(Duration::from_millis(100));
+        let interval = renew_interval(self.shared.ttl);
+        let retry = (interval / 2).max(Duration::from_millis(100));
         let mut deadline = self.deadline(registered);
         let mut next = Instant::now() + interval;
         loop {

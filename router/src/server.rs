@@ -9,6 +9,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use roomnode::error::ApiError;
 use store::Store;
@@ -147,7 +148,7 @@ pub async fn run(
     }
     tracing::info!(listen = %listener.local_addr()?, "router serving");
     axum::serve(
-        listener,
+        listener.tap_io(roomnode::server::no_delay),
         routes(app, public_metrics).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stopping.clone().cancelled_owned())
