@@ -8,10 +8,12 @@
 //! - [`record`]: the JSON records stored in etcd for nodes and rooms.
 //! - [`keys`]: the etcd key schema under a configurable prefix.
 //! - [`placement`]: weighted rendezvous hashing over the active nodes.
+//! - [`handoff`]: the internal endpoints that move rooms between nodes.
 //! - [`token`]: signed join tokens for private rooms.
 //! - [`api`]: the router's HTTP API bodies and the error body shared by all.
 
 pub mod api;
+pub mod handoff;
 pub mod id;
 pub mod keys;
 pub mod path;

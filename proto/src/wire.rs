@@ -33,6 +33,9 @@ pub mod code {
     pub const SLOW_CONSUMER: &str = "slow_consumer";
     /// The node is shutting down or fenced; the connection closes.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// The room is being moved to another node: this message was not
+    /// accepted; send it again after reconnecting (a `moved` follows).
+    pub const ROOM_MOVING: &str = "room_moving";
 }
 
 /// A frame from a client.

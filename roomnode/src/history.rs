@@ -27,6 +27,23 @@ impl History {
         }
     }
 
+    /// A ring holding `frames`, the newest of which has seq `latest` (a
+    /// room moved here from another node).
+    pub(crate) fn restore(capacity: usize, latest: u64, mut frames: Vec<Utf8Bytes>) -> Self {
+        let keep = frames.len().min(capacity);
+        frames.drain(..frames.len() - keep);
+        Self {
+            frames: frames.into(),
+            capacity,
+            latest,
+        }
+    }
+
+    /// Every retained frame, oldest first.
+    pub(crate) fn frames(&self) -> Vec<Utf8Bytes> {
+        self.frames.iter().cloned().collect()
+    }
+
     /// The newest seq.
     pub(crate) fn latest(&self) -> u64 {
         self.latest
@@ -86,6 +103,15 @@ mod tests {
         assert_eq!(seqs(h.since(0).unwrap()), [1, 2, 3]);
         assert_eq!(seqs(h.since(2).unwrap()), [3]);
         assert!(h.since(3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_restored_ring_resumes_where_the_old_one_was() {
+        let old = filled(5, 12);
+        let mut new = History::restore(3, old.latest(), old.frames());
+        assert_eq!(seqs(new.since(9).unwrap()), [10, 11, 12]);
+        assert_eq!(new.since(8), Err(Gap));
+        assert_eq!(new.push(|seq| seq.to_string().into()).0, 13);
     }
 
     #[test]

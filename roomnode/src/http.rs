@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use proto::record::{NodeState, RoomRecord};
 use proto::token::{self, Claims, TokenError};
-use proto::wire::{JoinParams, check_name};
+use proto::wire::{JoinParams, check_name, code};
 use proto::{InstanceId, RoomId};
 use store::{Created, StoreError};
 use tracing::Instrument;
@@ -18,16 +19,29 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::room::{JoinRequest, Room};
-use crate::session;
 use crate::upgrade::{NotWebSocket, Socket, Upgrade};
+use crate::{internal, session};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 /// The node's routes.
 pub(crate) fn routes(node: Node) -> Router {
+    // A snapshot carries up to the whole history, JSON-escaped.
+    let config = node.config();
+    let snapshot_limit = config
+        .history
+        .saturating_mul(config.max_frame_bytes)
+        .saturating_mul(2)
+        + (1 << 20);
     Router::new()
         .route("/{instance}/room/{room}", get(join))
+        .route("/internal/rooms/{room}/handoff", post(internal::handoff))
+        .route(
+            "/internal/rooms/{room}/adopt",
+            post(internal::adopt).layer(DefaultBodyLimit::max(snapshot_limit)),
+        )
+        .route("/internal/drain", post(internal::drain))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -94,6 +108,13 @@ async fn join(
         Some(r) => r,
         None => activate(&node, &room, raw_query.as_deref()).await?,
     };
+    if hosted.is_moving() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::ROOM_MOVING,
+            format!("room {room} is moving to another node; retry in a moment"),
+        ));
+    }
     if hosted.is_private() {
         let claims = check_token(&node, &room, &params, &headers)?;
         if claims.name.is_some() {
@@ -219,11 +240,11 @@ async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinPara
         stream: params.stream.as_deref(),
     };
     let Ok(membership) = room.join(req) else {
-        // Closed between the checks and the upgrade (deleted, moved,
-        // fenced): the client reconnects through the router.
+        // Closed or frozen between the checks and the upgrade (deleted,
+        // moving, fenced): the client reconnects through the router.
         let frame = CloseFrame {
             code: proto::wire::close::RESTART.into(),
-            reason: "room closed; reconnect".into(),
+            reason: "room closed or moving; reconnect".into(),
         };
         let _ = socket.send(Message::Close(Some(frame))).await;
         return;

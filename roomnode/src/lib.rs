@@ -7,6 +7,8 @@
 //! - `node`: the shared handle (identity, rooms, store, metrics).
 //! - `http`: the routes: WebSocket join with ownership checks, health,
 //!   metrics.
+//! - `internal`: the handoff, adopt and drain endpoints that move rooms.
+//! - [`client`]: calls to those endpoints, for nodes and operator commands.
 //! - `registration`: the leased registration, its renewal and the fence.
 //! - `rooms`: the hosted rooms by id, kept in line with the store.
 //! - `room`: one room: members, seq, fan-out, slow-consumer policy.
@@ -17,10 +19,12 @@
 //! - `metrics`: the Prometheus metrics.
 //! - [`process`]: tracing and the shutdown signal, for both binaries.
 
+pub mod client;
 pub mod config;
 pub mod error;
 mod history;
 mod http;
+mod internal;
 mod metrics;
 mod node;
 pub mod process;

@@ -24,6 +24,12 @@ pub(crate) struct Metrics {
     pub(crate) slow_consumers: IntCounter,
     /// Time from accepting a message to writing it to a member.
     pub(crate) delivery_latency: Histogram,
+    /// Rooms handed off from this node.
+    pub(crate) moves: IntCounter,
+    /// Handoffs from this node that did not happen.
+    pub(crate) moves_failed: IntCounter,
+    /// Time a handoff held the room frozen.
+    pub(crate) move_duration: Histogram,
 }
 
 impl Metrics {
@@ -77,7 +83,31 @@ impl Metrics {
         registry
             .register(Box::new(delivery_latency.clone()))
             .expect("unique histogram");
+        let moves = counter(
+            "roomnode_rooms_moved_total",
+            "Rooms handed off from this node to another.",
+        );
+        let moves_failed = counter(
+            "roomnode_moves_failed_total",
+            "Handoffs from this node that did not happen (the room stayed here).",
+        );
+        let move_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "roomnode_move_duration_seconds",
+                "Time a handoff kept its room frozen, from freeze to moved.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(move_duration.clone()))
+            .expect("unique histogram");
         Self {
+            moves,
+            moves_failed,
+            move_duration,
             registry,
             rooms,
             active_rooms,

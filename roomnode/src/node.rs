@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client::InternalClient;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub(crate) struct Parts {
     pub(crate) registration: Registration,
     pub(crate) sessions: TaskTracker,
     pub(crate) stopping: CancellationToken,
+    /// Calls to other nodes, when a cluster secret is set.
+    pub(crate) internal: Option<(InternalClient, String)>,
 }
 
 impl Node {
@@ -59,6 +62,20 @@ impl Node {
 
     pub(crate) fn rooms(&self) -> &Rooms {
         &self.inner.rooms
+    }
+
+    pub(crate) fn registration(&self) -> &Registration {
+        &self.inner.registration
+    }
+
+    /// The client for other nodes' internal endpoints.
+    pub(crate) fn internal_client(&self) -> Option<&InternalClient> {
+        self.inner.internal.as_ref().map(|(c, _)| c)
+    }
+
+    /// The key internal callers must present.
+    pub(crate) fn internal_key(&self) -> Option<&str> {
+        self.inner.internal.as_ref().map(|(_, k)| k.as_str())
     }
 
     pub(crate) fn metrics(&self) -> Arc<Metrics> {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use proto::record::NodeRecord;
+use proto::record::{NodeRecord, NodeState};
 use store::{LeaseId, Store, StoreError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,8 @@ pub(crate) struct Registration {
 
 struct Shared {
     store: Store,
-    record: NodeRecord,
+    /// The record as registered; re-registration writes it again.
+    record: Mutex<NodeRecord>,
     ttl: Duration,
     lease: Mutex<LeaseId>,
     fenced: AtomicBool,
@@ -77,7 +78,7 @@ impl Registration {
         let reg = Self {
             shared: Arc::new(Shared {
                 store,
-                record,
+                record: Mutex::new(record),
                 ttl,
                 lease: Mutex::new(lease),
                 fenced: AtomicBool::new(false),
@@ -89,6 +90,24 @@ impl Registration {
     /// Whether the node must refuse joins.
     pub(crate) fn is_fenced(&self) -> bool {
         self.shared.fenced.load(Ordering::Acquire)
+    }
+
+    fn record(&self) -> NodeRecord {
+        self.shared
+            .record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes the node's state (`draining` takes it out of placement).
+    pub(crate) async fn set_state(&self, state: NodeState) -> Result<(), StoreError> {
+        let record = {
+            let mut r = self.shared.record.lock().unwrap_or_else(|p| p.into_inner());
+            r.state = state;
+            r.clone()
+        };
+        self.shared.store.update_node(&record, self.lease()).await
     }
 
     fn lease(&self) -> LeaseId {
@@ -114,14 +133,14 @@ impl Registration {
             }
             if Instant::now() >= deadline {
                 self.shared.fenced.store(true, Ordering::Release);
-                tracing::error!(node = %self.shared.record.id, "lease may have expired; fencing: closing every room until registered again");
+                tracing::error!(node = %self.record().id, "lease may have expired; fencing: closing every room until registered again");
                 fence();
                 let Some(sent) = self.register_again(&stop).await else {
                     return;
                 };
                 deadline = self.deadline(sent);
                 self.shared.fenced.store(false, Ordering::Release);
-                tracing::info!(node = %self.shared.record.id, "registered again; serving");
+                tracing::info!(node = %self.record().id, "registered again; serving");
                 next = Instant::now() + interval;
                 continue;
             }
@@ -155,7 +174,7 @@ impl Registration {
             match self
                 .shared
                 .store
-                .register_node(&self.shared.record, self.shared.ttl)
+                .register_node(&self.record(), self.shared.ttl)
                 .await
             {
                 Ok(lease) => {

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use proto::handoff::RoomSnapshot;
 use proto::record::RoomRecord;
 use proto::wire::{ServerMsg, close, code};
 use proto::{InstanceId, RoomId};
@@ -132,6 +133,18 @@ struct Member {
     kick: Kick,
 }
 
+impl State {
+    fn accepting(&self) -> Result<(), Refused> {
+        if self.closed {
+            Err(Refused::Closed)
+        } else if self.moving {
+            Err(Refused::Moving)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl Member {
     /// The `left` frame announcing this member's departure.
     fn left_frame(&self, members: usize) -> Utf8Bytes {
@@ -150,6 +163,8 @@ struct State {
     members: HashMap<u64, Member>,
     next_member: u64,
     closed: bool,
+    /// Frozen for a move: sends and joins are refused, nothing changes.
+    moving: bool,
 }
 
 /// Sizes a room lives by.
@@ -186,9 +201,14 @@ pub(crate) struct Membership {
     pub(crate) kick: Kick,
 }
 
-/// The room is closed (deleted, moved or fenced) and takes no one.
-#[derive(Debug)]
-pub(crate) struct Closed;
+/// Why the room turned a member or a message away.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Closed (deleted, moved away or fenced): it takes no one.
+    Closed,
+    /// Frozen while it moves to another node: try again after `moved`.
+    Moving,
+}
 
 /// What a join asks for.
 pub(crate) struct JoinRequest<'a> {
@@ -198,21 +218,45 @@ pub(crate) struct JoinRequest<'a> {
 }
 
 impl Room {
+    /// A room with no past: a fresh stream, history starts here.
     pub(crate) fn new(rec: &RoomRecord, limits: RoomLimits, metrics: Arc<Metrics>) -> Self {
+        let stream = format!("{:016x}", rand::random::<u64>());
+        Self::with(rec, stream, History::new(limits.history), limits, metrics)
+    }
+
+    /// A room moved here: same stream, same seq, same history.
+    pub(crate) fn restore(
+        rec: &RoomRecord,
+        snapshot: RoomSnapshot,
+        limits: RoomLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let frames = snapshot.history.into_iter().map(Utf8Bytes::from).collect();
+        let history = History::restore(limits.history, snapshot.seq, frames);
+        Self::with(rec, snapshot.stream, history, limits, metrics)
+    }
+
+    fn with(
+        rec: &RoomRecord,
+        stream: String,
+        history: History,
+        limits: RoomLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             id: rec.id.clone(),
             node: rec.node,
             epoch: rec.epoch,
             private: rec.private,
-            // A fresh stream per room instance: history starts here.
-            stream: format!("{:016x}", rand::random::<u64>()),
+            stream,
             limits,
             metrics,
             state: Mutex::new(State {
-                history: History::new(limits.history),
+                history,
                 members: HashMap::new(),
                 next_member: 0,
                 closed: false,
+                moving: false,
             }),
         }
     }
@@ -243,11 +287,9 @@ impl Room {
 
     /// Adds a member. Under one lock: the welcome's seq, the replay and the
     /// start of live delivery line up, so nothing is missed or repeated.
-    pub(crate) fn join(&self, req: JoinRequest<'_>) -> Result<Membership, Closed> {
+    pub(crate) fn join(&self, req: JoinRequest<'_>) -> Result<Membership, Refused> {
         let mut st = self.lock();
-        if st.closed {
-            return Err(Closed);
-        }
+        st.accepting()?;
         st.next_member += 1;
         let key = st.next_member;
         let id: Arc<str> = format!("m{key}").into();
@@ -310,13 +352,11 @@ impl Room {
     }
 
     /// Broadcasts a member's message to everyone, sender included.
-    pub(crate) fn send(&self, key: u64, body: &RawValue) -> Result<(), Closed> {
+    pub(crate) fn send(&self, key: u64, body: &RawValue) -> Result<(), Refused> {
         let mut st = self.lock();
-        if st.closed {
-            return Err(Closed);
-        }
+        st.accepting()?;
         let Some(sender) = st.members.get(&key) else {
-            return Err(Closed);
+            return Err(Refused::Closed);
         };
         let (from, name) = (sender.id.clone(), sender.name.clone());
         let room = &self.id;
@@ -370,6 +410,43 @@ impl Room {
                 }
             }
         }
+    }
+
+    /// Freezes the room for a move and returns its state, to be held at
+    /// `epoch` by the new owner. Until [`Room::close`] or
+    /// [`Room::unfreeze`], sends are refused with `room_moving`, so nothing
+    /// is accepted that the snapshot would miss.
+    pub(crate) fn freeze(&self, epoch: u64) -> Result<RoomSnapshot, Refused> {
+        let mut st = self.lock();
+        st.accepting()?;
+        st.moving = true;
+        Ok(RoomSnapshot {
+            room: self.id.clone(),
+            epoch,
+            stream: self.stream.clone(),
+            seq: st.history.latest(),
+            history: st
+                .history
+                .frames()
+                .iter()
+                .map(|f| f.as_str().to_owned())
+                .collect(),
+        })
+    }
+
+    /// Undoes [`Room::freeze`] after a move that did not happen.
+    pub(crate) fn unfreeze(&self) {
+        self.lock().moving = false;
+    }
+
+    /// Whether the room is frozen for a move.
+    pub(crate) fn is_moving(&self) -> bool {
+        self.lock().moving
+    }
+
+    /// Members connected now.
+    pub(crate) fn members(&self) -> usize {
+        self.lock().members.len()
     }
 
     /// Closes the room: every member gets the reason after what is already
@@ -490,6 +567,46 @@ mod tests {
         let last = drain(&mut fast);
         assert_eq!(last[0]["seq"], 11);
         assert_eq!(room.lock().members.len(), 1);
+    }
+
+    #[test]
+    fn a_frozen_room_refuses_sends_and_its_snapshot_restores_it_elsewhere() {
+        let old = room(3, 16);
+        let a = join(&old, None, None);
+        for i in 0..5 {
+            old.send(a.key, &body(&i.to_string())).unwrap();
+        }
+        let snap = old.freeze(2).unwrap();
+        assert_eq!(old.send(a.key, &body("9")), Err(Refused::Moving));
+        assert_eq!((snap.seq, snap.history.len(), snap.epoch), (5, 3, 2));
+        let mut rec = RoomRecord {
+            id: "r".parse().unwrap(),
+            node: "i2".parse().unwrap(),
+            epoch: 2,
+            private: false,
+            created_at: 0,
+        };
+        rec.node = "i2".parse().unwrap();
+        let new = Room::restore(
+            &rec,
+            snap.clone(),
+            RoomLimits {
+                history: 3,
+                queue: 16,
+            },
+            old.metrics.clone(),
+        );
+        let b = join(&new, Some(3), Some(&snap.stream));
+        assert_eq!(json(&b.first[0])["seq"], 5);
+        assert_eq!(json(&b.first[0])["stream"], snap.stream.as_str());
+        let replay: Vec<_> = b.first[1..]
+            .iter()
+            .map(|f| json(f)["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(replay, [4, 5]);
+        new.send(b.key, &body("6")).unwrap();
+        old.unfreeze();
+        old.send(a.key, &body("7")).unwrap();
     }
 
     #[test]

@@ -4,6 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use proto::handoff::RoomSnapshot;
+use tokio::time::Instant;
 
 use proto::record::RoomRecord;
 use proto::{InstanceId, RoomId};
@@ -22,8 +26,29 @@ struct Shared {
     node: InstanceId,
     limits: RoomLimits,
     metrics: Arc<Metrics>,
-    map: Mutex<HashMap<RoomId, Arc<Room>>>,
+    state: Mutex<State>,
 }
+
+#[derive(Default)]
+struct State {
+    live: HashMap<RoomId, Arc<Room>>,
+    /// Rooms handed to this node by their old owner, waiting for the store
+    /// to name this node their owner at the snapshot's epoch.
+    adopted: HashMap<RoomId, Adopted>,
+}
+
+struct Adopted {
+    snapshot: RoomSnapshot,
+    expires: Instant,
+}
+
+/// How long an adopted room waits for its move to commit; a move that
+/// never commits (its old owner died mid-way) leaves nothing behind.
+const ADOPTION_TTL: Duration = Duration::from_secs(60);
+
+/// An adoption that cannot be taken.
+#[derive(Debug)]
+pub(crate) struct AdoptionRefused(pub(crate) String);
 
 impl Rooms {
     pub(crate) fn new(node: InstanceId, limits: RoomLimits, metrics: Arc<Metrics>) -> Self {
@@ -32,36 +57,40 @@ impl Rooms {
                 node,
                 limits,
                 metrics,
-                map: Mutex::default(),
+                state: Mutex::default(),
             }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, Arc<Room>>> {
-        self.shared.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The hosted instance of a room, if any.
     pub(crate) fn get(&self, id: &RoomId) -> Option<Arc<Room>> {
-        self.lock().get(id).cloned()
+        self.lock().live.get(id).cloned()
     }
 
     /// The instance for `rec`, which names this node as owner: the existing
-    /// one at the same epoch, or a new one (replacing a stale epoch's).
+    /// one at the same epoch, or one restored from an adopted snapshot of
+    /// that epoch, or a fresh one (replacing a stale epoch's).
     pub(crate) fn activate(&self, rec: &RoomRecord) -> Arc<Room> {
         debug_assert_eq!(rec.node, self.shared.node);
-        let mut map = self.lock();
-        if let Some(room) = map.get(&rec.id)
+        let mut st = self.lock();
+        if let Some(room) = st.live.get(&rec.id)
             && room.epoch() == rec.epoch
         {
             return room.clone();
         }
-        let room = Arc::new(Room::new(
-            rec,
-            self.shared.limits,
-            self.shared.metrics.clone(),
-        ));
-        if let Some(stale) = map.insert(rec.id.clone(), room.clone()) {
+        let (limits, metrics) = (self.shared.limits, self.shared.metrics.clone());
+        let room = match st.adopted.remove(&rec.id) {
+            Some(a) if a.snapshot.epoch == rec.epoch && a.expires > Instant::now() => {
+                tracing::info!(room = %rec.id, seq = a.snapshot.seq, "room moved here; history restored");
+                Arc::new(Room::restore(rec, a.snapshot, limits, metrics))
+            }
+            _ => Arc::new(Room::new(rec, limits, metrics)),
+        };
+        if let Some(stale) = st.live.insert(rec.id.clone(), room.clone()) {
             stale.close(&CloseReason::moved(&proto::path::sharded(
                 rec.node, &rec.id,
             )));
@@ -69,9 +98,39 @@ impl Rooms {
         room
     }
 
+    /// Holds a room's state until the store names this node its owner.
+    pub(crate) fn adopt(&self, snapshot: RoomSnapshot) -> Result<(), AdoptionRefused> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        st.adopted.retain(|_, a| a.expires > now);
+        if let Some(live) = st.live.get(&snapshot.room)
+            && live.epoch() >= snapshot.epoch
+        {
+            return Err(AdoptionRefused(format!(
+                "room {} is already live here at epoch {}",
+                snapshot.room,
+                live.epoch()
+            )));
+        }
+        let expires = now + ADOPTION_TTL;
+        st.adopted
+            .insert(snapshot.room.clone(), Adopted { snapshot, expires });
+        Ok(())
+    }
+
+    /// Removes `room` (if it is still this instance) and closes it.
+    pub(crate) fn remove(&self, room: &Arc<Room>, reason: &CloseReason) {
+        let mut st = self.lock();
+        if st.live.get(room.id()).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            st.live.remove(room.id());
+        }
+        drop(st);
+        room.close(reason);
+    }
+
     /// Removes and closes every room (shutdown, fencing).
     pub(crate) fn close_all(&self, reason: &CloseReason) {
-        let rooms: Vec<_> = self.lock().drain().map(|(_, r)| r).collect();
+        let rooms: Vec<_> = self.lock().live.drain().map(|(_, r)| r).collect();
         for room in rooms {
             room.close(reason);
         }
@@ -79,7 +138,7 @@ impl Rooms {
 
     /// Rooms with at least one member.
     pub(crate) fn active(&self) -> usize {
-        self.lock().values().filter(|r| r.is_active()).count()
+        self.lock().live.values().filter(|r| r.is_active()).count()
     }
 
     /// Keeps hosted rooms in line with the store: a room deleted, or now
@@ -97,11 +156,6 @@ impl Rooms {
             Some(_) => return,
         };
         tracing::info!(room = %id, "room no longer hosted here; closing it");
-        let mut map = self.lock();
-        if map.get(id).is_some_and(|r| Arc::ptr_eq(r, &room)) {
-            map.remove(id);
-        }
-        drop(map);
-        room.close(&reason);
+        self.remove(&room, &reason);
     }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client::InternalClient;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
@@ -87,6 +88,10 @@ pub async fn run(
 
     let stopping = CancellationToken::new();
     let sessions = TaskTracker::new();
+    let internal = config
+        .secret
+        .as_ref()
+        .map(|s| (InternalClient::new(s), proto::handoff::internal_key(s)));
     let grace = Duration::from_secs(config.grace);
     let node = Node::new(Parts {
         config,
@@ -97,6 +102,7 @@ pub async fn run(
         registration: registration.clone(),
         sessions: sessions.clone(),
         stopping: stopping.clone(),
+        internal,
     });
     let fence_rooms = rooms.clone();
     let keeper = tokio::spawn(

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::metrics::Metrics;
-use crate::room::{CloseReason, Membership, Outbound, Room, error_frame};
+use crate::room::{CloseReason, Membership, Outbound, Refused, Room, error_frame};
 use crate::upgrade::Socket;
 
 /// Most frames written per flush, so one busy member cannot hold its task
@@ -149,7 +149,14 @@ async fn handle(
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
     };
     match ClientMsg::decode(&text) {
-        Ok(ClientMsg::Send { body }) => room.send(key, &body).map_err(|_| End::Gone),
+        Ok(ClientMsg::Send { body }) => match room.send(key, &body) {
+            Ok(()) => Ok(()),
+            Err(Refused::Moving) => {
+                let text = "the room is moving to another node: this message was not accepted; send it again after reconnecting";
+                reply_error(socket, code::ROOM_MOVING, text).await
+            }
+            Err(Refused::Closed) => Err(End::Gone),
+        },
         Err(e) => reply_error(socket, code::BAD_FRAME, &e.to_string()).await,
     }
 }

@@ -76,7 +76,10 @@ pub(crate) async fn create(
             }
             (StatusCode::CREATED, Json(view)).into_response()
         }
-        Created::Existing(rec) => (StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response(),
+        Created::Existing(rec) => {
+            let rec = crate::failover::live_owner(&app, rec).await?;
+            (StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response()
+        }
     })
 }
 
@@ -155,7 +158,7 @@ pub(crate) async fn mint(
 }
 
 /// Parses a JSON body; an empty body is the type's default.
-fn json_body<T: Default + serde::de::DeserializeOwned>(
+pub(crate) fn json_body<T: Default + serde::de::DeserializeOwned>(
     body: &[u8],
     shape: &str,
 ) -> Result<T, ApiError> {
@@ -183,7 +186,10 @@ pub(crate) async fn get(
 ) -> Result<Json<RoomView>, ApiError> {
     let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
     match app.mirror().lookup(&id).await? {
-        Some(rec) => Ok(Json(RoomView::new(&rec, &app.ws_base(&headers)))),
+        Some(rec) => {
+            let rec = crate::failover::live_owner(&app, rec).await?;
+            Ok(Json(RoomView::new(&rec, &app.ws_base(&headers))))
+        }
         None => Err(unknown_room(&id)),
     }
 }

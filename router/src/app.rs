@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, header};
+use roomnode::client::InternalClient;
 use roomnode::error::ApiError;
 use store::{Mirror, Store};
 use subtle::ConstantTimeEq;
@@ -30,6 +31,7 @@ struct Inner {
     mirror: Mirror,
     metrics: Metrics,
     store_ok: AtomicBool,
+    internal: Option<InternalClient>,
     tunnels: TaskTracker,
     stopping: CancellationToken,
 }
@@ -42,8 +44,10 @@ impl App {
         stopping: CancellationToken,
     ) -> Self {
         let mirror = Mirror::start(store.clone(), None);
+        let internal = config.secret.as_ref().map(InternalClient::new);
         Self {
             inner: Arc::new(Inner {
+                internal,
                 config,
                 store,
                 mirror,
@@ -57,6 +61,11 @@ impl App {
 
     pub(crate) fn config(&self) -> &RouterConfig {
         &self.inner.config
+    }
+
+    /// The client for the nodes' internal endpoints, with a secret.
+    pub(crate) fn internal_client(&self) -> Option<&InternalClient> {
+        self.inner.internal.as_ref()
     }
 
     pub(crate) fn store(&self) -> &Store {

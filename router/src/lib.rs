@@ -9,16 +9,24 @@
 //! - [`config`]: [`RouterConfig`], flags and environment.
 //! - `app`: the shared handle (store, mirror, readiness, metrics, admin
 //!   check).
+//! - `admin`: `POST /admin/rebalance`.
 //! - `api`: `POST/GET/DELETE /rooms…`, `GET /nodes`.
 //! - `proxy`: the data plane, `/room/{id}` and `/iN/room/{id}`.
+//! - `failover`: new owners for rooms whose node is gone.
 //! - `metrics`: the Prometheus metrics.
+//! - [`ops`]: `router rebalance` and `router drain` against the store.
+//! - [`rebalance`]: plan and run live moves to each room's HRW owner.
 //! - [`up`]: `router up`, the whole cluster in one process.
 
+mod admin;
 mod api;
 mod app;
 pub mod config;
+mod failover;
 mod metrics;
+pub mod ops;
 mod proxy;
+pub mod rebalance;
 pub mod server;
 pub mod up;
 

@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use proto::InstanceId;
+use proto::token::Secret;
+use roomnode::client::InternalClient;
 use router::RouterConfig;
+use router::ops::{self, RebalanceOptions};
 use router::up::UpArgs;
 use store::kv::etcd::{DEFAULT_TIMEOUT, EtcdKv};
 use store::{Backend, Store};
@@ -26,6 +30,57 @@ enum Command {
     /// Run a router and N room nodes in this process on an embedded store
     /// (local trial; not for multiple hosts).
     Up(UpArgs),
+    /// Move every room whose HRW owner changed (after adding nodes) to that
+    /// owner, live: members are told where to reconnect and lose nothing.
+    Rebalance(RebalanceArgs),
+    /// Take a node out of placement, move all its rooms away live, and exit
+    /// 0 once it owns none (then it is safe to stop).
+    Drain(DrainArgs),
+}
+
+/// Talking to the nodes' internal endpoints.
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The cluster secret (the nodes' `--secret`): internal calls are
+    /// authenticated with a key derived from it.
+    #[arg(
+        long,
+        env = "ROOMROUTER_SECRET",
+        hide_env_values = true,
+        required = true
+    )]
+    secret: Option<Secret>,
+    /// Moves in flight at once.
+    #[arg(long, env = "ROUTER_MOVE_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+}
+
+impl ClusterArgs {
+    fn client(&self) -> InternalClient {
+        InternalClient::new(self.secret.as_ref().expect("clap requires --secret"))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct RebalanceArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Print the plan only.
+    #[arg(long)]
+    dry_run: bool,
+    /// Move at most this many rooms.
+    #[arg(long)]
+    max_moves: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+struct DrainArgs {
+    /// The node to drain, e.g. `i3`.
+    node: InstanceId,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// Where the cluster's state lives.
@@ -79,10 +134,34 @@ async fn main() -> anyhow::Result<()> {
             .context("router")?;
         }
         Command::Up(args) => {
-            router::up::up(args, roomnode::process::shutdown_signal(), |msg| {
-                println!("{msg}")
+            let shutdown = roomnode::process::shutdown_signal();
+            router::up::up(args, shutdown, |msg| println!("{msg}")).await?;
+        }
+        Command::Rebalance(args) => {
+            let store = args.cluster.store.connect().await?;
+            let opts = RebalanceOptions {
+                dry_run: args.dry_run,
+                max_moves: args.max_moves,
+                concurrency: args.cluster.concurrency,
+            };
+            ops::rebalance(&store, &args.cluster.client(), opts, &mut |line| {
+                println!("{line}")
             })
-            .await?;
+            .await
+            .context("rebalance")?;
+        }
+        Command::Drain(args) => {
+            let store = args.cluster.store.connect().await?;
+            let client = args.cluster.client();
+            ops::drain(
+                &store,
+                &client,
+                args.node,
+                args.cluster.concurrency,
+                &mut |line| println!("{line}"),
+            )
+            .await
+            .with_context(|| format!("drain {}", args.node))?;
         }
     }
     Ok(())

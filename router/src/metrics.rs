@@ -1,7 +1,9 @@
 //! The router's Prometheus metrics (names fixed by SPEC). Gauges that mirror
 //! the store (`router_rooms`, `router_nodes`) are set when scraped.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use store::Mirror;
 
 /// Every metric of one router.
@@ -13,6 +15,8 @@ pub(crate) struct Metrics {
     pub(crate) requests: IntCounterVec,
     /// Open proxied WebSocket tunnels.
     pub(crate) proxy_connections: IntGauge,
+    /// Rooms this router moved off a dead node.
+    pub(crate) failovers: IntCounter,
 }
 
 impl Metrics {
@@ -40,8 +44,14 @@ impl Metrics {
             "Open WebSocket tunnels proxied to room nodes.",
         )
         .expect("valid gauge");
+        let failovers = IntCounter::new(
+            "router_failovers_total",
+            "Rooms this router gave a new owner because theirs was gone.",
+        )
+        .expect("valid counter");
         for m in [
-            Box::new(rooms.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(failovers.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rooms.clone()),
             Box::new(nodes.clone()),
             Box::new(requests.clone()),
             Box::new(proxy_connections.clone()),
@@ -54,6 +64,7 @@ impl Metrics {
             nodes,
             requests,
             proxy_connections,
+            failovers,
         }
     }
 

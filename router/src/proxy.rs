@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::api::unknown_room;
 use crate::app::App;
+use crate::failover;
 
 /// Bound on connecting to a node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -61,6 +62,7 @@ pub(crate) async fn legacy(
         .lookup(&room)
         .await?
         .ok_or_else(|| unknown_room(&room))?;
+    let rec = failover::live_owner(&app, rec).await?;
     let mut path = proto::path::sharded(rec.node, &room);
     if let Some(q) = req.uri().query() {
         path.push('?');

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::{ConfigError, RouterConfig};
-use crate::{api, proxy};
+use crate::{admin, api, proxy};
 
 /// Bound on waiting for proxied tunnels after shutdown is signalled.
 const GRACE: Duration = Duration::from_secs(5);
@@ -47,6 +47,7 @@ fn routes(app: App, public_metrics: bool) -> Router {
         .route("/rooms/{id}", get(api::get).delete(api::delete))
         .route("/rooms/{id}/tokens", axum::routing::post(api::mint))
         .route("/nodes", get(api::nodes))
+        .route("/admin/rebalance", axum::routing::post(admin::rebalance))
         .route("/room/{room}", get(proxy::legacy))
         .route(
             "/{instance}/room/{room}",
@@ -129,6 +130,7 @@ pub async fn run(
     let public_metrics = metrics_listener.is_none();
     let app = App::new(config, store, tunnels.clone(), stopping.clone());
     tokio::spawn(app.clone().probe_store());
+    tokio::spawn(crate::failover::reconcile(app.clone()));
     let signal = stopping.clone();
     tokio::spawn(async move {
         shutdown.await;

@@ -221,6 +221,22 @@ impl Mirror {
             .collect()
     }
 
+    /// Up to `limit` rooms that `pred` picks, in id order (no copies of the
+    /// others).
+    pub fn rooms_where(
+        &self,
+        limit: usize,
+        mut pred: impl FnMut(&RoomRecord) -> bool,
+    ) -> Vec<RoomRecord> {
+        self.read_rooms()
+            .by_id
+            .values()
+            .filter(|r| pred(r))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// Rooms assigned to each node.
     pub fn room_counts(&self) -> HashMap<InstanceId, u64> {
         self.read_rooms().per_node.clone()

@@ -211,6 +211,13 @@ async fn a_killed_node_disappears_after_its_ttl() {
     let mut cluster = Cluster::start(2, 1).await;
     let (room, path) = room_on(&cluster, "orphan", "i1").await;
     let router = cluster.router(0).http();
+    let mut before = WsClient::connect(&format!("{}{path}", cluster.router(0).ws_base()))
+        .await
+        .expect("join on i1");
+    let old_stream = before.recv_json(Duration::from_secs(5)).await["stream"]
+        .as_str()
+        .expect("stream")
+        .to_owned();
 
     node_mut(&mut cluster, 1).proc.kill().await;
     let killed = Instant::now();
@@ -232,27 +239,33 @@ async fn a_killed_node_disappears_after_its_ttl() {
     assert!(gone <= TTL + Duration::from_secs(5), "gone after {gone:?}");
     assert_eq!(listed(&router).await, Some(vec!["i2".to_owned()]));
 
-    // Its room stays assigned to it (no failover yet) and cannot be reached.
-    let rec = router.get(&format!("/rooms/{room}")).await;
-    assert_eq!(rec.status, 200);
-    assert_eq!(rec.body["node"], "i1");
-    match WsClient::connect(&format!("{}{path}", cluster.router(0).ws_base())).await {
-        Err(Error::Http(resp)) => {
-            assert_eq!(
-                resp.status().as_u16(),
-                503,
-                "joining a room whose node is dead"
-            );
-            let body = resp.body().as_deref().map(String::from_utf8_lossy);
-            assert!(
-                body.as_deref()
-                    .is_some_and(|b| b.contains("node_unavailable")),
-                "503 body names the reason: {body:?}"
-            );
-        }
-        Ok(_) => panic!("joined a room whose node is dead"),
-        Err(e) => panic!("joining a room whose node is dead: {e}"),
-    }
+    // Failover: without anyone asking, the room gets a live owner with the
+    // next epoch, reachable through the router; its history died with i1,
+    // so it starts a new stream and a resume says history_gap.
+    eventually(
+        Duration::from_secs(10),
+        "the room is failed over to i2",
+        async || {
+            let rec = router.get(&format!("/rooms/{room}")).await;
+            rec.body["node"] == "i2" && rec.body["epoch"] == 2
+        },
+    )
+    .await;
+    let url = format!(
+        "{}/room/{room}?since=3&stream={old_stream}",
+        cluster.router(0).ws_base()
+    );
+    let mut member = WsClient::connect(&url)
+        .await
+        .expect("join the failed-over room");
+    let welcome = member.recv_json(Duration::from_secs(5)).await;
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["node"], "i2");
+    assert_eq!(welcome["seq"], 0);
+    assert_ne!(welcome["stream"], old_stream.as_str());
+    let gap = member.recv_json(Duration::from_secs(5)).await;
+    assert_eq!(gap["code"], "history_gap");
+    let _ = path;
 }
 
 // ---------------------------------------------------------------------------

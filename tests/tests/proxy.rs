@@ -464,7 +464,7 @@ async fn the_tunnel_gauge_follows_proxied_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_owner_answers_503_node_unavailable() {
+async fn a_dead_owner_answers_503_on_its_path_and_the_room_fails_over() {
     let mut cluster = Cluster::start(3, 2).await;
     let rec = cluster.create_room("orphan").await;
     let path = rec["path"].as_str().unwrap().to_owned();
@@ -504,15 +504,13 @@ async fn a_dead_owner_answers_503_node_unavailable() {
         ws_refusal(&format!("{ws}{path}")).await,
         (503, "node_unavailable".into())
     );
-    assert_eq!(
-        ws_refusal(&format!("{}/room/orphan", cluster.router(1).ws_base())).await,
-        (503, "node_unavailable".into())
-    );
-    // The record stays where it was: no failover yet.
+    // The legacy path finds the room a new owner (failover, epoch 2).
+    let (_rejoined, welcome) = join(&format!("{}/room/orphan", cluster.router(1).ws_base())).await;
+    assert_ne!(welcome["node"], owner_id.as_str());
     let r = cluster.router(0).http().get("/rooms/orphan").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body["node"], owner_id.as_str());
-    assert_eq!(r.body["epoch"], 1);
+    assert_eq!(r.body["node"], welcome["node"]);
+    assert_eq!(r.body["epoch"], 2);
     // Rooms on the survivors are unaffected.
     let survivor = cluster
         .nodes

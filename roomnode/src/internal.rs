@@ -1,0 +1,215 @@
+//! The internal endpoints that move rooms: `handoff` (on the owner: freeze,
+//! hand the state to the target, swap the owner in the store, tell the
+//! members where to go), `adopt` (on the target: hold the state until the
+//! store names it owner) and `drain`. They sit outside `/iN/room/*`, so no
+//! load-balancer rule reaches them, and need the key derived from the
+//! cluster secret.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use proto::RoomId;
+use proto::handoff::{HandoffDone, HandoffRequest, RoomSnapshot, adopt_path};
+use proto::record::{NodeState, RoomRecord};
+use serde_json::{Value, json};
+use store::StoreError;
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+
+use crate::error::ApiError;
+use crate::node::Node;
+use crate::room::{CloseReason, Refused, Room};
+
+/// Refuses a call without the cluster key.
+fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = node.internal_key() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "internal_disabled",
+            "this node has no --secret: moving rooms needs one".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "internal endpoints need the cluster key".into(),
+        ))
+    }
+}
+
+fn conflict(code: &str, message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, code, message)
+}
+
+/// `POST /internal/rooms/{id}/handoff`.
+pub(crate) async fn handoff(
+    State(node): State<Node>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<HandoffRequest>,
+) -> Result<Json<HandoffDone>, ApiError> {
+    authorize(&node, &headers)?;
+    let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
+    if let Some(err) = node.unavailable() {
+        return Err(err);
+    }
+    if req.to == node.id() {
+        return Err(ApiError::bad_request(
+            "same_node",
+            format!("room {room} is already on {}", node.id()),
+        ));
+    }
+    let rec = node.store().room(&room).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_room",
+            format!("room {room} does not exist"),
+        )
+    })?;
+    if rec.node != node.id() || rec.epoch != req.epoch {
+        return Err(conflict(
+            "stale",
+            format!(
+                "room {room} is on {} at epoch {}, not on {} at {}",
+                rec.node,
+                rec.epoch,
+                node.id(),
+                req.epoch
+            ),
+        ));
+    }
+    let target = node.mirror().nodes().nodes.get(&req.to).cloned();
+    let target = match target {
+        Some(t) if t.state == NodeState::Active => t,
+        Some(_) => {
+            return Err(conflict(
+                "target_draining",
+                format!("{} is draining", req.to),
+            ));
+        }
+        None => {
+            return Err(conflict(
+                "target_unavailable",
+                format!("{} is not registered", req.to),
+            ));
+        }
+    };
+    let Some(client) = node.internal_client() else {
+        return Err(conflict(
+            "internal_disabled",
+            "this node has no --secret".into(),
+        ));
+    };
+
+    // Hosting the room (even if nobody is in it) and freezing it means no
+    // join or message can slip in that the snapshot would miss.
+    let hosted = node.rooms().activate(&rec);
+    let snapshot = hosted.freeze(rec.epoch + 1).map_err(|r| match r {
+        Refused::Moving => conflict("already_moving", format!("room {room} is already moving")),
+        Refused::Closed => conflict("stale", format!("room {room} just closed here")),
+    })?;
+    let frozen = Instant::now();
+    let history = snapshot.history.len();
+    let adopted: Result<Value, _> = client
+        .post(&target.addr, &adopt_path(&room), &snapshot)
+        .await;
+    if let Err(e) = adopted {
+        return Err(failed(
+            &node,
+            &hosted,
+            ApiError::new(StatusCode::BAD_GATEWAY, "adopt_failed", e.to_string()),
+        ));
+    }
+    match node.store().move_room(&room, rec.epoch, req.to).await {
+        Ok(moved) => Ok(Json(finish(&node, &hosted, &moved, frozen, history))),
+        Err(StoreError::Unavailable(e)) => {
+            // The swap may or may not have happened. Serving on could mean
+            // two owners; closing is safe: clients come back through the
+            // router, which asks the store.
+            tracing::warn!(room = %room, error = %e, "move outcome unknown; closing the room here");
+            node.rooms().remove(&hosted, &CloseReason::fenced());
+            node.metrics().moves_failed.inc();
+            Err(ApiError::store_unavailable(&e))
+        }
+        Err(e) => Err(failed(&node, &hosted, e.into())),
+    }
+}
+
+/// The move committed: members learn the new path, after everything already
+/// queued for them.
+fn finish(
+    node: &Node,
+    hosted: &Arc<Room>,
+    moved: &RoomRecord,
+    frozen: Instant,
+    history: usize,
+) -> HandoffDone {
+    let members = hosted.members();
+    let path = proto::path::sharded(moved.node, &moved.id);
+    node.rooms().remove(hosted, &CloseReason::moved(&path));
+    let m = node.metrics();
+    m.moves.inc();
+    m.move_duration.observe(frozen.elapsed().as_secs_f64());
+    tracing::info!(room = %moved.id, to = %moved.node, epoch = moved.epoch, members, history, "room handed off");
+    HandoffDone {
+        room: moved.id.clone(),
+        from: node.id(),
+        to: moved.node,
+        epoch: moved.epoch,
+        members,
+        history,
+    }
+}
+
+/// The move did not happen: the room goes on here.
+fn failed(node: &Node, hosted: &Room, err: ApiError) -> ApiError {
+    hosted.unfreeze();
+    node.metrics().moves_failed.inc();
+    tracing::warn!(room = %hosted.id(), error = err.code(), "handoff failed; room stays here");
+    err
+}
+
+/// `POST /internal/rooms/{id}/adopt`.
+pub(crate) async fn adopt(
+    State(node): State<Node>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    Json(snapshot): Json<RoomSnapshot>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&node, &headers)?;
+    let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
+    if snapshot.room != room {
+        return Err(ApiError::bad_request(
+            "mismatch",
+            "the snapshot is of another room".into(),
+        ));
+    }
+    if let Some(err) = node.unavailable() {
+        return Err(err);
+    }
+    node.rooms()
+        .adopt(snapshot)
+        .map_err(|e| conflict("stale", e.0))?;
+    Ok(Json(json!({"room": room, "adopted": true})))
+}
+
+/// `POST /internal/drain`: no new rooms here from now on.
+pub(crate) async fn drain(
+    State(node): State<Node>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&node, &headers)?;
+    node.registration().set_state(NodeState::Draining).await?;
+    tracing::info!(node = %node.id(), "draining: no new rooms");
+    Ok(Json(json!({"node": node.id(), "state": "draining"})))
+}

@@ -1,0 +1,84 @@
+//! Admin endpoints, for operators who prefer HTTP to the command line:
+//! `POST /admin/rebalance`. They need `--admin-token` to be set (and given),
+//! and `--secret` to reach the nodes.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use roomnode::error::ApiError;
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::rebalance::{self, Plan, Summary};
+
+/// `POST /admin/rebalance` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RebalanceRequest {
+    #[serde(default)]
+    dry_run: bool,
+    max_moves: Option<usize>,
+    concurrency: Option<usize>,
+}
+
+/// `POST /admin/rebalance` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct RebalanceAnswer {
+    plan: Plan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<Summary>,
+}
+
+/// Default moves in flight.
+const CONCURRENCY: usize = 8;
+
+/// Plans from this router's mirror and, unless `dry_run`, moves.
+pub(crate) async fn rebalance(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<RebalanceAnswer>, ApiError> {
+    if app.config().admin_token.is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "admin endpoints need the router to run with --admin-token".into(),
+        ));
+    }
+    app.require_admin(&headers)?;
+    let req: RebalanceRequest = crate::api::json_body(
+        &body,
+        "{\"dry_run\"?: bool, \"max_moves\"?: int, \"concurrency\"?: int}",
+    )?;
+    let Some(client) = app.internal_client() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "internal_disabled",
+            "this router has no --secret to reach the nodes".into(),
+        ));
+    };
+    let nodes = app.mirror().nodes().nodes.clone();
+    let rooms = app.mirror().rooms_where(usize::MAX, |_| true);
+    let mut plan = rebalance::plan(&nodes, &rooms);
+    if req.dry_run {
+        return Ok(Json(RebalanceAnswer {
+            plan,
+            summary: None,
+        }));
+    }
+    if let Some(max) = req.max_moves {
+        plan.moves.truncate(max);
+    }
+    let concurrency = req.concurrency.unwrap_or(CONCURRENCY);
+    let summary = rebalance::execute(client, &nodes, plan.moves.clone(), concurrency, |_| {}).await;
+    tracing::info!(
+        moved = summary.moved,
+        failed = summary.failed.len(),
+        "rebalance over HTTP"
+    );
+    Ok(Json(RebalanceAnswer {
+        plan,
+        summary: Some(summary),
+    }))
+}

@@ -1,0 +1,192 @@
+//! The operator commands that change where rooms live, run against the
+//! store: `router rebalance` and `router drain`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proto::InstanceId;
+use proto::handoff::DRAIN_PATH;
+use proto::record::{NodeRecord, NodeState, RoomRecord};
+use roomnode::client::{CallError, InternalClient};
+use serde_json::Value;
+use store::{Store, StoreError};
+
+use crate::rebalance::{self, Plan, Summary};
+
+/// Rooms read per store request when listing them all.
+const PAGE: usize = 1000;
+/// Rounds `drain` tries before giving up on rooms that would not move.
+const DRAIN_ROUNDS: usize = 5;
+/// Pause between drain rounds.
+const DRAIN_PAUSE: Duration = Duration::from_secs(1);
+
+/// Why an operator command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The store did not answer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A node refused or did not answer.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// See the message.
+    #[error("node {0} is not registered")]
+    NoSuchNode(InstanceId),
+    /// See the message.
+    #[error("no active node is left to take {0}'s rooms")]
+    NowhereToGo(InstanceId),
+    /// See the message.
+    #[error("{left} room(s) are still on {node} after {DRAIN_ROUNDS} rounds; see the errors above")]
+    Incomplete {
+        /// The node.
+        node: InstanceId,
+        /// Rooms left on it.
+        left: usize,
+    },
+    /// Some moves failed.
+    #[error("{0} move(s) failed; see the errors above (running the command again retries them)")]
+    MovesFailed(usize),
+}
+
+/// Live nodes and every room, from the store.
+pub async fn load(
+    store: &Store,
+) -> Result<(BTreeMap<InstanceId, NodeRecord>, Vec<RoomRecord>), StoreError> {
+    let nodes = store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.id, n))
+        .collect();
+    let mut rooms: Vec<RoomRecord> = Vec::new();
+    loop {
+        let after = rooms.last().map(|r| r.id.clone());
+        let page = store.rooms(after.as_ref(), PAGE).await?;
+        let full = page.len() == PAGE;
+        rooms.extend(page);
+        if !full {
+            return Ok((nodes, rooms));
+        }
+    }
+}
+
+/// How a rebalance runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RebalanceOptions {
+    /// Only print the plan.
+    pub dry_run: bool,
+    /// Move at most this many rooms.
+    pub max_moves: Option<usize>,
+    /// Moves in flight at once.
+    pub concurrency: usize,
+}
+
+/// `router rebalance`: plans, prints the plan, moves, prints the result.
+pub async fn rebalance(
+    store: &Store,
+    client: &InternalClient,
+    opts: RebalanceOptions,
+    out: &mut impl FnMut(&str),
+) -> Result<(Plan, Summary), OpsError> {
+    let (nodes, rooms) = load(store).await?;
+    let mut plan = rebalance::plan(&nodes, &rooms);
+    out(&format!("plan: {}", rebalance::describe(&plan)));
+    if opts.dry_run {
+        out("dry run: nothing moved");
+        return Ok((plan, Summary::default()));
+    }
+    if let Some(max) = opts.max_moves {
+        plan.moves.truncate(max);
+    }
+    let total = plan.moves.len();
+    let mut done = 0;
+    let summary = rebalance::execute(client, &nodes, plan.moves.clone(), opts.concurrency, |o| {
+        done += 1;
+        match &o.error {
+            None => out(&format!(
+                "[{done}/{total}] moved {} {} -> {}",
+                o.planned.room, o.planned.from, o.planned.to
+            )),
+            Some(e) => out(&format!(
+                "[{done}/{total}] FAILED {} {} -> {}: {e}",
+                o.planned.room, o.planned.from, o.planned.to
+            )),
+        }
+    })
+    .await;
+    let (nodes_after, rooms_after) = load(store).await?;
+    let now = rebalance::plan(&nodes_after, &rooms_after);
+    out(&format!(
+        "moved {} room(s), {} member(s) told to reconnect, {} failed\nnow: {}",
+        summary.moved,
+        summary.members,
+        summary.failed.len(),
+        rebalance::describe(&now)
+    ));
+    if summary.failed.is_empty() {
+        Ok((plan, summary))
+    } else {
+        Err(OpsError::MovesFailed(summary.failed.len()))
+    }
+}
+
+/// `router drain iN`: marks the node draining, moves every room it owns to
+/// its HRW owner among the remaining active nodes, and returns once it owns
+/// none (safe to terminate).
+pub async fn drain(
+    store: &Store,
+    client: &InternalClient,
+    node: InstanceId,
+    concurrency: usize,
+    out: &mut impl FnMut(&str),
+) -> Result<(), OpsError> {
+    let nodes = store.nodes().await?;
+    let rec = nodes
+        .iter()
+        .find(|n| n.id == node)
+        .ok_or(OpsError::NoSuchNode(node))?;
+    if rec.state != NodeState::Draining {
+        let _: Value = client
+            .post(&rec.addr, DRAIN_PATH, &serde_json::json!({}))
+            .await?;
+        out(&format!("{node} is draining: it takes no new rooms"));
+    }
+    let mut left = 0;
+    for round in 1..=DRAIN_ROUNDS {
+        let (nodes, rooms) = load(store).await?;
+        if !nodes.contains_key(&node) {
+            return Err(OpsError::NoSuchNode(node));
+        }
+        let plan = rebalance::plan(&nodes, rooms.iter().filter(|r| r.node == node));
+        left = plan.before.get(&node).copied().unwrap_or(0) as usize;
+        if left == 0 {
+            out(&format!("{node} owns no rooms: safe to stop"));
+            return Ok(());
+        }
+        if plan.moves.is_empty() {
+            return Err(OpsError::NowhereToGo(node));
+        }
+        out(&format!(
+            "round {round}: moving {} room(s) off {node}",
+            plan.moves.len()
+        ));
+        let summary = rebalance::execute(client, &nodes, plan.moves, concurrency, |o| {
+            if let Some(e) = &o.error {
+                out(&format!(
+                    "FAILED {} -> {}: {e}",
+                    o.planned.room, o.planned.to
+                ));
+            }
+        })
+        .await;
+        out(&format!(
+            "moved {}, {} failed",
+            summary.moved,
+            summary.failed.len()
+        ));
+        if !summary.failed.is_empty() {
+            tokio::time::sleep(DRAIN_PAUSE).await;
+        }
+    }
+    Err(OpsError::Incomplete { node, left })
+}
