@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use proto::path::RoomPath;
 use proto::record::NodeRecord;
 use proto::{InstanceId, RoomId};
 use roomnode::error::ApiError;
@@ -35,6 +36,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a tunnel waits for the node after the client has closed its
 /// side.
 const HALF_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Redirects a legacy-path join follows (a room that moved during the join).
+const MAX_REDIRECTS: usize = 2;
 
 /// Headers that concern one hop only and are not forwarded (RFC 9110 §7.6.1);
 /// `connection` and `upgrade` are put back for a WebSocket upgrade.
@@ -75,7 +79,7 @@ pub(crate) async fn legacy(
         return Ok(resp);
     }
     let node = live_node(&app, rec.node)?;
-    forward(&app, &node, &path, peer, req).await
+    forward_join(&app, &room, node, path, peer, req).await
 }
 
 /// `GET /iN/room/{id}` (any method, WebSocket or not): to node N as it is.
@@ -134,27 +138,92 @@ async fn forward(
     peer: SocketAddr,
     mut req: Request,
 ) -> Result<Response, ApiError> {
+    let client_upgrade = is_websocket(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let resp = send(node, &parts.method, &parts.headers, path, peer, body).await?;
+    Ok(splice(app, resp, client_upgrade))
+}
+
+/// A WebSocket join on the legacy path, to the owner at `path`. A node that
+/// answers 307 (the room just moved, and this router's mirror has not seen
+/// it yet) is followed to the room's new node, since browsers' WebSocket
+/// clients do not follow redirects.
+async fn forward_join(
+    app: &App,
+    room: &RoomId,
+    mut node: NodeRecord,
+    mut path: String,
+    peer: SocketAddr,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let client_upgrade = Some(hyper::upgrade::on(&mut req));
+    let (parts, _) = req.into_parts();
+    let mut redirects = 0;
+    loop {
+        let resp = send(
+            &node,
+            &parts.method,
+            &parts.headers,
+            &path,
+            peer,
+            Body::empty(),
+        )
+        .await?;
+        let next = (resp.status() == StatusCode::TEMPORARY_REDIRECT && redirects < MAX_REDIRECTS)
+            .then(|| {
+                resp.headers()
+                    .get(header::LOCATION)?
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+            })
+            .flatten();
+        let Some(location) = next else {
+            return Ok(splice(app, resp, client_upgrade));
+        };
+        let target = location
+            .split('?')
+            .next()
+            .and_then(|p| RoomPath::parse(p).ok());
+        match target {
+            Some(RoomPath::Sharded { instance, room: r }) if &r == room => {
+                node = live_node(app, instance)?;
+                path = location;
+                redirects += 1;
+            }
+            _ => return Ok(splice(app, resp, client_upgrade)),
+        }
+    }
+}
+
+/// One request to a node on a fresh connection (upgrades need their own).
+async fn send(
+    node: &NodeRecord,
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+    path: &str,
+    peer: SocketAddr,
+    body: Body,
+) -> Result<axum::http::Response<hyper::body::Incoming>, ApiError> {
     let authority = upstream_authority(&node.addr)
         .ok_or_else(|| bad_gateway(node, "its advertised address is not an http:// URL"))?;
-    let websocket = is_websocket(req.headers());
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-
-    let (mut parts, body) = req.into_parts();
-    parts.uri = Uri::builder()
-        .path_and_query(
-            path.parse::<PathAndQuery>()
-                .map_err(|e| ApiError::internal(&e))?,
-        )
-        .build()
+    let websocket = is_websocket(headers);
+    let mut headers = headers.clone();
+    prepare_headers(&mut headers, &authority, peer, websocket);
+    let path: PathAndQuery = path.parse().map_err(|e| ApiError::internal(&e))?;
+    let mut req = axum::http::Request::builder()
+        .method(method.clone())
+        .uri(Uri::from(path))
+        .body(body)
         .map_err(|e| ApiError::internal(&e))?;
-    prepare_headers(&mut parts.headers, &authority, peer, websocket);
+    *req.headers_mut() = headers;
 
-    let stream =
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority.as_str())).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(bad_gateway(node, &format!("connect: {e}"))),
-            Err(_) => return Err(bad_gateway(node, "connect timed out")),
-        };
+    let connect = TcpStream::connect(authority.as_str());
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(bad_gateway(node, &format!("connect: {e}"))),
+        Err(_) => return Err(bad_gateway(node, "connect timed out")),
+    };
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -164,29 +233,30 @@ async fn forward(
             tracing::debug!(error = %e, "upstream connection ended");
         }
     });
-    let answer = tokio::time::timeout(
-        RESPONSE_TIMEOUT,
-        sender.send_request(axum::http::Request::from_parts(parts, body)),
-    );
-    let mut resp = match answer.await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(bad_gateway(node, &format!("request: {e}"))),
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                format!("node {} did not answer in {RESPONSE_TIMEOUT:?}", node.id),
-            ));
-        }
-    };
+    match tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(req)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(bad_gateway(node, &format!("request: {e}"))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!("node {} did not answer in {RESPONSE_TIMEOUT:?}", node.id),
+        )),
+    }
+}
+
+/// The node's answer for the client; a 101 starts the tunnel.
+fn splice(
+    app: &App,
+    mut resp: axum::http::Response<hyper::body::Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+) -> Response {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client) = client_upgrade
     {
         let upstream = hyper::upgrade::on(&mut resp);
-        let tunnel_app = app.clone();
-        app.tunnels().spawn(tunnel(tunnel_app, client, upstream));
+        app.tunnels().spawn(tunnel(app.clone(), client, upstream));
     }
-    Ok(resp.map(Body::new))
+    resp.map(Body::new)
 }
 
 /// `host:port` of an `http://host:port` node address.
