@@ -157,10 +157,7 @@ fn check_token(
             "this node has no --secret to verify join tokens".into(),
         ));
     }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
+    let bearer = crate::auth::bearer(headers);
     let Some(token) = params.token.as_deref().or(bearer) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use proto::RoomId;
 use proto::handoff::{HandoffDone, HandoffRequest, RoomSnapshot, adopt_path};
 use proto::record::{NodeState, RoomRecord};
 use serde_json::{Value, json};
 use store::StoreError;
-use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
+use crate::auth::{bearer, secret_eq};
 use crate::error::ApiError;
 use crate::node::Node;
 use crate::room::{CloseReason, Refused, Room};
@@ -31,12 +31,7 @@ fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
             "this node has no --secret: moving rooms needs one".into(),
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
+    if bearer(headers).is_some_and(|given| secret_eq(given, key)) {
         Ok(())
     } else {
         Err(ApiError::new(

@@ -16,9 +16,11 @@
 //! - `upgrade`: the WebSocket handshake, keeping the raw connection.
 //! - `session`: one member's WebSocket, the only code that touches it.
 //! - [`error`]: the JSON error answers.
+//! - [`auth`]: bearer credentials and constant-time comparison.
 //! - `metrics`: the Prometheus metrics.
 //! - [`process`]: tracing and the shutdown signal, for both binaries.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, header};
+use roomnode::auth::{bearer, secret_eq};
 use roomnode::client::InternalClient;
 use roomnode::error::ApiError;
 use store::{Mirror, Store};
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -135,12 +135,8 @@ impl App {
         let Some(token) = &self.inner.config.admin_token else {
             return Ok(());
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "));
-        match given {
-            Some(g) if bool::from(g.as_bytes().ct_eq(token.expose().as_bytes())) => Ok(()),
+        match bearer(headers) {
+            Some(g) if secret_eq(g, token.expose()) => Ok(()),
             Some(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
