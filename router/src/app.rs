@@ -98,6 +98,7 @@ impl App {
     pub(crate) async fn probe_store(self) {
         loop {
             let ok = self.inner.store.ping().await.is_ok();
+            self.inner.metrics.store_up.set(i64::from(ok));
             if ok != self.inner.store_ok.swap(ok, Ordering::AcqRel) {
                 if ok {
                     tracing::info!("store reachable");

@@ -12,6 +12,8 @@
 //! - `admin`: `POST /admin/rebalance`.
 //! - `api`: `POST/GET/DELETE /rooms…`, `GET /nodes`.
 //! - `proxy`: the data plane, `/room/{id}` and `/iN/room/{id}`.
+//! - [`generate`]: ALB rules, nginx.conf and Prometheus targets from the
+//!   node registry.
 //! - `failover`: new owners for rooms whose node is gone.
 //! - `metrics`: the Prometheus metrics.
 //! - [`ops`]: `router rebalance` and `router drain` against the store.
@@ -23,6 +25,7 @@ mod api;
 mod app;
 pub mod config;
 mod failover;
+pub mod generate;
 mod metrics;
 pub mod ops;
 mod proxy;

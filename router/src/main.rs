@@ -9,6 +9,9 @@ use proto::InstanceId;
 use proto::token::Secret;
 use roomnode::client::InternalClient;
 use router::RouterConfig;
+use router::generate::alb::{self, AlbSettings};
+use router::generate::file_sd;
+use router::generate::nginx::{self, NginxSettings};
 use router::ops::{self, RebalanceOptions};
 use router::up::UpArgs;
 use store::kv::etcd::{DEFAULT_TIMEOUT, EtcdKv};
@@ -36,6 +39,80 @@ enum Command {
     /// Take a node out of placement, move all its rooms away live, and exit
     /// 0 once it owns none (then it is safe to stop).
     Drain(DrainArgs),
+    /// AWS ALB listener rules, one per instance (`/iN/room/*` → its target
+    /// group), with priority `--priority-base` + N.
+    AlbRules(AlbArgs),
+    /// A complete nginx.conf: one location per instance, the rest to the
+    /// routers.
+    NginxConfig(NginxArgs),
+    /// Prometheus file_sd targets of the live room nodes.
+    PrometheusSd(SdArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AlbArgs {
+    /// The instances to route, e.g. `i1,i2,i3`; without it, the live nodes
+    /// registered in etcd (`--etcd`).
+    #[arg(long, value_delimiter = ',', required_unless_present = "etcd")]
+    instances: Vec<InstanceId>,
+    /// etcd endpoints to read the live nodes from.
+    #[arg(long, env = "ROUTER_ETCD", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix of this cluster in etcd.
+    #[arg(long, env = "ROUTER_PREFIX", default_value = proto::keys::DEFAULT_PREFIX)]
+    prefix: String,
+    /// The ALB listener's ARN.
+    #[arg(long, env = "ROUTER_ALB_LISTENER_ARN")]
+    listener_arn: String,
+    /// Target group ARN (or name) of each instance, with `{id}` (`i3`) or
+    /// `{n}` (`3`) in it, e.g. `arn:aws:…:targetgroup/roomnode-{id}/…`.
+    #[arg(long, env = "ROUTER_ALB_TARGET_GROUP")]
+    target_group: String,
+    /// Instance N's rule gets priority base + N (stable as instances change).
+    #[arg(long, default_value_t = alb::DEFAULT_PRIORITY_BASE)]
+    priority_base: u32,
+    /// `cli-json`: one `aws elbv2 create-rule --cli-input-json` document per
+    /// line; `cloudformation`: a template of ListenerRule resources; `plan`:
+    /// what to create, modify and delete against `--current`.
+    #[arg(long, value_enum, default_value = "cli-json")]
+    format: AlbFormat,
+    /// `aws elbv2 describe-rules --listener-arn …` output, for `--format plan`.
+    #[arg(long, required_if_eq("format", "plan"))]
+    current: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AlbFormat {
+    CliJson,
+    Cloudformation,
+    Plan,
+}
+
+#[derive(Debug, clap::Args)]
+struct NginxArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A router, `host:port` (repeat for each); the default location.
+    #[arg(long = "router", required = true)]
+    routers: Vec<String>,
+    /// nginx's `listen`.
+    #[arg(long, default_value = "80")]
+    listen: String,
+    /// Put nginx's pid, logs and temp files here (to run it without root).
+    #[arg(long)]
+    runtime_dir: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct SdArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Write to this file (atomically) instead of printing.
+    #[arg(long, required_if_eq("watch", "true"))]
+    out: Option<std::path::PathBuf>,
+    /// Keep `--out` current as nodes come and go, until stopped.
+    #[arg(long)]
+    watch: bool,
 }
 
 /// Talking to the nodes' internal endpoints.
@@ -150,6 +227,33 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("rebalance")?;
         }
+        Command::AlbRules(args) => alb_rules(args).await?,
+        Command::NginxConfig(args) => {
+            let store = args.store.connect().await?;
+            let nodes = store.nodes().await.context("reading the nodes")?;
+            let settings = NginxSettings {
+                listen: args.listen,
+                routers: args.routers,
+                runtime_dir: args.runtime_dir,
+            };
+            print!("{}", nginx::config(&settings, &nodes)?);
+        }
+        Command::PrometheusSd(args) => {
+            let store = args.store.connect().await?;
+            match (args.watch, args.out) {
+                (true, Some(out)) => {
+                    file_sd::watch(store, &out, roomnode::process::shutdown_signal()).await?
+                }
+                (_, out) => {
+                    let nodes = store.nodes().await.context("reading the nodes")?;
+                    let json = serde_json::to_string_pretty(&file_sd::targets(&nodes))?;
+                    match out {
+                        Some(path) => file_sd::write_atomically(&path, &json)?,
+                        None => println!("{json}"),
+                    }
+                }
+            }
+        }
         Command::Drain(args) => {
             let store = args.cluster.store.connect().await?;
             let client = args.cluster.client();
@@ -162,6 +266,69 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .with_context(|| format!("drain {}", args.node))?;
+        }
+    }
+    Ok(())
+}
+
+async fn alb_rules(args: AlbArgs) -> anyhow::Result<()> {
+    let instances = if args.instances.is_empty() {
+        let store = StoreArgs {
+            etcd: args.etcd,
+            prefix: args.prefix,
+        }
+        .connect()
+        .await?;
+        store
+            .nodes()
+            .await
+            .context("reading the nodes")?
+            .into_iter()
+            .map(|n| n.id)
+            .collect()
+    } else {
+        args.instances
+    };
+    if instances.len() > alb::RULES_PER_LISTENER {
+        eprintln!(
+            "warning: {} rules exceed the default ALB quota of {} rules per listener; see the README (Deploy / AWS)",
+            instances.len(),
+            alb::RULES_PER_LISTENER
+        );
+    }
+    let settings = AlbSettings {
+        listener_arn: args.listener_arn,
+        target_group: args.target_group,
+        priority_base: args.priority_base,
+    };
+    let rules = alb::rules(&settings, &instances)?;
+    match args.format {
+        AlbFormat::CliJson => {
+            for r in &rules {
+                println!("{}", alb::cli_input(&settings.listener_arn, r));
+            }
+        }
+        AlbFormat::Cloudformation => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&alb::cloudformation(&settings.listener_arn, &rules))?
+            );
+        }
+        AlbFormat::Plan => {
+            let path = args
+                .current
+                .expect("clap requires --current with --format plan");
+            let current = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let plan = alb::plan(&settings.listener_arn, &rules, &current)?;
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            eprintln!(
+                "plan: {} to create, {} to modify, {} to delete, {} unchanged",
+                plan.create.len(),
+                plan.modify.len(),
+                plan.delete.len(),
+                plan.unchanged
+            );
         }
     }
     Ok(())

@@ -17,6 +17,8 @@ pub(crate) struct Metrics {
     pub(crate) proxy_connections: IntGauge,
     /// Rooms this router moved off a dead node.
     pub(crate) failovers: IntCounter,
+    /// 1 while the store answers this router's probes, else 0.
+    pub(crate) store_up: IntGauge,
 }
 
 impl Metrics {
@@ -49,8 +51,14 @@ impl Metrics {
             "Rooms this router gave a new owner because theirs was gone.",
         )
         .expect("valid counter");
+        let store_up = IntGauge::new(
+            "router_store_up",
+            "1 while the coordination store answers this router, 0 while it does not.",
+        )
+        .expect("valid gauge");
         for m in [
-            Box::new(failovers.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(store_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(failovers.clone()),
             Box::new(rooms.clone()),
             Box::new(nodes.clone()),
             Box::new(requests.clone()),
@@ -65,6 +73,7 @@ impl Metrics {
             requests,
             proxy_connections,
             failovers,
+            store_up,
         }
     }
 
