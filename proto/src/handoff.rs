@@ -18,8 +18,16 @@ pub fn adopt_path(room: &RoomId) -> String {
     format!("/internal/rooms/{room}/adopt")
 }
 
-/// `POST {node}/internal/drain`: the node stops taking new rooms.
-pub const DRAIN_PATH: &str = "/internal/drain";
+/// `POST {node}/internal/state` with a [`StateRequest`]: the node stops (or
+/// starts again) taking new rooms.
+pub const STATE_PATH: &str = "/internal/state";
+
+/// Body of a state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRequest {
+    /// `draining` or `active`.
+    pub state: crate::record::NodeState,
+}
 
 /// The bearer credential of the internal endpoints, derived from the cluster
 /// secret so the secret that signs join tokens never travels.

@@ -41,7 +41,7 @@ pub(crate) fn routes(node: Node) -> Router {
             "/internal/rooms/{room}/adopt",
             post(internal::adopt).layer(DefaultBodyLimit::max(snapshot_limit)),
         )
-        .route("/internal/drain", post(internal::drain))
+        .route(proto::handoff::STATE_PATH, post(internal::set_state))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

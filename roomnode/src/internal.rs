@@ -1,7 +1,7 @@
 //! The internal endpoints that move rooms: `handoff` (on the owner: freeze,
 //! hand the state to the target, swap the owner in the store, tell the
 //! members where to go), `adopt` (on the target: hold the state until the
-//! store names it owner) and `drain`. They sit outside `/iN/room/*`, so no
+//! store names it owner) and `state` (draining or active). They sit outside `/iN/room/*`, so no
 //! load-balancer rule reaches them, and need the key derived from the
 //! cluster secret.
 
@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use proto::RoomId;
-use proto::handoff::{HandoffDone, HandoffRequest, RoomSnapshot, adopt_path};
+use proto::handoff::{HandoffDone, HandoffRequest, RoomSnapshot, StateRequest, adopt_path};
 use proto::record::{NodeState, RoomRecord};
 use serde_json::{Value, json};
 use store::StoreError;
@@ -113,8 +113,14 @@ pub(crate) async fn handoff(
         Refused::Moving => conflict("already_moving", format!("room {room} is already moving")),
         Refused::Closed => conflict("stale", format!("room {room} just closed here")),
     })?;
-    let frozen = Instant::now();
-    let history = snapshot.history.len();
+    let frozen = Frozen {
+        at: Instant::now(),
+        history: snapshot.history.len(),
+        // Counted now: once the swap lands, this node's own watch may close
+        // the room before the answer is written.
+        members: hosted.members(),
+        room: hosted.clone(),
+    };
     let adopted: Result<Value, _> = client
         .post(&target.addr, &adopt_path(&room), &snapshot)
         .await;
@@ -126,7 +132,7 @@ pub(crate) async fn handoff(
         ));
     }
     match node.store().move_room(&room, rec.epoch, req.to).await {
-        Ok(moved) => Ok(Json(finish(&node, &hosted, &moved, frozen, history))),
+        Ok(moved) => Ok(Json(finish(&node, &frozen, &moved))),
         Err(StoreError::Unavailable(e)) => {
             // The swap may or may not have happened. Serving on could mean
             // two owners; closing is safe: clients come back through the
@@ -140,21 +146,29 @@ pub(crate) async fn handoff(
     }
 }
 
+/// A room frozen for its move.
+struct Frozen {
+    room: Arc<Room>,
+    at: Instant,
+    history: usize,
+    members: usize,
+}
+
 /// The move committed: members learn the new path, after everything already
 /// queued for them.
-fn finish(
-    node: &Node,
-    hosted: &Arc<Room>,
-    moved: &RoomRecord,
-    frozen: Instant,
-    history: usize,
-) -> HandoffDone {
-    let members = hosted.members();
+fn finish(node: &Node, frozen: &Frozen, moved: &RoomRecord) -> HandoffDone {
+    let Frozen {
+        room: hosted,
+        at,
+        history,
+        members,
+    } = frozen;
+    let (history, members) = (*history, *members);
     let path = proto::path::sharded(moved.node, &moved.id);
     node.rooms().remove(hosted, &CloseReason::moved(&path));
     let m = node.metrics();
     m.moves.inc();
-    m.move_duration.observe(frozen.elapsed().as_secs_f64());
+    m.move_duration.observe(at.elapsed().as_secs_f64());
     tracing::info!(room = %moved.id, to = %moved.node, epoch = moved.epoch, members, history, "room handed off");
     HandoffDone {
         room: moved.id.clone(),
@@ -198,13 +212,15 @@ pub(crate) async fn adopt(
     Ok(Json(json!({"room": room, "adopted": true})))
 }
 
-/// `POST /internal/drain`: no new rooms here from now on.
-pub(crate) async fn drain(
+/// `POST /internal/state`: `draining` takes the node out of placement (no
+/// new rooms), `active` puts it back.
+pub(crate) async fn set_state(
     State(node): State<Node>,
     headers: HeaderMap,
+    Json(req): Json<StateRequest>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&node, &headers)?;
-    node.registration().set_state(NodeState::Draining).await?;
-    tracing::info!(node = %node.id(), "draining: no new rooms");
-    Ok(Json(json!({"node": node.id(), "state": "draining"})))
+    node.registration().set_state(req.state).await?;
+    tracing::info!(node = %node.id(), state = ?req.state, "state changed");
+    Ok(Json(json!({"node": node.id(), "state": req.state})))
 }

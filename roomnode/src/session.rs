@@ -155,7 +155,11 @@ async fn handle(
                 let text = "the room is moving to another node: this message was not accepted; send it again after reconnecting";
                 reply_error(socket, code::ROOM_MOVING, text).await
             }
-            Err(Refused::Closed) => Err(End::Gone),
+            // The room closed (moved, deleted, fenced) as this frame came
+            // in: its goodbye is already queued for this member, so carry on
+            // and deliver it. The frame was not accepted; the client knows
+            // by not seeing it come back with a seq.
+            Err(Refused::Closed) => Ok(()),
         },
         Err(e) => reply_error(socket, code::BAD_FRAME, &e.to_string()).await,
     }

@@ -72,6 +72,10 @@ pub(crate) async fn rebalance(
     }
     let concurrency = req.concurrency.unwrap_or(CONCURRENCY);
     let summary = rebalance::execute(client, &nodes, plan.moves.clone(), concurrency, |_| {}).await;
+    // The nodes wrote the moves; this router's next answers should show them.
+    app.mirror()
+        .sync_with_store(std::time::Duration::from_secs(2))
+        .await;
     tracing::info!(
         moved = summary.moved,
         failed = summary.failed.len(),

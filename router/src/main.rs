@@ -156,6 +156,9 @@ struct RebalanceArgs {
 struct DrainArgs {
     /// The node to drain, e.g. `i3`.
     node: InstanceId,
+    /// Undo a drain: the node takes new rooms again.
+    #[arg(long)]
+    cancel: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -257,6 +260,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Drain(args) => {
             let store = args.cluster.store.connect().await?;
             let client = args.cluster.client();
+            if args.cancel {
+                ops::undrain(&store, &client, args.node, &mut |line| println!("{line}")).await?;
+                return Ok(());
+            }
             ops::drain(
                 &store,
                 &client,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proto::InstanceId;
-use proto::handoff::DRAIN_PATH;
+use proto::handoff::{STATE_PATH, StateRequest};
 use proto::record::{NodeRecord, NodeState, RoomRecord};
 use roomnode::client::{CallError, InternalClient};
 use serde_json::Value;
@@ -46,6 +46,34 @@ pub enum OpsError {
     /// Some moves failed.
     #[error("{0} move(s) failed; see the errors above (running the command again retries them)")]
     MovesFailed(usize),
+}
+
+async fn set_state(
+    client: &InternalClient,
+    node: &NodeRecord,
+    state: NodeState,
+) -> Result<(), CallError> {
+    let _: Value = client
+        .post(&node.addr, STATE_PATH, &StateRequest { state })
+        .await?;
+    Ok(())
+}
+
+/// `router drain iN --cancel`: the node takes new rooms again.
+pub async fn undrain(
+    store: &Store,
+    client: &InternalClient,
+    node: InstanceId,
+    out: &mut impl FnMut(&str),
+) -> Result<(), OpsError> {
+    let nodes = store.nodes().await?;
+    let rec = nodes
+        .iter()
+        .find(|n| n.id == node)
+        .ok_or(OpsError::NoSuchNode(node))?;
+    set_state(client, rec, NodeState::Active).await?;
+    out(&format!("{node} is active again: it takes new rooms"));
+    Ok(())
 }
 
 /// Live nodes and every room, from the store.
@@ -145,11 +173,19 @@ pub async fn drain(
         .iter()
         .find(|n| n.id == node)
         .ok_or(OpsError::NoSuchNode(node))?;
+    // Refuse before changing anything: draining the last active node would
+    // leave the cluster unable to place new rooms.
+    if !nodes
+        .iter()
+        .any(|n| n.id != node && n.state == NodeState::Active)
+    {
+        return Err(OpsError::NowhereToGo(node));
+    }
     if rec.state != NodeState::Draining {
-        let _: Value = client
-            .post(&rec.addr, DRAIN_PATH, &serde_json::json!({}))
-            .await?;
-        out(&format!("{node} is draining: it takes no new rooms"));
+        set_state(client, rec, NodeState::Draining).await?;
+        out(&format!(
+            "{node} is draining: it takes no new rooms (`router drain {node} --cancel` undoes it)"
+        ));
     }
     let mut left = 0;
     for round in 1..=DRAIN_ROUNDS {

@@ -86,8 +86,8 @@ pub struct Watch {
 
 /// What the store needs from a key-value backend.
 pub trait Kv: Clone + Send + Sync + 'static {
-    /// Checks that the backend answers.
-    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Checks that the backend answers; its current revision.
+    fn ping(&self) -> impl Future<Output = Result<i64>> + Send;
     /// The value at `key`.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// Up to `limit` pairs under `prefix` with key > `after`, in key order.
@@ -155,7 +155,7 @@ macro_rules! dispatch {
 }
 
 impl Kv for Backend {
-    async fn ping(&self) -> Result<()> {
+    async fn ping(&self) -> Result<i64> {
         dispatch!(self, kv => kv.ping())
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -173,7 +173,20 @@ impl Mirror {
     /// room just created is found, one just deleted is gone. Returns whether
     /// it caught up; if not, answers are merely a moment stale.
     pub async fn catch_up(&self, limit: Duration) -> bool {
-        let target = self.shared.store.last_write();
+        self.reach(self.shared.store.last_write(), limit).await
+    }
+
+    /// Waits (at most `limit`) until the mirror reflects every change made
+    /// anywhere up to now, e.g. by nodes during a rebalance this process
+    /// asked for. Costs one store round trip.
+    pub async fn sync_with_store(&self, limit: Duration) -> bool {
+        match self.shared.store.revision().await {
+            Ok(revision) => self.reach(revision, limit).await,
+            Err(_) => false,
+        }
+    }
+
+    async fn reach(&self, target: i64, limit: Duration) -> bool {
         let wait = async {
             loop {
                 let notified = self.shared.applied_notify.notified();

@@ -76,6 +76,11 @@ impl Store {
 
     /// Whether the backend answers.
     pub async fn ping(&self) -> Result<()> {
+        self.kv.ping().await.map(drop)
+    }
+
+    /// The store's current revision: every change so far is at or below it.
+    pub async fn revision(&self) -> Result<i64> {
         self.kv.ping().await
     }
 

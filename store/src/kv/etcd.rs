@@ -91,9 +91,10 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 impl Kv for EtcdKv {
-    async fn ping(&self) -> Result<()> {
+    async fn ping(&self) -> Result<i64> {
         let mut c = self.client.clone();
-        self.bounded("status", c.status()).await.map(drop)
+        let status = self.bounded("status", c.status()).await?;
+        Ok(status.header().map_or(0, |h| h.revision()))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -155,8 +155,8 @@ impl State {
 }
 
 impl Kv for MemoryKv {
-    async fn ping(&self) -> Result<()> {
-        Ok(())
+    async fn ping(&self) -> Result<i64> {
+        Ok(self.lock().revision)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
