@@ -15,6 +15,9 @@ pub const DEFAULT_HISTORY: usize = 1000;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Default frames queued per member before it is a slow consumer (SPEC).
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
+/// Default seconds between pings to a member (below the 60 s idle timeout
+/// of an AWS ALB, so quiet rooms are not cut off).
+pub const DEFAULT_PING_SECS: u64 = 25;
 /// Default bound on a graceful shutdown, seconds.
 pub const DEFAULT_GRACE_SECS: u64 = 10;
 
@@ -51,6 +54,11 @@ pub struct Config {
     /// Longest graceful shutdown, seconds.
     #[arg(long, env = "ROOMNODE_GRACE", default_value_t = DEFAULT_GRACE_SECS)]
     pub grace: u64,
+    /// Seconds between pings to a member that has sent nothing; a member
+    /// silent for two intervals (no pong either) is dropped. 0 turns pings
+    /// off.
+    #[arg(long, env = "ROOMNODE_PING_INTERVAL", default_value_t = DEFAULT_PING_SECS)]
+    pub ping_interval: u64,
     /// Cluster secret that verifies join tokens of private rooms (the same
     /// as the routers'). Without it, private rooms cannot be joined here.
     #[arg(long, env = "ROOMROUTER_SECRET", hide_env_values = true)]
@@ -90,6 +98,7 @@ impl Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue: DEFAULT_MAX_QUEUE,
             grace: DEFAULT_GRACE_SECS,
+            ping_interval: DEFAULT_PING_SECS,
             secret: None,
             previous_secret: None,
         }
@@ -112,6 +121,11 @@ impl Config {
             return Err(ConfigError::Advertise(a.clone()));
         }
         Ok(())
+    }
+
+    /// The ping interval, if pings are on.
+    pub fn ping(&self) -> Option<Duration> {
+        (self.ping_interval > 0).then(|| Duration::from_secs(self.ping_interval))
     }
 
     /// The lease TTL.

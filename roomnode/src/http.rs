@@ -247,7 +247,13 @@ async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinPara
         return;
     };
     let span = tracing::debug_span!("member", room = %room.id(), node = %node.id());
-    session::run(socket, room, membership, node.metrics())
-        .instrument(span)
-        .await;
+    session::run(
+        socket,
+        room,
+        membership,
+        node.metrics(),
+        node.config().ping(),
+    )
+    .instrument(span)
+    .await;
 }

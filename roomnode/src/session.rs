@@ -27,8 +27,16 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// close frame is not lost to a TCP reset.
 const DRAIN_LIMIT: usize = 1 << 20;
 
-/// Serves one member until it leaves, is kicked or the room closes.
-pub(crate) async fn run(mut socket: Socket, room: Arc<Room>, m: Membership, metrics: Arc<Metrics>) {
+/// Serves one member until it leaves, is kicked, goes silent or the room
+/// closes. With `ping`, a member that sent nothing for that long is pinged,
+/// and one silent for twice that long (no pong) is dropped.
+pub(crate) async fn run(
+    mut socket: Socket,
+    room: Arc<Room>,
+    m: Membership,
+    metrics: Arc<Metrics>,
+    ping: Option<Duration>,
+) {
     let Membership {
         key,
         first,
@@ -38,10 +46,18 @@ pub(crate) async fn run(mut socket: Socket, room: Arc<Room>, m: Membership, metr
     metrics.connections.inc();
     let mut ended = write_first(&mut socket, first).await.err();
     let mut batch: Vec<Outbound> = Vec::with_capacity(MAX_BATCH);
+    let mut heard = Instant::now();
+    let mut pinger = ping.map(|every| {
+        (
+            tokio::time::interval_at(Instant::now() + every, every),
+            every,
+        )
+    });
     while ended.is_none() {
         tokio::select! {
             biased;
             reason = kick.kicked() => ended = Some(End::Close(reason)),
+            every = tick(&mut pinger) => ended = keep_alive(&mut socket, heard, every).await.err(),
             n = rx.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     ended = Some(End::Gone);
@@ -54,7 +70,10 @@ pub(crate) async fn run(mut socket: Socket, room: Arc<Room>, m: Membership, metr
                 };
                 ended = written.err();
             }
-            frame = socket.next() => ended = handle(&mut socket, &room, key, frame).await.err(),
+            frame = socket.next() => {
+                heard = Instant::now();
+                ended = handle(&mut socket, &room, key, frame).await.err();
+            }
         }
     }
     room.leave(key);
@@ -63,6 +82,38 @@ pub(crate) async fn run(mut socket: Socket, room: Arc<Room>, m: Membership, metr
         let goodbye = say_goodbye(&mut socket, reason);
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
     }
+}
+
+/// The next ping tick (with the interval), or never.
+async fn tick(pinger: &mut Option<(tokio::time::Interval, Duration)>) -> Duration {
+    match pinger {
+        Some((interval, every)) => {
+            interval.tick().await;
+            *every
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Pings a member that has been quiet; drops one that stayed silent for two
+/// intervals (a half-open connection, a vanished client).
+async fn keep_alive(socket: &mut Socket, heard: Instant, every: Duration) -> Result<(), End> {
+    let quiet = heard.elapsed();
+    if quiet >= every * 2 {
+        tracing::debug!(?quiet, "member silent; dropping it");
+        return Err(End::Close(CloseReason {
+            last: None,
+            code: close::GOING_AWAY,
+            reason: "ping timeout",
+        }));
+    }
+    if quiet >= every {
+        socket
+            .send(Message::Ping(Default::default()))
+            .await
+            .map_err(|_| End::Gone)?;
+    }
+    Ok(())
 }
 
 /// Why the loop ended.

@@ -102,6 +102,15 @@ impl WsClient {
         let _ = tokio::time::timeout(SEND_TIMEOUT, self.stream.close(Some(frame))).await;
     }
 
+    /// The next frame of any kind, pings included, or `None` if nothing came
+    /// within `timeout`; `Some(None)` when the stream ended.
+    pub async fn next_frame(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<Option<Result<Message, Error>>> {
+        tokio::time::timeout(timeout, self.stream.next()).await.ok()
+    }
+
     /// The next data or close frame within `timeout` (pings and pongs are
     /// skipped; tungstenite answers pings itself); `None` when the stream
     /// ended. Panics on timeout or a transport error.
