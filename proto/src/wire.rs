@@ -19,6 +19,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// The node fenced itself (lost its lease); reconnect through the router.
     pub const RESTART: u16 = 1012;
+    /// The room is full; try again later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Error codes carried by [`ServerMsg::Error`].
@@ -33,6 +35,8 @@ pub mod code {
     pub const SLOW_CONSUMER: &str = "slow_consumer";
     /// The node is shutting down or fenced; the connection closes.
     pub const UNAVAILABLE: &str = "unavailable";
+    /// Over the per-connection message rate: this message was not accepted.
+    pub const RATE_LIMITED: &str = "rate_limited";
     /// The room is being moved to another node: this message was not
     /// accepted; send it again after reconnecting (a `moved` follows).
     pub const ROOM_MOVING: &str = "room_moving";

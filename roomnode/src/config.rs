@@ -18,6 +18,15 @@ pub const DEFAULT_MAX_QUEUE: usize = 1024;
 /// Default seconds between pings to a member (below the 60 s idle timeout
 /// of an AWS ALB, so quiet rooms are not cut off).
 pub const DEFAULT_PING_SECS: u64 = 25;
+/// Default most members in one room.
+pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
+/// Default most member connections on one node (keep below the process's
+/// open-file limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_000;
+/// Default sustained messages per second one connection may send.
+pub const DEFAULT_RATE: u32 = 50;
+/// Default burst above the sustained rate.
+pub const DEFAULT_BURST: u32 = 100;
 /// Default bound on a graceful shutdown, seconds.
 pub const DEFAULT_GRACE_SECS: u64 = 10;
 
@@ -59,6 +68,26 @@ pub struct Config {
     /// off.
     #[arg(long, env = "ROOMNODE_PING_INTERVAL", default_value_t = DEFAULT_PING_SECS)]
     pub ping_interval: u64,
+    /// Most members in one room; a join beyond gets 503 `room_full`.
+    #[arg(long, env = "ROOMNODE_MAX_MEMBERS", default_value_t = DEFAULT_MAX_MEMBERS)]
+    pub max_members: usize,
+    /// Most member connections on this node; a join beyond gets 503
+    /// `node_full` before the upgrade.
+    #[arg(long, env = "ROOMNODE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Messages per second one connection may send, sustained; above it a
+    /// send is refused with `rate_limited`, and a client that keeps at it
+    /// for a whole burst more is closed with 1008.
+    #[arg(long, env = "ROOMNODE_RATE", default_value_t = DEFAULT_RATE)]
+    pub rate: u32,
+    /// Messages a connection may send at once above the sustained rate.
+    #[arg(long, env = "ROOMNODE_BURST", default_value_t = DEFAULT_BURST)]
+    pub burst: u32,
+    /// Browser origins allowed to join (comma-separated, e.g.
+    /// `https://chat.example.com`); empty allows every origin. Requests
+    /// without `Origin` (non-browser clients) are always allowed.
+    #[arg(long, env = "ROOMNODE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
     /// Cluster secret that verifies join tokens of private rooms (the same
     /// as the routers'). Without it, private rooms cannot be joined here.
     #[arg(long, env = "ROOMROUTER_SECRET", hide_env_values = true)]
@@ -78,7 +107,9 @@ pub enum ConfigError {
     #[error("--lease-ttl must be at least 2 seconds, got {0}")]
     LeaseTtl(u64),
     /// See the message.
-    #[error("--max-queue and --max-frame-bytes must be positive")]
+    #[error(
+        "--max-queue, --max-frame-bytes, --max-members, --max-connections, --rate and --burst must be positive"
+    )]
     Limits,
     /// See the message.
     #[error("--advertise must be an http:// or https:// URL, got {0:?}")]
@@ -99,6 +130,11 @@ impl Config {
             max_queue: DEFAULT_MAX_QUEUE,
             grace: DEFAULT_GRACE_SECS,
             ping_interval: DEFAULT_PING_SECS,
+            max_members: DEFAULT_MAX_MEMBERS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            rate: DEFAULT_RATE,
+            burst: DEFAULT_BURST,
+            allowed_origins: Vec::new(),
             secret: None,
             previous_secret: None,
         }
@@ -112,7 +148,13 @@ impl Config {
         if self.lease_ttl < 2 {
             return Err(ConfigError::LeaseTtl(self.lease_ttl));
         }
-        if self.max_queue == 0 || self.max_frame_bytes == 0 {
+        if self.max_queue == 0
+            || self.max_frame_bytes == 0
+            || self.max_members == 0
+            || self.max_connections == 0
+            || self.rate == 0
+            || self.burst == 0
+        {
             return Err(ConfigError::Limits);
         }
         if let Some(a) = &self.advertise

@@ -17,8 +17,9 @@ use store::{Created, StoreError};
 use tracing::Instrument;
 
 use crate::error::ApiError;
+use crate::limits::{RateLimit, Slot};
 use crate::node::Node;
-use crate::room::{JoinRequest, Room};
+use crate::room::{JoinRequest, Refused, Room};
 use crate::upgrade::{NotWebSocket, Socket, Upgrade};
 use crate::{internal, session};
 use futures_util::SinkExt;
@@ -104,10 +105,26 @@ async fn join(
     if let Some(err) = node.unavailable() {
         return Err(err);
     }
+    check_origin(&node, &headers)?;
+    let slot = node.reserve_connection()?;
     let hosted = match node.rooms().get(&room) {
         Some(r) => r,
         None => activate(&node, &room, raw_query.as_deref()).await?,
     };
+    if hosted.is_full() {
+        node.metrics()
+            .rejected
+            .with_label_values(&["room_full"])
+            .inc();
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "room_full",
+            format!(
+                "room {room} has its limit of {} members",
+                node.config().max_members
+            ),
+        ));
+    }
     if hosted.is_moving() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -131,7 +148,7 @@ async fn join(
     let config = node.websocket_config();
     let tracker = node.sessions().clone();
     Ok(upgrade.accept(config, &tracker, move |socket| {
-        enter(socket, node, hosted, params)
+        enter(socket, node, hosted, params, slot)
     }))
 }
 
@@ -230,30 +247,63 @@ async fn create_here(node: &Node, room: &RoomId) -> Result<RoomRecord, ApiError>
     }
 }
 
-async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinParams) {
+/// Refuses a browser page from an origin not on `--allowed-origins`.
+fn check_origin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
+    let allowed = &node.config().allowed_origins;
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return Ok(());
+    };
+    if allowed.is_empty() || allowed.iter().any(|a| a == origin) {
+        return Ok(());
+    }
+    node.metrics().rejected.with_label_values(&["origin"]).inc();
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "origin_not_allowed",
+        format!("pages from {origin} may not join rooms here"),
+    ))
+}
+
+/// The member's session; `slot` holds its place in the node's connection
+/// limit until it ends.
+async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinParams, slot: Slot) {
     let req = JoinRequest {
         name: params.name.as_deref(),
         since: params.since,
         stream: params.stream.as_deref(),
     };
-    let Ok(membership) = room.join(req) else {
-        // Closed or frozen between the checks and the upgrade (deleted,
-        // moving, fenced): the client reconnects through the router.
-        let frame = CloseFrame {
-            code: proto::wire::close::RESTART.into(),
-            reason: "room closed or moving; reconnect".into(),
-        };
-        let _ = socket.send(Message::Close(Some(frame))).await;
-        return;
+    let membership = match room.join(req) {
+        Ok(m) => m,
+        // Full, closed or frozen between the checks and the upgrade: the
+        // client tries again (through the router).
+        Err(refused) => {
+            let (code, reason) = match refused {
+                Refused::Full => (proto::wire::close::TRY_AGAIN_LATER, "room full"),
+                _ => (
+                    proto::wire::close::RESTART,
+                    "room closed or moving; reconnect",
+                ),
+            };
+            let frame = CloseFrame {
+                code: code.into(),
+                reason: reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+            return;
+        }
     };
     let span = tracing::debug_span!("member", room = %room.id(), node = %node.id());
+    let config = node.config();
+    let rate = RateLimit::new(config.rate, config.burst);
     session::run(
         socket,
         room,
         membership,
         node.metrics(),
-        node.config().ping(),
+        config.ping(),
+        rate,
     )
     .instrument(span)
     .await;
+    drop(slot);
 }

@@ -111,7 +111,9 @@ pub(crate) async fn handoff(
     let hosted = node.rooms().activate(&rec);
     let snapshot = hosted.freeze(rec.epoch + 1).map_err(|r| match r {
         Refused::Moving => conflict("already_moving", format!("room {room} is already moving")),
-        Refused::Closed => conflict("stale", format!("room {room} just closed here")),
+        Refused::Closed | Refused::Full => {
+            conflict("stale", format!("room {room} just closed here"))
+        }
     })?;
     let frozen = Frozen {
         at: Instant::now(),

@@ -12,6 +12,7 @@
 //! - `registration`: the leased registration, its renewal and the fence.
 //! - `rooms`: the hosted rooms by id, kept in line with the store.
 //! - `room`: one room: members, seq, fan-out, slow-consumer policy.
+//! - `limits`: connections per node, messages per connection.
 //! - `history`: the ring of recent messages behind `since` resume.
 //! - `upgrade`: the WebSocket handshake, keeping the raw connection.
 //! - `session`: one member's WebSocket, the only code that touches it.
@@ -27,6 +28,7 @@ pub mod error;
 mod history;
 mod http;
 mod internal;
+mod limits;
 mod metrics;
 mod node;
 pub mod process;

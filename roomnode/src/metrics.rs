@@ -3,7 +3,8 @@
 //! set when scraped.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use proto::InstanceId;
 
@@ -24,6 +25,8 @@ pub(crate) struct Metrics {
     pub(crate) slow_consumers: IntCounter,
     /// Time from accepting a message to writing it to a member.
     pub(crate) delivery_latency: Histogram,
+    /// Joins and messages refused by a limit, by reason.
+    pub(crate) rejected: IntCounterVec,
     /// Rooms handed off from this node.
     pub(crate) moves: IntCounter,
     /// Handoffs from this node that did not happen.
@@ -83,6 +86,17 @@ impl Metrics {
         registry
             .register(Box::new(delivery_latency.clone()))
             .expect("unique histogram");
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "roomnode_rejected_total",
+                "Joins and messages refused by a limit (node_full, room_full, rate_limited, origin).",
+            ),
+            &["reason"],
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(rejected.clone()))
+            .expect("unique counter");
         let moves = counter(
             "roomnode_rooms_moved_total",
             "Rooms handed off from this node to another.",
@@ -105,6 +119,7 @@ impl Metrics {
             .register(Box::new(move_duration.clone()))
             .expect("unique histogram");
         Self {
+            rejected,
             moves,
             moves_failed,
             move_duration,

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::client::InternalClient;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::limits::{Connections, Slot};
 use crate::metrics::Metrics;
 use crate::registration::Registration;
 use crate::rooms::Rooms;
@@ -35,6 +36,8 @@ pub(crate) struct Parts {
     pub(crate) stopping: CancellationToken,
     /// Calls to other nodes, when a cluster secret is set.
     pub(crate) internal: Option<(InternalClient, String)>,
+    /// Member connections, bounded.
+    pub(crate) connections: Connections,
 }
 
 impl Node {
@@ -76,6 +79,25 @@ impl Node {
     /// The key internal callers must present.
     pub(crate) fn internal_key(&self) -> Option<&str> {
         self.inner.internal.as_ref().map(|(_, k)| k.as_str())
+    }
+
+    /// A connection slot, or 503 `node_full`.
+    pub(crate) fn reserve_connection(&self) -> Result<Slot, ApiError> {
+        self.inner.connections.reserve().ok_or_else(|| {
+            self.inner
+                .metrics
+                .rejected
+                .with_label_values(&["node_full"])
+                .inc();
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node_full",
+                format!(
+                    "this node serves its limit of {} connections",
+                    self.inner.config.max_connections
+                ),
+            )
+        })
     }
 
     pub(crate) fn metrics(&self) -> Arc<Metrics> {

@@ -174,6 +174,8 @@ pub(crate) struct RoomLimits {
     pub(crate) history: usize,
     /// Frames queued per member before it counts as a slow consumer.
     pub(crate) queue: usize,
+    /// Most members at once.
+    pub(crate) members: usize,
 }
 
 /// A room hosted here.
@@ -208,6 +210,8 @@ pub(crate) enum Refused {
     Closed,
     /// Frozen while it moves to another node: try again after `moved`.
     Moving,
+    /// At its member limit.
+    Full,
 }
 
 /// What a join asks for.
@@ -290,6 +294,9 @@ impl Room {
     pub(crate) fn join(&self, req: JoinRequest<'_>) -> Result<Membership, Refused> {
         let mut st = self.lock();
         st.accepting()?;
+        if st.members.len() >= self.limits.members {
+            return Err(Refused::Full);
+        }
         st.next_member += 1;
         let key = st.next_member;
         let id: Arc<str> = format!("m{key}").into();
@@ -444,6 +451,11 @@ impl Room {
         self.lock().moving
     }
 
+    /// Whether the room is at its member limit.
+    pub(crate) fn is_full(&self) -> bool {
+        self.lock().members.len() >= self.limits.members
+    }
+
     /// Members connected now.
     pub(crate) fn members(&self) -> usize {
         self.lock().members.len()
@@ -477,7 +489,15 @@ mod tests {
             created_at: 0,
         };
         let metrics = Arc::new(Metrics::new(rec.node));
-        Room::new(&rec, RoomLimits { history, queue }, metrics)
+        Room::new(
+            &rec,
+            RoomLimits {
+                history,
+                queue,
+                members: 100,
+            },
+            metrics,
+        )
     }
 
     fn join(room: &Room, since: Option<u64>, stream: Option<&str>) -> Membership {
@@ -593,6 +613,7 @@ mod tests {
             RoomLimits {
                 history: 3,
                 queue: 16,
+                members: 100,
             },
             old.metrics.clone(),
         );
@@ -607,6 +628,37 @@ mod tests {
         new.send(b.key, &body("6")).unwrap();
         old.unfreeze();
         old.send(a.key, &body("7")).unwrap();
+    }
+
+    #[test]
+    fn a_full_room_refuses_joins() {
+        let rec = RoomRecord {
+            id: "r".parse().unwrap(),
+            node: "i1".parse().unwrap(),
+            epoch: 1,
+            private: false,
+            created_at: 0,
+        };
+        let limits = RoomLimits {
+            history: 1,
+            queue: 1,
+            members: 2,
+        };
+        let room = Room::new(&rec, limits, Arc::new(Metrics::new(rec.node)));
+        let _a = join(&room, None, None);
+        let b = join(&room, None, None);
+        assert!(room.is_full());
+        assert_eq!(
+            room.join(JoinRequest {
+                name: None,
+                since: None,
+                stream: None
+            })
+            .err(),
+            Some(Refused::Full)
+        );
+        room.leave(b.key);
+        assert!(!room.is_full());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::InternalClient;
 use crate::config::{Config, ConfigError};
+use crate::limits::Connections;
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
 use crate::registration::Registration;
@@ -69,6 +70,7 @@ pub async fn run(
     let limits = RoomLimits {
         history: config.history,
         queue: config.max_queue,
+        members: config.max_members,
     };
     let rooms = Rooms::new(id, limits, metrics.clone());
     let hook_rooms = rooms.clone();
@@ -88,6 +90,7 @@ pub async fn run(
 
     let stopping = CancellationToken::new();
     let sessions = TaskTracker::new();
+    let config_max_connections = config.max_connections;
     let internal = config
         .secret
         .as_ref()
@@ -103,6 +106,7 @@ pub async fn run(
         sessions: sessions.clone(),
         stopping: stopping.clone(),
         internal,
+        connections: Connections::new(config_max_connections),
     });
     let fence_rooms = rooms.clone();
     let keeper = tokio::spawn(

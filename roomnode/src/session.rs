@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use crate::limits::{RateLimit, Verdict};
 use crate::metrics::Metrics;
 use crate::room::{CloseReason, Membership, Outbound, Refused, Room, error_frame};
 use crate::upgrade::Socket;
@@ -36,6 +37,7 @@ pub(crate) async fn run(
     m: Membership,
     metrics: Arc<Metrics>,
     ping: Option<Duration>,
+    mut rate: RateLimit,
 ) {
     let Membership {
         key,
@@ -72,7 +74,7 @@ pub(crate) async fn run(
             }
             frame = socket.next() => {
                 heard = Instant::now();
-                ended = handle(&mut socket, &room, key, frame).await.err();
+                ended = handle(&mut socket, &room, key, frame, &mut rate, &metrics).await.err();
             }
         }
     }
@@ -171,6 +173,8 @@ async fn handle(
     room: &Room,
     key: u64,
     frame: Option<Result<Message, WsError>>,
+    rate: &mut RateLimit,
+    metrics: &Metrics,
 ) -> Result<(), End> {
     let text = match frame {
         None => return Err(End::Gone),
@@ -200,6 +204,10 @@ async fn handle(
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
     };
     match ClientMsg::decode(&text) {
+        Ok(ClientMsg::Send { .. }) if rate_limited(rate, metrics)? => {
+            let text = "too many messages: this one was not accepted; slow down";
+            reply_error(socket, code::RATE_LIMITED, text).await
+        }
         Ok(ClientMsg::Send { body }) => match room.send(key, &body) {
             Ok(()) => Ok(()),
             Err(Refused::Moving) => {
@@ -210,9 +218,27 @@ async fn handle(
             // in: its goodbye is already queued for this member, so carry on
             // and deliver it. The frame was not accepted; the client knows
             // by not seeing it come back with a seq.
-            Err(Refused::Closed) => Ok(()),
+            Err(Refused::Closed | Refused::Full) => Ok(()),
         },
         Err(e) => reply_error(socket, code::BAD_FRAME, &e.to_string()).await,
+    }
+}
+
+/// Whether the rate limit refuses this message; an error when the client
+/// has ignored refusals for a whole burst.
+fn rate_limited(rate: &mut RateLimit, metrics: &Metrics) -> Result<bool, End> {
+    let verdict = rate.check();
+    if verdict != Verdict::Accept {
+        metrics.rejected.with_label_values(&["rate_limited"]).inc();
+    }
+    match verdict {
+        Verdict::Accept => Ok(false),
+        Verdict::Refuse => Ok(true),
+        Verdict::Close => Err(End::Close(CloseReason {
+            last: None,
+            code: close::POLICY,
+            reason: "rate limit",
+        })),
     }
 }
 

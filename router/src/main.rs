@@ -296,11 +296,11 @@ async fn alb_rules(args: AlbArgs) -> anyhow::Result<()> {
     } else {
         args.instances
     };
-    if instances.len() > alb::RULES_PER_LISTENER {
+    if instances.len() > alb::RULES_PER_ALB {
         eprintln!(
-            "warning: {} rules exceed the default ALB quota of {} rules per listener; see the README (Deploy / AWS)",
+            "warning: {} rules exceed the quota of {} rules per load balancer; see deploy/aws/README.md",
             instances.len(),
-            alb::RULES_PER_LISTENER
+            alb::RULES_PER_ALB
         );
     }
     let settings = AlbSettings {

@@ -123,6 +123,10 @@ impl Cluster {
             .args(["--grace", "5"])
             .args(args)
             .env("RUST_LOG", "info,roomnode=debug")
+            // Tests send floods on purpose; a test of the rate limit passes
+            // --rate/--burst, which win over these.
+            .env("ROOMNODE_RATE", "1000000")
+            .env("ROOMNODE_BURST", "1000000")
             .log_to(self.log(&format!("node-i{n}-{port}")))
             .spawn()
     }

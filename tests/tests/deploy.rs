@@ -84,7 +84,7 @@ async fn nginx_from_nginx_config_routes_each_instance_path_to_its_node() {
     let status = check.wait_exit(WAIT).await.expect("nginx -t ends");
     assert!(status.success(), "nginx -t:\n{}", check.log());
     let server = Proc::program("nginx", &nginx)
-        .args(["-c", conf_arg, "-g", "daemon off;"])
+        .args(["-c", conf_arg, "-g", "daemon off; master_process off;"])
         .spawn();
 
     let front = Http::new(format!("http://{listen}"));

@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 pub const DEFAULT_PRIORITY_BASE: u32 = 1000;
 /// Highest priority an ALB accepts.
 pub const MAX_PRIORITY: u32 = 50_000;
-/// Default quota of rules per ALB listener (the default rule excluded).
-pub const RULES_PER_LISTENER: usize = 100;
+/// Quota of rules per Application Load Balancer (default rules excluded),
+/// across all its listeners.
+pub const RULES_PER_ALB: usize = 100;
 
 /// What the rules are made from.
 #[derive(Debug, Clone)]
