@@ -354,12 +354,14 @@ impl Shared {
             );
             *current = rooms;
         }
-        self.synced.store(true, Ordering::Release);
-        self.synced_notify.notify_waiters();
-        self.applied_up_to(revision);
+        // The hook hears of the changes before anyone waiting for the
+        // snapshot is let go.
         for c in &changes {
             self.tell(c);
         }
+        self.synced.store(true, Ordering::Release);
+        self.synced_notify.notify_waiters();
+        self.applied_up_to(revision);
         Ok(())
     }
 
