@@ -36,6 +36,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    app.require_creator(&headers)?;
     let req: CreateRoom = json_body(&body, "{\"id\"?: string, \"private\"?: bool}")?;
     let id: RoomId = match req.id {
         Some(id) => id.parse().map_err(ApiError::bad_id)?,

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{RouterConfig, ws_base};
 use crate::metrics::Metrics;
+use proto::token::Secret;
 
 /// How often readiness asks the store whether it answers.
 const READY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -133,21 +134,50 @@ impl App {
     /// Refuses the request unless it carries the admin token (when one is
     /// configured). Compared in constant time.
     pub(crate) fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(token) = &self.inner.config.admin_token else {
+        require(
+            headers,
+            [self.inner.config.admin_token.as_ref()],
+            "admin token",
+        )
+    }
+
+    /// Refuses a room creation unless it carries the create token or the
+    /// admin token (when a create token is configured).
+    pub(crate) fn require_creator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let config = &self.inner.config;
+        if config.create_token.is_none() {
             return Ok(());
-        };
-        match bearer(headers) {
-            Some(g) if secret_eq(g, token.expose()) => Ok(()),
-            Some(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "the admin token is wrong".into(),
-            )),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this endpoint needs Authorization: Bearer <admin token>".into(),
-            )),
         }
+        require(
+            headers,
+            [config.create_token.as_ref(), config.admin_token.as_ref()],
+            "create token",
+        )
+    }
+}
+
+/// Refuses unless the bearer credential is one of `accepted` (none
+/// configured: anyone passes).
+fn require<'a>(
+    headers: &HeaderMap,
+    accepted: impl IntoIterator<Item = Option<&'a Secret>>,
+    what: &str,
+) -> Result<(), ApiError> {
+    let accepted: Vec<&Secret> = accepted.into_iter().flatten().collect();
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    match bearer(headers) {
+        Some(g) if accepted.iter().any(|t| secret_eq(g, t.expose())) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the {what} is wrong"),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("this endpoint needs Authorization: Bearer <{what}>"),
+        )),
     }
 }

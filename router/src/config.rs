@@ -26,6 +26,11 @@ pub struct RouterConfig {
     /// other admin endpoints.
     #[arg(long, env = "ROUTER_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+    /// Require `Authorization: Bearer <token>` on `POST /rooms` too (the
+    /// admin token also works), for services that create rooms on behalf of
+    /// their users.
+    #[arg(long, env = "ROUTER_CREATE_TOKEN", hide_env_values = true)]
+    pub create_token: Option<Secret>,
     /// Cluster secret that signs join tokens of private rooms (the same on
     /// every router and node; at least 16 characters).
     #[arg(long, env = "ROOMROUTER_SECRET", hide_env_values = true)]

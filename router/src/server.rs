@@ -181,6 +181,7 @@ mod tests {
             public_url: Some("https://chat.example.com".into()),
             metrics_listen: None,
             admin_token: Some("admin-token-0123456789".parse().unwrap()),
+            create_token: None,
             secret: Some("secret-0123456789abcdef".parse().unwrap()),
             token_ttl: 60,
         }
@@ -188,6 +189,10 @@ mod tests {
 
     /// The routes over an embedded store with one registered node.
     async fn routes_with_one_node() -> Router {
+        routes_with(config()).await
+    }
+
+    async fn routes_with(settings: RouterConfig) -> Router {
         let store = Store::new(Backend::Memory(MemoryKv::new()), "/t");
         let node = NodeRecord {
             id: "i1".parse().unwrap(),
@@ -200,7 +205,7 @@ mod tests {
             .await
             .unwrap();
         let app = App::new(
-            config(),
+            settings,
             store,
             TaskTracker::new(),
             CancellationToken::new(),
@@ -252,6 +257,41 @@ mod tests {
         assert_eq!(
             (status, err["error"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_room_id"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_token_guards_room_creation() {
+        let r = routes_with(RouterConfig {
+            create_token: Some("create-token-0123456789".parse().unwrap()),
+            ..config()
+        })
+        .await;
+        let body = json!({"id": "guarded"});
+        assert_eq!(
+            call(&r, "POST", "/rooms", body.clone(), None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&r, "POST", "/rooms", body.clone(), Some("nope"))
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        let (status, _) = call(
+            &r,
+            "POST",
+            "/rooms",
+            body.clone(),
+            Some("create-token-0123456789"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _) = call(&r, "POST", "/rooms", body, Some("admin-token-0123456789")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            call(&r, "GET", "/rooms/guarded", Value::Null, None).await.0,
+            StatusCode::OK
         );
     }
 
