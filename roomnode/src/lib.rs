@@ -5,6 +5,7 @@
 //! - [`server`]: [`run`], the node on a listener until shutdown.
 //! - [`config`]: [`Config`], flags and environment, validated once.
 //! - `node`: the shared handle (identity, rooms, store, metrics).
+//! - [`http_server`]: serving with a request-head timeout and graceful stop.
 //! - `http`: the routes: WebSocket join with ownership checks, health,
 //!   metrics.
 //! - `internal`: the handoff, adopt and drain endpoints that move rooms.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod error;
 mod history;
 mod http;
+pub mod http_server;
 mod internal;
 mod limits;
 mod metrics;

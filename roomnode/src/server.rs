@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use proto::record::{NodeRecord, NodeState};
 use store::{Mirror, Store, StoreError};
 use tokio::net::TcpListener;
@@ -14,20 +13,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::InternalClient;
 use crate::config::{Config, ConfigError};
+use crate::http_server::{HEAD_TIMEOUT, serve};
 use crate::limits::Connections;
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
 use crate::registration::Registration;
 use crate::room::{CloseReason, RoomLimits};
 use crate::rooms::Rooms;
-
-/// Turns off Nagle's algorithm on an accepted connection: small frames go
-/// out at once instead of waiting for the peer's delayed ACK (about 40 ms).
-pub fn no_delay(stream: &mut tokio::net::TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY");
-    }
-}
 
 /// Why a node could not start (or stopped).
 #[derive(Debug, thiserror::Error)]
@@ -123,9 +115,13 @@ pub async fn run(
     });
 
     let app = crate::http::routes(node);
-    let serve = axum::serve(listener.tap_io(no_delay), app)
-        .with_graceful_shutdown(stopping.clone().cancelled_owned());
-    let serving = tokio::spawn(async move { serve.await });
+    let serve = serve(
+        listener,
+        app,
+        stopping.clone().cancelled_owned(),
+        HEAD_TIMEOUT,
+    );
+    let serving = tokio::spawn(serve);
     stopping.cancelled().await;
     tracing::info!(node = %id, "shutting down: closing every room");
     rooms.close_all(&CloseReason::shutdown());

@@ -2,16 +2,15 @@
 //! routes of the API, the data plane, health, metrics and the chat page.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use roomnode::error::ApiError;
+use roomnode::http_server::{HEAD_TIMEOUT, serve};
 use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -141,20 +140,22 @@ pub async fn run(
         let metrics_app = Router::new()
             .route("/metrics", get(metrics))
             .with_state(app.clone());
-        let stop = stopping.clone().cancelled_owned();
-        tokio::spawn(async move {
-            axum::serve(ml, metrics_app)
-                .with_graceful_shutdown(stop)
-                .await
-        });
+        tokio::spawn(serve(
+            ml,
+            metrics_app,
+            stopping.clone().cancelled_owned(),
+            HEAD_TIMEOUT,
+        ));
     }
     tracing::info!(listen = %listener.local_addr()?, "router serving");
-    axum::serve(
-        listener.tap_io(roomnode::server::no_delay),
-        routes(app, public_metrics).into_make_service_with_connect_info::<SocketAddr>(),
+    let shutdown = stopping.clone().cancelled_owned();
+    serve(
+        listener,
+        routes(app, public_metrics),
+        shutdown,
+        HEAD_TIMEOUT,
     )
-    .with_graceful_shutdown(stopping.clone().cancelled_owned())
-    .await?;
+    .await;
     tunnels.close();
     let _ = tokio::time::timeout(GRACE, tunnels.wait()).await;
     tracing::info!("router stopped");
