@@ -66,6 +66,14 @@ fn routes(app: App, public_metrics: bool) -> Router {
         .with_state(app)
 }
 
+/// The router's routes over `store`, with no listener and no background
+/// tasks (no readiness probe, no failover reconciler): for embedding the
+/// API in another server, and for fuzzing the request routing.
+pub fn app(config: RouterConfig, store: Store) -> Router {
+    let app = App::new(config, store, TaskTracker::new(), CancellationToken::new());
+    routes(app, true)
+}
+
 /// Ready only while the store answers (existing tunnels are unaffected).
 async fn readyz(State(app): State<App>) -> Response {
     if app.is_ready() {
