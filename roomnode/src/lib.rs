@@ -23,6 +23,8 @@
 //! - [`process`]: tracing and the shutdown signal, for both binaries.
 
 pub mod auth;
+#[doc(hidden)]
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -1,0 +1,3 @@
+//! `loadgen` (being written).
+
+fn main() {}
