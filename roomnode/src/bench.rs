@@ -46,7 +46,11 @@ impl BenchRoom {
             sender = m.key;
             queues.push(m.rx);
         }
-        let mut bench = Self { room, sender, queues };
+        let mut bench = Self {
+            room,
+            sender,
+            queues,
+        };
         bench.drain();
         bench
     }

@@ -294,16 +294,13 @@ async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinPara
     };
     let span = tracing::debug_span!("member", room = %room.id(), node = %node.id());
     let config = node.config();
-    let rate = RateLimit::new(config.rate, config.burst);
-    session::run(
-        socket,
-        room,
-        membership,
-        node.metrics(),
-        config.ping(),
-        rate,
-    )
-    .instrument(span)
-    .await;
+    let settings = session::Settings {
+        ping: config.ping(),
+        flush_window: config.flush_window(),
+        rate: RateLimit::new(config.rate, config.burst),
+    };
+    session::run(socket, room, membership, node.metrics(), settings)
+        .instrument(span)
+        .await;
     drop(slot);
 }

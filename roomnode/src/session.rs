@@ -14,12 +14,26 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::limits::{RateLimit, Verdict};
 use crate::metrics::Metrics;
-use crate::room::{CloseReason, Membership, Outbound, Refused, Room, error_frame};
+use crate::room::{CloseReason, Kick, Membership, Outbound, Refused, Room, error_frame};
 use crate::upgrade::Socket;
 
 /// Most frames written per flush, so one busy member cannot hold its task
 /// for long.
 const MAX_BATCH: usize = 64;
+
+/// Most frames held back for one coalesced write.
+const MAX_COALESCED: usize = 1024;
+
+/// How a session behaves.
+pub(crate) struct Settings {
+    /// Ping a quiet member this often.
+    pub(crate) ping: Option<Duration>,
+    /// Hold a member's frames this long so they leave in one write (off:
+    /// every batch is written as soon as it is there).
+    pub(crate) flush_window: Option<Duration>,
+    /// The member's message rate limit.
+    pub(crate) rate: RateLimit,
+}
 
 /// Bound on saying goodbye to a client that may not be reading.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,9 +50,20 @@ pub(crate) async fn run(
     room: Arc<Room>,
     m: Membership,
     metrics: Arc<Metrics>,
-    ping: Option<Duration>,
-    mut rate: RateLimit,
+    settings: Settings,
 ) {
+    let Settings {
+        ping,
+        flush_window,
+        mut rate,
+    } = settings;
+    let max_batch = if flush_window.is_some() {
+        MAX_COALESCED
+    } else {
+        MAX_BATCH
+    };
+    // With a flush window: when the held-back frames must go.
+    let mut flush_at: Option<Instant> = None;
     let Membership {
         key,
         first,
@@ -56,21 +81,30 @@ pub(crate) async fn run(
         )
     });
     while ended.is_none() {
+        let room_left = max_batch - batch.len();
         tokio::select! {
             biased;
             reason = kick.kicked() => ended = Some(End::Close(reason)),
             every = tick(&mut pinger) => ended = keep_alive(&mut socket, heard, every).await.err(),
-            n = rx.recv_many(&mut batch, MAX_BATCH) => {
+            n = rx.recv_many(&mut batch, room_left), if room_left > 0 => {
                 if n == 0 {
                     ended = Some(End::Gone);
                     continue;
                 }
-                let written = tokio::select! {
-                    biased;
-                    reason = kick.kicked() => Err(End::Close(reason)),
-                    r = write_batch(&mut socket, &mut batch, &metrics) => r,
-                };
-                ended = written.err();
+                let closing = matches!(batch.last(), Some(Outbound::Close(_)));
+                if let Some(window) = flush_window
+                    && !closing
+                    && batch.len() < max_batch
+                {
+                    flush_at.get_or_insert_with(|| Instant::now() + window);
+                    continue;
+                }
+                flush_at = None;
+                ended = write_or_kicked(&mut socket, &mut batch, &metrics, &kick).await.err();
+            }
+            () = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                flush_at = None;
+                ended = write_or_kicked(&mut socket, &mut batch, &metrics, &kick).await.err();
             }
             frame = socket.next() => {
                 heard = Instant::now();
@@ -83,6 +117,20 @@ pub(crate) async fn run(
     if let Some(End::Close(reason)) = ended {
         let goodbye = say_goodbye(&mut socket, reason);
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+    }
+}
+
+/// Writes the batch, unless the member is kicked meanwhile.
+async fn write_or_kicked(
+    socket: &mut Socket,
+    batch: &mut Vec<Outbound>,
+    metrics: &Metrics,
+    kick: &Kick,
+) -> Result<(), End> {
+    tokio::select! {
+        biased;
+        reason = kick.kicked() => Err(End::Close(reason)),
+        r = write_batch(socket, batch, metrics) => r,
     }
 }
 
