@@ -1,0 +1,416 @@
+//! `loadgen floor`: the kernel's share of a fan-out, without any server.
+//!
+//! N loopback TCP pairs; ONE writer thread writes pre-built WebSocket text
+//! frames (server-to-client framing: `0x81`, length, payload — sized like
+//! the node's `message` frame for `--payload`) at `--rate` frames/s in
+//! total, round-robin over the sockets, one `write` per frame; a reader task
+//! per socket drains the other side.
+//!
+//! Fair accounting: on loopback the receiver's TCP path (softirq, queueing
+//! to the reading socket, waking the reader) runs inside the sender's
+//! `write`, so the writer thread's CPU (`getrusage(RUSAGE_THREAD)`, µs
+//! precision) is what a node pays per frame it writes — the floor for
+//! roomnode's CPU per delivery. The readers' CPU (this process's runtime
+//! threads, from `/proc/self/task/*/stat`, clock-tick precision) is what
+//! the clients pay, reported separately; the process total is given too.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use serde::Serialize;
+use tokio::io::AsyncReadExt as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::body::{BodyWriter, Stamp};
+use crate::config::FloorArgs;
+use crate::net::{Sources, connect_tcp};
+use crate::procstat;
+use crate::sys::{self, CpuTime};
+
+/// Name prefix of the tokio runtime's threads (set by `main`); the floor's
+/// readers run there.
+pub const RUNTIME_THREAD_NAME: &str = "lg-worker";
+/// The writer thread's name.
+const WRITER_THREAD_NAME: &str = "floor-writer";
+/// Connections opened at once while setting up.
+const SETUP_CONCURRENCY: usize = 256;
+/// Longest the setup may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// A write blocked longer than this fails (a reader that stopped reading).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest the writer sleeps between checks of the schedule.
+const MAX_NAP: Duration = Duration::from_millis(1);
+/// Each reader's buffer.
+const READ_BUFFER: usize = 16 * 1024;
+/// After the writer ends, how long readers get to drain.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `floor` reports; field names are stable (`schema` changes if not).
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorReport {
+    /// Version of this layout.
+    pub schema: u32,
+    /// `"floor"`.
+    pub kind: &'static str,
+    /// Loopback pairs.
+    pub sockets: usize,
+    /// `--payload`.
+    pub payload_bytes: usize,
+    /// Bytes per frame on the wire (header included).
+    pub frame_bytes: usize,
+    /// `--rate`, frames/s.
+    pub rate_offered: f64,
+    /// How long the writer ran, s.
+    pub duration_s: f64,
+    /// Frames written.
+    pub frames_written: u64,
+    /// Frames written / duration.
+    pub rate_achieved: f64,
+    /// Achieved below 99 % of offered.
+    pub writer_lagged: bool,
+    /// Writes that took less than a frame (completed with more writes).
+    pub short_writes: u64,
+    /// Writes that failed.
+    pub write_errors: u64,
+    /// Bytes the readers read.
+    pub bytes_read: u64,
+    /// The writer thread.
+    pub writer: CpuShare,
+    /// All reader threads.
+    pub readers: CpuShare,
+    /// The whole process (writer, readers and the rest).
+    pub process: CpuShare,
+    /// Unit of the readers' `/proc` times.
+    pub clock_ticks_per_s: u64,
+}
+
+/// CPU time of one part over the run.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CpuShare {
+    /// User time, s (0 where only the total is known: the readers).
+    pub user_s: f64,
+    /// System time, s (0 where only the total is known).
+    pub system_s: f64,
+    /// User + system, s.
+    pub cpu_s: f64,
+    /// CPU µs per frame written.
+    pub us_per_frame: f64,
+    /// As % of one core.
+    pub core_pct: f64,
+}
+
+impl CpuShare {
+    /// `cpu_s` is `user_s + system_s` when those are known, else the total.
+    fn new(user_s: f64, system_s: f64, cpu_s: f64, frames: u64, secs: f64) -> Self {
+        Self {
+            user_s,
+            system_s,
+            cpu_s,
+            us_per_frame: if frames == 0 {
+                0.0
+            } else {
+                cpu_s * 1e6 / frames as f64
+            },
+            core_pct: cpu_s / secs.max(1e-9) * 100.0,
+        }
+    }
+
+    fn of(cpu: CpuTime, frames: u64, secs: f64) -> Self {
+        let (user, system) = (cpu.user.as_secs_f64(), cpu.system.as_secs_f64());
+        Self::new(user, system, user + system, frames, secs)
+    }
+}
+
+/// The text a node sends for one message with a `payload`-byte body.
+pub fn message_text(payload: usize) -> String {
+    let mut s =
+        String::from(r#"{"type":"message","room":"lg-floor-0","seq":100000,"from":"m12","body":"#);
+    BodyWriter::new(payload).write(
+        &mut s,
+        Stamp {
+            s: 100,
+            q: 1000,
+            t: 10_000_000_000,
+        },
+    );
+    s.push('}');
+    s
+}
+
+/// An unmasked (server-to-client) WebSocket text frame carrying `payload`.
+pub fn ws_text_frame(payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = Vec::with_capacity(len + 10);
+    f.push(0x81); // FIN, text
+    match len {
+        0..=125 => f.push(len as u8),
+        126..=0xFFFF => {
+            f.push(126);
+            f.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            f.push(127);
+            f.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+/// What the writer thread did.
+#[derive(Debug, Default)]
+struct Written {
+    frames: u64,
+    short_writes: u64,
+    write_errors: u64,
+    elapsed: Duration,
+    cpu: CpuTime,
+}
+
+/// Runs the floor measurement.
+pub async fn run(args: &FloorArgs) -> anyhow::Result<FloorReport> {
+    let frame = ws_text_frame(message_text(args.payload).as_bytes());
+    let (writers, readers) = tokio::time::timeout(SETUP_TIMEOUT, pairs(args.sockets, args.sources))
+        .await
+        .context("setting up the loopback pairs took too long")??;
+    let frame_bytes = frame.len();
+    tracing::info!(sockets = args.sockets, frame_bytes, "pairs ready");
+
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let mut reading = JoinSet::new();
+    for mut r in readers {
+        let total = Arc::clone(&bytes_read);
+        reading.spawn(async move {
+            let mut buf = vec![0u8; READ_BUFFER];
+            let mut n = 0u64;
+            while let Ok(got @ 1..) = r.read(&mut buf).await {
+                n += got as u64;
+            }
+            total.fetch_add(n, Ordering::Relaxed);
+        });
+    }
+
+    let ticks = sys::clock_ticks();
+    let readers_before = procstat::own_threads_ticks(RUNTIME_THREAD_NAME)?;
+    let process_before = sys::process_cpu()?;
+    let began = Instant::now();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (rate, duration) = (args.rate, args.duration);
+    std::thread::Builder::new()
+        .name(WRITER_THREAD_NAME.into())
+        .spawn(move || {
+            let _ = done_tx.send(write_frames(writers, &frame, rate, duration));
+        })
+        .context("starting the writer thread")?;
+    let written = done_rx.await.context("the writer thread died")??;
+    // The writer's sockets are closed now: readers see EOF once drained.
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while reading.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(left = reading.len(), "readers did not finish draining");
+        reading.abort_all();
+    }
+    let wall = began.elapsed().as_secs_f64();
+    let readers_after = procstat::own_threads_ticks(RUNTIME_THREAD_NAME)?;
+    let process = sys::process_cpu()?.since(&process_before);
+
+    let secs = written.elapsed.as_secs_f64();
+    let frames = written.frames;
+    let reader_cpu =
+        procstat::ticks_to_duration(readers_after.0.saturating_sub(readers_before.0), ticks);
+    let achieved = frames as f64 / secs.max(1e-9);
+    Ok(FloorReport {
+        schema: 1,
+        kind: "floor",
+        sockets: args.sockets,
+        payload_bytes: args.payload,
+        frame_bytes,
+        rate_offered: args.rate,
+        duration_s: secs,
+        frames_written: frames,
+        rate_achieved: achieved,
+        writer_lagged: achieved < 0.99 * args.rate,
+        short_writes: written.short_writes,
+        write_errors: written.write_errors,
+        bytes_read: bytes_read.load(Ordering::Relaxed),
+        writer: CpuShare::of(written.cpu, frames, secs),
+        readers: CpuShare::new(0.0, 0.0, reader_cpu.as_secs_f64(), frames, wall),
+        process: CpuShare::of(process, frames, wall),
+        clock_ticks_per_s: ticks,
+    })
+}
+
+/// `n` connected pairs: (accepted sides as blocking std sockets for the
+/// writer, connecting sides for the readers).
+async fn pairs(
+    n: usize,
+    sources: u8,
+) -> anyhow::Result<(Vec<std::net::TcpStream>, Vec<TcpStream>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a listener")?;
+    let addr = listener.local_addr()?;
+    let accepting = tokio::spawn(async move {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let (s, _) = listener.accept().await?;
+            out.push(s);
+        }
+        std::io::Result::Ok(out)
+    });
+    let sources = Sources::new(sources);
+    let readers: Vec<TcpStream> = stream::iter(0..n)
+        .map(|k| connect_tcp(addr, sources.pick(k, &addr)))
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .try_collect()
+        .await
+        .context("connecting a loopback pair")?;
+    let accepted = accepting
+        .await
+        .context("accept task")?
+        .context("accepting")?;
+    if accepted.len() != n {
+        bail!("accepted {} of {n} connections", accepted.len());
+    }
+    let mut writers = Vec::with_capacity(n);
+    for s in accepted {
+        let s = s.into_std()?;
+        s.set_nonblocking(false)?;
+        s.set_nodelay(true)?;
+        s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        writers.push(s);
+    }
+    Ok((writers, readers))
+}
+
+/// The writer thread: `rate` frames/s for `duration`, round-robin, one
+/// `write` per frame; its own CPU time over the loop.
+fn write_frames(
+    mut socks: Vec<std::net::TcpStream>,
+    frame: &[u8],
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<Written> {
+    let cpu_before = sys::thread_cpu()?;
+    let start = Instant::now();
+    let end = start + duration;
+    let mut w = Written::default();
+    let n = socks.len();
+    let mut next = 0usize;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let due = (now.duration_since(start).as_secs_f64() * rate) as u64;
+        while w.frames < due {
+            let sock = &mut socks[next];
+            next = (next + 1) % n;
+            w.frames += 1;
+            match sock.write(frame) {
+                Ok(n) if n == frame.len() => {}
+                Ok(n) => {
+                    w.short_writes += 1;
+                    if sock.write_all(&frame[n..]).is_err() {
+                        w.write_errors += 1;
+                    }
+                }
+                Err(_) => w.write_errors += 1,
+            }
+        }
+        let next_due = start + Duration::from_secs_f64((w.frames + 1) as f64 / rate);
+        let now = Instant::now();
+        if next_due > now {
+            std::thread::sleep((next_due - now).min(MAX_NAP));
+        }
+    }
+    w.elapsed = start.elapsed();
+    w.cpu = sys::thread_cpu()?.since(&cpu_before);
+    drop(socks);
+    Ok(w)
+}
+
+impl FloorReport {
+    /// The human table.
+    pub fn table(&self) -> String {
+        format!(
+            "loadgen floor  {} sockets, frame {} B (payload {} B), offered {:.0}/s, achieved {:.0}/s over {:.2} s{}\n\
+             writer         {:.3} µs/frame (user {:.2} s, sys {:.2} s; {:.1} % of a core)\n\
+             readers        {:.3} µs/frame ({:.2} s; {:.1} % of a core)\n\
+             process        {:.3} µs/frame ({:.2} s)\n\
+             io             {} frames, {} bytes read of {} written, {} short writes, {} write errors\n",
+            self.sockets,
+            self.frame_bytes,
+            self.payload_bytes,
+            self.rate_offered,
+            self.rate_achieved,
+            self.duration_s,
+            if self.writer_lagged {
+                "  ** WRITER LAGGED **"
+            } else {
+                ""
+            },
+            self.writer.us_per_frame,
+            self.writer.user_s,
+            self.writer.system_s,
+            self.writer.core_pct,
+            self.readers.us_per_frame,
+            self.readers.cpu_s,
+            self.readers.core_pct,
+            self.process.us_per_frame,
+            self.process.cpu_s,
+            self.frames_written,
+            self.bytes_read,
+            self.frames_written * self.frame_bytes as u64,
+            self.short_writes,
+            self.write_errors,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_have_websocket_server_framing() {
+        assert_eq!(ws_text_frame(b"hi"), [0x81, 2, b'h', b'i']);
+        let mid = ws_text_frame(&[b'x'; 300]);
+        assert_eq!(&mid[..4], &[0x81, 126, 0x01, 0x2C]);
+        assert_eq!(mid.len(), 304);
+        let big = ws_text_frame(&vec![b'x'; 70_000]);
+        assert_eq!(&big[..2], &[0x81, 127]);
+        assert_eq!(u64::from_be_bytes(big[2..10].try_into().unwrap()), 70_000);
+    }
+
+    #[test]
+    fn message_text_is_a_node_message() {
+        let text = message_text(64);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], "message");
+        assert!(v["body"]["p"].is_string());
+    }
+
+    #[tokio::test]
+    async fn a_small_floor_runs() {
+        let args = FloorArgs {
+            sockets: 4,
+            rate: 2000.0,
+            payload: 64,
+            duration: Duration::from_millis(300),
+            sources: 2,
+            json: None,
+        };
+        let r = run(&args).await.unwrap();
+        assert!(r.frames_written > 300, "{r:?}");
+        assert_eq!(r.write_errors, 0);
+        assert_eq!(r.bytes_read, r.frames_written * r.frame_bytes as u64);
+    }
+}

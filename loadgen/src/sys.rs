@@ -1,0 +1,79 @@
+//! What the generator asks of the kernel: more file descriptors, its own
+//! CPU time (per thread or process) and the clock-tick rate of `/proc`.
+
+use std::time::Duration;
+
+use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
+use nix::sys::time::TimeVal;
+use nix::unistd::{SysconfVar, sysconf};
+
+/// What `/proc` counts CPU time in when `sysconf` does not say (Linux's
+/// `USER_HZ` is 100 on every mainstream architecture).
+pub const FALLBACK_CLOCK_TICKS: u64 = 100;
+
+/// Raises the soft open-file limit to the hard one; `(before, after)`.
+pub fn raise_nofile() -> nix::Result<(u64, u64)> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok((soft, hard))
+}
+
+/// User and system CPU time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTime {
+    /// In user space.
+    pub user: Duration,
+    /// In the kernel (on loopback this includes the receiver's TCP path,
+    /// which runs inside the sender's `write`).
+    pub system: Duration,
+}
+
+impl CpuTime {
+    /// User + system.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The time from `earlier` to `self`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// The calling thread's CPU time (`RUSAGE_THREAD`, µs precision).
+pub fn thread_cpu() -> nix::Result<CpuTime> {
+    usage(UsageWho::RUSAGE_THREAD)
+}
+
+/// The whole process's CPU time, all threads.
+pub fn process_cpu() -> nix::Result<CpuTime> {
+    usage(UsageWho::RUSAGE_SELF)
+}
+
+fn usage(who: UsageWho) -> nix::Result<CpuTime> {
+    let u = getrusage(who)?;
+    Ok(CpuTime {
+        user: duration(u.user_time()),
+        system: duration(u.system_time()),
+    })
+}
+
+fn duration(tv: TimeVal) -> Duration {
+    let secs = u64::try_from(tv.tv_sec()).unwrap_or(0);
+    let micros = u64::try_from(tv.tv_usec()).unwrap_or(0);
+    Duration::from_secs(secs) + Duration::from_micros(micros)
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`sysconf(_SC_CLK_TCK)`,
+/// [`FALLBACK_CLOCK_TICKS`] if unknown).
+pub fn clock_ticks() -> u64 {
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => u64::try_from(t).unwrap_or(FALLBACK_CLOCK_TICKS),
+        _ => FALLBACK_CLOCK_TICKS,
+    }
+}
