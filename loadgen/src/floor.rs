@@ -173,7 +173,9 @@ struct Written {
 }
 
 /// Runs the floor measurement.
-pub async fn run(args: &FloorArgs) -> anyhow::Result<FloorReport> {
+pub async fn run(args: &FloorArgs, nofile_limit: u64) -> anyhow::Result<FloorReport> {
+    // Both ends of every pair live in this process.
+    sys::check_fds(2 * args.sockets as u64, nofile_limit)?;
     let frame = ws_text_frame(message_text(args.payload).as_bytes());
     let (writers, readers) = tokio::time::timeout(SETUP_TIMEOUT, pairs(args.sockets, args.sources))
         .await
@@ -408,7 +410,7 @@ mod tests {
             sources: 2,
             json: None,
         };
-        let r = run(&args).await.unwrap();
+        let r = run(&args, 0).await.unwrap();
         assert!(r.frames_written > 300, "{r:?}");
         assert_eq!(r.write_errors, 0);
         assert_eq!(r.bytes_read, r.frames_written * r.frame_bytes as u64);

@@ -52,7 +52,7 @@ async fn command(command: Command, nofile: u64) -> anyhow::Result<()> {
         }
         Command::Floor(args) => {
             args.validate().map_err(anyhow::Error::msg)?;
-            let report = floor::run(&args).await?;
+            let report = floor::run(&args, nofile).await?;
             print!("{}", report.table());
             write_json(args.json.as_deref(), &report)
         }

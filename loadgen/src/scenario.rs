@@ -35,6 +35,7 @@ const FINISH_GRACE: Duration = Duration::from_secs(5);
 /// Runs one scenario; `nofile_limit` is what the process runs with.
 pub async fn run(args: &RunArgs, nofile_limit: u64) -> anyhow::Result<RunReport> {
     clock::epoch();
+    sys::check_fds((args.rooms * args.members) as u64, nofile_limit)?;
     let run_id = args.run_id.clone().unwrap_or_else(fresh_run_id);
     // Check the pids before spending time on connections.
     for &pid in &args.pids {

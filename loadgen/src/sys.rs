@@ -11,6 +11,23 @@ use nix::unistd::{SysconfVar, sysconf};
 /// `USER_HZ` is 100 on every mainstream architecture).
 pub const FALLBACK_CLOCK_TICKS: u64 = 100;
 
+/// Descriptors kept free for everything but the connections (runtime,
+/// listeners, files, the HTTP client).
+pub const SPARE_FDS: u64 = 64;
+
+/// Fails, naming the limit, when `sockets` descriptors plus [`SPARE_FDS`]
+/// would not fit under `limit` (0: unknown, not checked).
+pub fn check_fds(sockets: u64, limit: u64) -> anyhow::Result<()> {
+    let needed = sockets.saturating_add(SPARE_FDS);
+    if limit != 0 && needed > limit {
+        anyhow::bail!(
+            "this needs about {needed} open files but the limit is {limit} \
+             (raise the hard limit, e.g. `ulimit -Hn`, or use fewer connections)"
+        );
+    }
+    Ok(())
+}
+
 /// Raises the soft open-file limit to the hard one; `(before, after)`.
 pub fn raise_nofile() -> nix::Result<(u64, u64)> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
@@ -75,5 +92,33 @@ pub fn clock_ticks() -> u64 {
     match sysconf(SysconfVar::CLK_TCK) {
         Ok(Some(t)) if t > 0 => u64::try_from(t).unwrap_or(FALLBACK_CLOCK_TICKS),
         _ => FALLBACK_CLOCK_TICKS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_are_checked_against_the_limit() {
+        assert!(check_fds(1000, 20_000).is_ok());
+        assert!(check_fds(1000, 1064).is_ok());
+        let err = check_fds(1001, 1064).unwrap_err().to_string();
+        assert!(err.contains("1065") && err.contains("1064"), "{err}");
+        assert!(check_fds(u64::MAX, 0).is_ok(), "unknown limit");
+    }
+
+    #[test]
+    fn cpu_time_is_measured() {
+        let a = thread_cpu().unwrap();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let b = thread_cpu().unwrap();
+        assert!(b.since(&a).total() > Duration::ZERO);
+        assert!(process_cpu().unwrap().total() >= b.total());
+        assert!(clock_ticks() > 0);
     }
 }
