@@ -21,6 +21,23 @@ use tower::ServiceExt;
 /// Default bound on receiving a request's head (method, path, headers).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Pending connections the kernel queues for `accept`. The default of 128
+/// overflows when thousands of clients reconnect at once (after a deploy or
+/// a failover), and each overflow costs the client a one-second SYN retry.
+pub const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`BACKLOG`]-deep accept queue.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

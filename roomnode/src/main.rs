@@ -34,8 +34,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to etcd")?;
     let store = Store::new(Backend::Etcd(Box::new(kv)), &cli.prefix);
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
+    let listener = roomnode::http_server::bind(cli.listen)
         .with_context(|| format!("binding --listen {}", cli.listen))?;
     roomnode::run(
         listener,

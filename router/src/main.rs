@@ -201,8 +201,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
             let store = args.store.connect().await?;
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
+            let listener = roomnode::http_server::bind(args.listen)
                 .with_context(|| format!("binding --listen {}", args.listen))?;
             router::run(
                 listener,

@@ -131,7 +131,7 @@ pub async fn run(
     let stopping = CancellationToken::new();
     let tunnels = TaskTracker::new();
     let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await?),
+        Some(addr) => Some(roomnode::http_server::bind(addr)?),
         None => None,
     };
     let public_metrics = metrics_listener.is_none();

@@ -11,7 +11,6 @@ use proto::InstanceId;
 use proto::token::Secret;
 use store::kv::memory::MemoryKv;
 use store::{Backend, Store};
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -56,8 +55,7 @@ pub async fn up(
     let mut addrs = Vec::new();
     for n in 1..=args.nodes {
         let id = InstanceId::new(n).context("instance number")?;
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
+        let listener = roomnode::http_server::bind(([127, 0, 0, 1], 0).into())
             .context("binding a room node")?;
         let addr = format!("http://{}", listener.local_addr()?);
         addrs.push(format!("{id} at {addr}"));
@@ -68,8 +66,7 @@ pub async fn up(
             async move { roomnode::run(listener, config, store, stop.cancelled_owned()).await },
         );
     }
-    let listener = TcpListener::bind(args.listen)
-        .await
+    let listener = roomnode::http_server::bind(args.listen)
         .with_context(|| format!("binding --listen {}", args.listen))?;
     let url = format!("http://{}/", listener.local_addr()?);
     on_ready(&format!(
