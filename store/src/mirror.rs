@@ -7,7 +7,7 @@
 //! lock it. When the watch breaks, the mirror keeps answering from what it
 //! has and takes a fresh snapshot as soon as the store is back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -68,18 +68,25 @@ impl NodeSet {
     }
 }
 
+/// Rooms by id (a hash map: lookups are the hot path), their ids in order
+/// (for pages and scans), and counts per node.
 #[derive(Default)]
 struct Rooms {
-    by_id: BTreeMap<RoomId, RoomRecord>,
+    by_id: HashMap<RoomId, RoomRecord>,
+    order: BTreeSet<RoomId>,
     per_node: HashMap<InstanceId, u64>,
 }
 
 impl Rooms {
     fn insert(&mut self, rec: RoomRecord) -> Option<RoomRecord> {
         *self.per_node.entry(rec.node).or_default() += 1;
-        let before = self.by_id.insert(rec.id.clone(), rec);
-        if let Some(b) = &before {
-            self.uncount(b.node);
+        let id = rec.id.clone();
+        let before = self.by_id.insert(id.clone(), rec);
+        match &before {
+            Some(b) => self.uncount(b.node),
+            None => {
+                self.order.insert(id);
+            }
         }
         before
     }
@@ -87,9 +94,17 @@ impl Rooms {
     fn remove(&mut self, id: &RoomId) -> Option<RoomRecord> {
         let before = self.by_id.remove(id);
         if let Some(b) = &before {
+            self.order.remove(id);
             self.uncount(b.node);
         }
         before
+    }
+
+    /// Records in id order from `start`.
+    fn ordered(&self, start: std::ops::Bound<RoomId>) -> impl Iterator<Item = &RoomRecord> {
+        self.order
+            .range((start, std::ops::Bound::Unbounded))
+            .filter_map(|id| self.by_id.get(id))
     }
 
     fn uncount(&mut self, node: InstanceId) {
@@ -225,9 +240,7 @@ impl Mirror {
         let rooms = self.read_rooms();
         let start = after.map_or(Unbounded, |a| Excluded(a.clone()));
         rooms
-            .by_id
-            .range((start, Unbounded))
-            .map(|(_, r)| r)
+            .ordered(start)
             .filter(|r| node.is_none_or(|n| r.node == n))
             .take(limit)
             .cloned()
@@ -242,8 +255,7 @@ impl Mirror {
         mut pred: impl FnMut(&RoomRecord) -> bool,
     ) -> Vec<RoomRecord> {
         self.read_rooms()
-            .by_id
-            .values()
+            .ordered(std::ops::Bound::Unbounded)
             .filter(|r| pred(r))
             .take(limit)
             .cloned()
@@ -430,21 +442,45 @@ impl Shared {
     }
 }
 
+/// The two kinds of map the mirror compares.
+trait Entries<K: 'static, V: 'static> {
+    fn entries(&self) -> impl Iterator<Item = (&K, &V)>;
+    fn lookup(&self, key: &K) -> Option<&V>;
+}
+
+impl<K: Ord + 'static, V: 'static> Entries<K, V> for BTreeMap<K, V> {
+    fn entries(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.iter()
+    }
+    fn lookup(&self, key: &K) -> Option<&V> {
+        self.get(key)
+    }
+}
+
+impl<K: std::hash::Hash + Eq + 'static, V: 'static> Entries<K, V> for HashMap<K, V> {
+    fn entries(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.iter()
+    }
+    fn lookup(&self, key: &K) -> Option<&V> {
+        self.get(key)
+    }
+}
+
 /// Every difference between two maps, as changes.
-fn diff<K: Ord + Clone, V: Clone + PartialEq>(
-    old: &BTreeMap<K, V>,
-    new: &BTreeMap<K, V>,
+fn diff<K: Clone + 'static, V: Clone + PartialEq + 'static, M: Entries<K, V>>(
+    old: &M,
+    new: &M,
     out: &mut Vec<Change>,
     make: impl Fn(K, Option<V>, Option<V>) -> Change,
 ) {
-    for (k, before) in old {
-        match new.get(k) {
+    for (k, before) in old.entries() {
+        match new.lookup(k) {
             Some(after) if after == before => {}
             after => out.push(make(k.clone(), Some(before.clone()), after.cloned())),
         }
     }
-    for (k, after) in new {
-        if !old.contains_key(k) {
+    for (k, after) in new.entries() {
+        if old.lookup(k).is_none() {
             out.push(make(k.clone(), None, Some(after.clone())));
         }
     }
