@@ -298,6 +298,7 @@ async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinPara
         ping: config.ping(),
         flush_window: config.flush_window(),
         rate: RateLimit::new(config.rate, config.burst),
+        lease: node.registration().clone(),
     };
     session::run(socket, room, membership, node.metrics(), settings)
         .instrument(span)

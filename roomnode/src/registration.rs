@@ -47,6 +47,10 @@ struct Shared {
     ttl: Duration,
     lease: Mutex<LeaseId>,
     fenced: AtomicBool,
+    /// Until when the lease is certainly valid. Checked where messages and
+    /// members are let in, so a node that was frozen (or starved) past it
+    /// accepts nothing even before the renewal task gets to run.
+    valid_until: Mutex<Instant>,
 }
 
 impl Registration {
@@ -58,7 +62,7 @@ impl Registration {
         store: Store,
         record: NodeRecord,
         ttl: Duration,
-    ) -> Result<(Self, Instant), StoreError> {
+    ) -> Result<Self, StoreError> {
         let give_up = Instant::now() + ttl + ttl / 2;
         let (sent, lease) = loop {
             let sent = Instant::now();
@@ -82,14 +86,15 @@ impl Registration {
                 ttl,
                 lease: Mutex::new(lease),
                 fenced: AtomicBool::new(false),
+                valid_until: Mutex::new(sent + ttl - margin(ttl)),
             }),
         };
-        Ok((reg, sent))
+        Ok(reg)
     }
 
     /// Whether the node must refuse joins.
     pub(crate) fn is_fenced(&self) -> bool {
-        self.shared.fenced.load(Ordering::Acquire)
+        self.shared.fenced.load(Ordering::Acquire) || Instant::now() >= self.valid_until()
     }
 
     fn record(&self) -> NodeRecord {
@@ -114,6 +119,22 @@ impl Registration {
         *self.shared.lease.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn valid_until(&self) -> Instant {
+        *self
+            .shared
+            .valid_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_valid_until(&self, deadline: Instant) {
+        *self
+            .shared
+            .valid_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = deadline;
+    }
+
     /// The deadline after a renewal sent at `sent`.
     fn deadline(&self, sent: Instant) -> Instant {
         sent + self.shared.ttl - margin(self.shared.ttl)
@@ -121,24 +142,23 @@ impl Registration {
 
     /// Renews until `stop`; `fence` runs whenever the deadline passes
     /// (before re-registering). Returns when stopped.
-    pub(crate) async fn keep(self, registered: Instant, stop: CancellationToken, fence: impl Fn()) {
+    pub(crate) async fn keep(self, stop: CancellationToken, fence: impl Fn()) {
         let interval = renew_interval(self.shared.ttl);
         let retry = (interval / 2).max(Duration::from_millis(100));
-        let mut deadline = self.deadline(registered);
         let mut next = Instant::now() + interval;
         loop {
             tokio::select! {
-                () = tokio::time::sleep_until(next.min(deadline)) => {}
+                () = tokio::time::sleep_until(next.min(self.valid_until())) => {}
                 () = stop.cancelled() => return,
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= self.valid_until() {
                 self.shared.fenced.store(true, Ordering::Release);
                 tracing::error!(node = %self.record().id, "lease may have expired; fencing: closing every room until registered again");
                 fence();
                 let Some(sent) = self.register_again(&stop).await else {
                     return;
                 };
-                deadline = self.deadline(sent);
+                self.set_valid_until(self.deadline(sent));
                 self.shared.fenced.store(false, Ordering::Release);
                 tracing::info!(node = %self.record().id, "registered again; serving");
                 next = Instant::now() + interval;
@@ -146,12 +166,12 @@ impl Registration {
             }
             let sent = Instant::now();
             let renewal = self.shared.store.renew(self.lease());
-            match tokio::time::timeout_at(deadline, renewal).await {
+            match tokio::time::timeout_at(self.valid_until(), renewal).await {
                 Ok(Ok(())) => {
-                    deadline = self.deadline(sent);
+                    self.set_valid_until(self.deadline(sent));
                     next = sent + interval;
                 }
-                Ok(Err(StoreError::LeaseExpired)) => deadline = Instant::now(),
+                Ok(Err(StoreError::LeaseExpired)) => self.set_valid_until(Instant::now()),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "lease renewal failed; retrying");
                     next = Instant::now() + retry;

@@ -76,8 +76,7 @@ pub async fn run(
         weight: config.weight,
         state: NodeState::Active,
     };
-    let (registration, registered) =
-        Registration::register(store.clone(), record, config.ttl()).await?;
+    let registration = Registration::register(store.clone(), record, config.ttl()).await?;
     tracing::info!(node = %id, addr = %advertise, listen = %local, "room node registered");
 
     let stopping = CancellationToken::new();
@@ -101,13 +100,9 @@ pub async fn run(
         connections: Connections::new(config_max_connections),
     });
     let fence_rooms = rooms.clone();
-    let keeper = tokio::spawn(
-        registration
-            .clone()
-            .keep(registered, stopping.clone(), move || {
-                fence_rooms.close_all(&CloseReason::fenced());
-            }),
-    );
+    let keeper = tokio::spawn(registration.clone().keep(stopping.clone(), move || {
+        fence_rooms.close_all(&CloseReason::fenced());
+    }));
     let signal = stopping.clone();
     tokio::spawn(async move {
         shutdown.await;

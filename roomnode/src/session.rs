@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::limits::{RateLimit, Verdict};
 use crate::metrics::Metrics;
+use crate::registration::Registration;
 use crate::room::{CloseReason, Kick, Membership, Outbound, Refused, Room, error_frame};
 use crate::upgrade::Socket;
 
@@ -33,6 +34,9 @@ pub(crate) struct Settings {
     pub(crate) flush_window: Option<Duration>,
     /// The member's message rate limit.
     pub(crate) rate: RateLimit,
+    /// The node's registration: nothing is accepted once its lease may
+    /// have expired.
+    pub(crate) lease: Registration,
 }
 
 /// Bound on saying goodbye to a client that may not be reading.
@@ -56,6 +60,7 @@ pub(crate) async fn run(
         ping,
         flush_window,
         mut rate,
+        lease,
     } = settings;
     let max_batch = if flush_window.is_some() {
         MAX_COALESCED
@@ -108,7 +113,8 @@ pub(crate) async fn run(
             }
             frame = socket.next() => {
                 heard = Instant::now();
-                ended = handle(&mut socket, &room, key, frame, &mut rate, &metrics).await.err();
+                let inbound = Inbound { room: &room, key, rate: &mut rate, metrics: &metrics, lease: &lease };
+                ended = handle(&mut socket, frame, inbound).await.err();
             }
         }
     }
@@ -216,14 +222,27 @@ async fn write_batch(
 }
 
 /// Acts on one frame from the client.
+/// What a client frame is checked against.
+struct Inbound<'a> {
+    room: &'a Room,
+    key: u64,
+    rate: &'a mut RateLimit,
+    metrics: &'a Metrics,
+    lease: &'a Registration,
+}
+
 async fn handle(
     socket: &mut Socket,
-    room: &Room,
-    key: u64,
     frame: Option<Result<Message, WsError>>,
-    rate: &mut RateLimit,
-    metrics: &Metrics,
+    inbound: Inbound<'_>,
 ) -> Result<(), End> {
+    let Inbound {
+        room,
+        key,
+        rate,
+        metrics,
+        lease,
+    } = inbound;
     let text = match frame {
         None => return Err(End::Gone),
         Some(Ok(Message::Close(_))) => {
@@ -252,6 +271,14 @@ async fn handle(
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Ok(()),
     };
     match ClientMsg::decode(&text) {
+        // Checked at the moment of accepting, on this node's own clock: a
+        // node that was frozen past its lease accepts nothing, even before
+        // its renewal task runs and fences it.
+        Ok(ClientMsg::Send { .. }) if lease.is_fenced() => {
+            let text =
+                "this node may have lost its registration: the message was not accepted; reconnect";
+            reply_error(socket, code::UNAVAILABLE, text).await
+        }
         Ok(ClientMsg::Send { .. }) if rate_limited(rate, metrics)? => {
             let text = "too many messages: this one was not accepted; slow down";
             reply_error(socket, code::RATE_LIMITED, text).await
