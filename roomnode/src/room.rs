@@ -24,17 +24,25 @@ use tokio_util::sync::CancellationToken;
 use crate::history::{Gap, History};
 use crate::metrics::Metrics;
 
-/// What a member's connection task writes next.
+/// What a member's connection task writes next. One pointer wide: every
+/// member's queue holds up to `--max-queue` of them, and the first block of
+/// each queue is allocated when the member joins.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// A frame; `accepted` is set on room messages, to count deliveries and
-    /// measure their latency.
-    Frame {
-        text: Utf8Bytes,
-        accepted: Option<Instant>,
-    },
+    /// A frame, shared by every member it goes to.
+    Frame(Arc<Delivery>),
     /// Say goodbye and close.
-    Close(CloseReason),
+    Close(Box<CloseReason>),
+}
+
+/// One frame for the members of a room, encoded once.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    /// The frame.
+    pub(crate) text: Utf8Bytes,
+    /// When the room accepted it (room messages only), to count deliveries
+    /// and measure their latency.
+    pub(crate) accepted: Option<Instant>,
 }
 
 /// Why and how a connection ends.
@@ -396,15 +404,12 @@ impl Room {
     /// disconnected (and their departure announced, which may in turn find
     /// more slow members).
     fn fan_out(&self, st: &mut State, text: Utf8Bytes, accepted: Option<Instant>) {
-        let mut pending = vec![text];
-        while let Some(text) = pending.pop() {
+        let mut pending = vec![Arc::new(Delivery { text, accepted })];
+        while let Some(delivery) = pending.pop() {
             let mut slow = Vec::new();
             for (key, m) in &st.members {
-                let out = Outbound::Frame {
-                    text: text.clone(),
-                    accepted,
-                };
-                if let Err(TrySendError::Full(_)) = m.tx.try_send(out) {
+                if let Err(TrySendError::Full(_)) = m.tx.try_send(Outbound::Frame(delivery.clone()))
+                {
                     slow.push(*key);
                 }
             }
@@ -413,7 +418,10 @@ impl Room {
                     self.metrics.slow_consumers.inc();
                     tracing::info!(room = %self.id, member = %m.id, "disconnecting slow consumer");
                     m.kick.kick(CloseReason::slow_consumer());
-                    pending.push(m.left_frame(st.members.len()));
+                    pending.push(Arc::new(Delivery {
+                        text: m.left_frame(st.members.len()),
+                        accepted: None,
+                    }));
                 }
             }
         }
@@ -467,7 +475,10 @@ impl Room {
         let mut st = self.lock();
         st.closed = true;
         for (_, m) in st.members.drain() {
-            if m.tx.try_send(Outbound::Close(reason.clone())).is_err() {
+            if m.tx
+                .try_send(Outbound::Close(Box::new(reason.clone())))
+                .is_err()
+            {
                 m.kick.kick(reason.clone());
             }
         }
@@ -518,7 +529,7 @@ mod tests {
         let mut out = Vec::new();
         while let Ok(o) = m.rx.try_recv() {
             match o {
-                Outbound::Frame { text, .. } => out.push(json(&text)),
+                Outbound::Frame(d) => out.push(json(&d.text)),
                 Outbound::Close(r) => out.push(serde_json::json!({"close": r.code})),
             }
         }

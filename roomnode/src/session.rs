@@ -77,7 +77,7 @@ pub(crate) async fn run(
     } = m;
     metrics.connections.inc();
     let mut ended = write_first(&mut socket, first).await.err();
-    let mut batch: Vec<Outbound> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<Outbound> = Vec::new();
     let mut heard = Instant::now();
     let mut pinger = ping.map(|every| {
         (
@@ -199,15 +199,15 @@ async fn write_batch(
     let mut close = None;
     for out in batch.drain(..) {
         match out {
-            Outbound::Frame { text, accepted: at } => {
+            Outbound::Frame(d) => {
                 socket
-                    .feed(Message::Text(text))
+                    .feed(Message::Text(d.text.clone()))
                     .await
                     .map_err(|_| End::Gone)?;
-                accepted.extend(at);
+                accepted.extend(d.accepted);
             }
             Outbound::Close(reason) => {
-                close = Some(reason);
+                close = Some(*reason);
                 break;
             }
         }
@@ -339,7 +339,8 @@ async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
         return;
     }
     let raw = socket.get_mut();
-    let mut buf = [0u8; 8192];
+    // On the heap: an array here would sit in every session's future.
+    let mut buf = vec![0u8; 8192];
     let mut drained = 0;
     while drained < DRAIN_LIMIT {
         match raw.read(&mut buf).await {
