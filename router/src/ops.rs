@@ -59,6 +59,20 @@ async fn set_state(
     Ok(())
 }
 
+/// Every live node, and `node`'s record among them.
+async fn registered(
+    store: &Store,
+    node: InstanceId,
+) -> Result<(Vec<NodeRecord>, NodeRecord), OpsError> {
+    let nodes = store.nodes().await?;
+    let rec = nodes
+        .iter()
+        .find(|n| n.id == node)
+        .cloned()
+        .ok_or(OpsError::NoSuchNode(node))?;
+    Ok((nodes, rec))
+}
+
 /// `router drain iN --cancel`: the node takes new rooms again.
 pub async fn undrain(
     store: &Store,
@@ -66,12 +80,8 @@ pub async fn undrain(
     node: InstanceId,
     out: &mut impl FnMut(&str),
 ) -> Result<(), OpsError> {
-    let nodes = store.nodes().await?;
-    let rec = nodes
-        .iter()
-        .find(|n| n.id == node)
-        .ok_or(OpsError::NoSuchNode(node))?;
-    set_state(client, rec, NodeState::Active).await?;
+    let (_, rec) = registered(store, node).await?;
+    set_state(client, &rec, NodeState::Active).await?;
     out(&format!("{node} is active again: it takes new rooms"));
     Ok(())
 }
@@ -168,11 +178,8 @@ pub async fn drain(
     concurrency: usize,
     out: &mut impl FnMut(&str),
 ) -> Result<(), OpsError> {
-    let nodes = store.nodes().await?;
-    let rec = nodes
-        .iter()
-        .find(|n| n.id == node)
-        .ok_or(OpsError::NoSuchNode(node))?;
+    let (nodes, rec) = registered(store, node).await?;
+    let rec = &rec;
     // Refuse before changing anything: draining the last active node would
     // leave the cluster unable to place new rooms.
     if !nodes
