@@ -47,6 +47,7 @@ pub(crate) fn routes(node: Node) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::map_response(crate::error::json_errors))
         .with_state(node)
 }
 

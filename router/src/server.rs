@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -63,6 +64,7 @@ fn routes(app: App, public_metrics: bool) -> Router {
     router
         .route_layer(middleware::from_fn_with_state(app.clone(), count))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::map_response(roomnode::error::json_errors))
         .with_state(app)
 }
 
@@ -107,9 +109,19 @@ async fn count(
     req: Request,
     next: Next,
 ) -> Response {
+    // Methods clients invent would each add a series for good.
+    let method = match *req.method() {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS
+        | Method::PATCH => req.method().as_str(),
+        _ => "OTHER",
+    };
     let route = format!(
-        "{} {}",
-        req.method(),
+        "{method} {}",
         matched.as_ref().map_or("unmatched", MatchedPath::as_str)
     );
     let resp = next.run(req).await;
@@ -301,6 +313,27 @@ mod tests {
         assert_eq!(
             call(&r, "GET", "/rooms/guarded", Value::Null, None).await.0,
             StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn the_frameworks_own_refusals_are_json_too() {
+        let r = routes_with_one_node().await;
+        let (status, body) = call(&r, "PUT", "/rooms", Value::Null, None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+        );
+        let (status, body) = call(&r, "GET", "/rooms/%ff", Value::Null, None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request"))
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("UTF-8")),
+            "{body}"
         );
     }
 
