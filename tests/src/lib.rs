@@ -31,4 +31,4 @@ pub use http::{Http, Reply};
 pub use port::free_port;
 pub use process::{Proc, ProcBuilder, bin_path};
 pub use wait::{always, eventually, wait_until};
-pub use ws::WsClient;
+pub use ws::{WsClient, join, next};

@@ -193,3 +193,26 @@ impl WsClient {
         }
     }
 }
+
+/// Bound on the welcome and on each frame [`next`] waits for.
+const FRAME_WAIT: Duration = Duration::from_secs(10);
+
+/// Joins at `url`; the client and its first frame, which must be `welcome`.
+pub async fn join(url: &str) -> (WsClient, Value) {
+    let mut c = WsClient::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("joining {url}: {e}"));
+    let welcome = c.recv_json(FRAME_WAIT).await;
+    assert_eq!(
+        welcome["type"], "welcome",
+        "first frame from {url}: {welcome}"
+    );
+    (c, welcome)
+}
+
+/// The very next frame, which must be of type `kind`.
+pub async fn next(c: &mut WsClient, kind: &str) -> Value {
+    let v = c.recv_json(FRAME_WAIT).await;
+    assert_eq!(v["type"], kind, "expected a {kind:?} frame, got {v}");
+    v
+}

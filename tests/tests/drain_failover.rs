@@ -18,7 +18,7 @@ use proto::{InstanceId, RoomId};
 use serde_json::{Value, json};
 use testkit::cluster::{TEST_LEASE_TTL, TEST_SECRET};
 use testkit::ws::tungstenite::Error;
-use testkit::{Cluster, Http, NodeProc, Proc, WsClient, eventually, wait_until};
+use testkit::{Cluster, Http, NodeProc, Proc, WsClient, eventually, join, next, wait_until};
 use tokio::time::Instant;
 
 /// Bound on any one frame, handshake or state change.
@@ -39,26 +39,6 @@ const ADMIN: &str = "admin-token-0123456789";
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-/// Joins at `url`; the client and its welcome.
-async fn join(url: &str) -> (WsClient, Value) {
-    let mut c = WsClient::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("joining {url}: {e}"));
-    let welcome = c.recv_json(WAIT).await;
-    assert_eq!(
-        welcome["type"], "welcome",
-        "first frame from {url}: {welcome}"
-    );
-    (c, welcome)
-}
-
-/// The very next frame, which must be of type `kind`.
-async fn next(c: &mut WsClient, kind: &str) -> Value {
-    let v = c.recv_json(WAIT).await;
-    assert_eq!(v["type"], kind, "expected a {kind:?} frame, got {v}");
-    v
-}
 
 /// `c` (the room's only member) sends `body` and gets it back as `seq`.
 async fn say(c: &mut WsClient, seq: u64, body: &Value) {

@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use testkit::cluster::{START_TIMEOUT, TEST_LEASE_TTL, TEST_SECRET};
 use testkit::ws::tungstenite::Error;
-use testkit::{Cluster, Http, NodeProc, Proc, WsClient, always, eventually, free_port, wait_until};
+use testkit::{
+    Cluster, Http, NodeProc, Proc, WsClient, always, eventually, free_port, join, next, wait_until,
+};
 use tokio::time::Instant;
 
 /// Bound on any one frame, handshake or state change.
@@ -23,26 +25,6 @@ const TTL: Duration = Duration::from_secs(TEST_LEASE_TTL);
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-/// Joins at `url`; the client and its welcome.
-async fn join(url: &str) -> (WsClient, Value) {
-    let mut c = WsClient::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("joining {url}: {e}"));
-    let welcome = c.recv_json(WAIT).await;
-    assert_eq!(
-        welcome["type"], "welcome",
-        "first frame from {url}: {welcome}"
-    );
-    (c, welcome)
-}
-
-/// The very next frame, which must be of type `kind`.
-async fn next(c: &mut WsClient, kind: &str) -> Value {
-    let v = c.recv_json(WAIT).await;
-    assert_eq!(v["type"], kind, "expected a {kind:?} frame, got {v}");
-    v
-}
 
 /// `from` sends `body`; every client in `all` (sender included) receives it
 /// next, as message `seq`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use testkit::ws::tungstenite::{Error, Message};
-use testkit::{Cluster, WsClient, eventually};
+use testkit::{Cluster, WsClient, eventually, join, next};
 
 /// Bound on any one frame, handshake or state change.
 const WAIT: Duration = Duration::from_secs(10);
@@ -43,19 +43,6 @@ async fn at_node(cluster: &Cluster, path: &str, room: &str, query: &str) -> Stri
     url(&cluster.owner(room).await.ws_base(), path, query)
 }
 
-/// Joins at `url`; the client and its first frame, which must be `welcome`.
-async fn join(url: &str) -> (WsClient, Value) {
-    let mut c = WsClient::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("joining {url}: {e}"));
-    let welcome = c.recv_json(WAIT).await;
-    assert_eq!(
-        welcome["type"], "welcome",
-        "first frame from {url}: {welcome}"
-    );
-    (c, welcome)
-}
-
 /// The member id of a welcome (or joined/left/message `from`).
 fn member(v: &Value) -> String {
     v["member"]
@@ -67,13 +54,6 @@ fn member(v: &Value) -> String {
 /// Sends `body` in a `send` frame.
 async fn send(c: &mut WsClient, body: &Value) {
     c.send_json(&json!({"type": "send", "body": body})).await;
-}
-
-/// The very next frame, which must be of type `kind`.
-async fn next(c: &mut WsClient, kind: &str) -> Value {
-    let v = c.recv_json(WAIT).await;
-    assert_eq!(v["type"], kind, "expected a {kind:?} frame, got {v}");
-    v
 }
 
 /// The very next frame, which must be the message `seq` from `from` with
