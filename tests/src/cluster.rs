@@ -189,6 +189,27 @@ impl Cluster {
         }
     }
 
+    /// `router <args>` (an operator command: rebalance, drain, ...) against
+    /// this cluster's etcd, prefix and secret, started.
+    pub fn router_command(&self, args: &[&str]) -> Proc {
+        Proc::bin("router")
+            .args(args)
+            .args(["--etcd", &self.etcd.endpoint()])
+            .args(["--prefix", &self.prefix])
+            .args(["--secret", TEST_SECRET])
+            .spawn()
+    }
+
+    /// [`Cluster::router_command`] run to its end, at most `timeout`; its
+    /// exit status and output.
+    pub async fn run_router_command(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        self.router_command(args).finish(timeout).await
+    }
+
     /// Router `i`.
     pub fn router(&self, i: usize) -> &RouterProc {
         &self.routers[i]

@@ -227,6 +227,15 @@ impl Proc {
         }
     }
 
+    /// Waits for a command to end, at most `timeout` (failing with its log
+    /// if it is still running); its exit status and output.
+    pub async fn finish(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        let Some(status) = self.wait_exit(timeout).await else {
+            self.fail(&format!("still running after {timeout:?}"));
+        };
+        (status, self.log())
+    }
+
     /// Its exit status if it has exited, without waiting.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         self.child

@@ -216,3 +216,20 @@ pub async fn next(c: &mut WsClient, kind: &str) -> Value {
     assert_eq!(v["type"], kind, "expected a {kind:?} frame, got {v}");
     v
 }
+
+/// The HTTP status of a refused handshake and the `error` code of its JSON
+/// body, when tungstenite kept the body; panics if it was not refused.
+pub fn refusal(result: Result<WsClient, Error>, url: &str) -> (u16, Option<String>) {
+    match result {
+        Err(Error::Http(resp)) => {
+            let code = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                .and_then(|v| v["error"].as_str().map(str::to_owned));
+            (resp.status().as_u16(), code)
+        }
+        Err(e) => panic!("{url}: expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("{url}: expected an HTTP refusal, got a connection"),
+    }
+}

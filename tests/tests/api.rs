@@ -96,21 +96,10 @@ fn assert_error(reply: &Reply, status: u16, code: &str) {
 /// upgrade (the node checks tokens before it asks for an upgrade), whose
 /// status must then agree.
 async fn ws_refusal(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let status = match WsClient::connect_with_headers(url, headers).await {
-        Err(Error::Http(resp)) => {
-            let status = resp.status().as_u16();
-            let code = resp
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                .and_then(|v| v["error"].as_str().map(str::to_owned));
-            if let Some(code) = code {
-                return (status, code);
-            }
-            status
-        }
-        Err(e) => panic!("{url}: expected an HTTP refusal, got {e}"),
-        Ok(_) => panic!("{url}: expected an HTTP refusal, got a connection"),
+    let status = match testkit::ws::refusal(WsClient::connect_with_headers(url, headers).await, url)
+    {
+        (status, Some(code)) => return (status, code),
+        (status, None) => status,
     };
     let http_url = url.replacen("ws://", "http://", 1);
     let plain = raw(&Http::new(""), Method::GET, &http_url, headers, None).await;

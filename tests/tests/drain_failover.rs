@@ -16,9 +16,9 @@ use nix::sys::signal::Signal;
 use proto::placement::Placement;
 use proto::{InstanceId, RoomId};
 use serde_json::{Value, json};
-use testkit::cluster::{TEST_LEASE_TTL, TEST_SECRET};
+use testkit::cluster::TEST_LEASE_TTL;
 use testkit::ws::tungstenite::Error;
-use testkit::{Cluster, Http, NodeProc, Proc, WsClient, eventually, join, next, wait_until};
+use testkit::{Cluster, Http, NodeProc, WsClient, eventually, join, next, wait_until};
 use tokio::time::Instant;
 
 /// Bound on any one frame, handshake or state change.
@@ -53,19 +53,10 @@ fn body(room: &str, n: u64) -> Value {
     json!({"room": room, "n": n})
 }
 
-/// Runs `router <args>` against the cluster's etcd until it exits; its exit
-/// status and output.
+/// Runs `router <args>` against the cluster until it exits; its exit status
+/// and output.
 async fn router_cmd(cluster: &Cluster, args: &[&str]) -> (ExitStatus, String) {
-    let mut p = Proc::bin("router")
-        .args(args)
-        .args(["--etcd", &cluster.etcd.endpoint()])
-        .args(["--prefix", &cluster.prefix])
-        .args(["--secret", TEST_SECRET])
-        .spawn();
-    let Some(status) = p.wait_exit(COMMAND).await else {
-        p.fail(&format!("router {args:?} still running after {COMMAND:?}"));
-    };
-    (status, p.log())
+    cluster.run_router_command(args, COMMAND).await
 }
 
 /// A room's record from router `http` (200 asserted).

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::ws::tungstenite::{Error, Message};
 use testkit::{Cluster, WsClient};
 
@@ -18,21 +18,8 @@ async fn join(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, Error> {
 
 /// The status and error code of a refused handshake.
 fn refusal(result: Result<WsClient, Error>) -> (u16, String) {
-    match result {
-        Err(Error::Http(resp)) => {
-            let body: Value = resp
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or(Value::Null);
-            (
-                resp.status().as_u16(),
-                body["error"].as_str().unwrap_or("").to_owned(),
-            )
-        }
-        Err(e) => panic!("refused without an HTTP answer: {e}"),
-        Ok(_) => panic!("accepted"),
-    }
+    let (status, code) = testkit::ws::refusal(result, "join");
+    (status, code.unwrap_or_default())
 }
 
 async fn rejected(cluster: &Cluster, reason: &str) -> String {

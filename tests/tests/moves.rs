@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::cluster::TEST_SECRET;
-use testkit::{Cluster, Proc, WsClient};
+use testkit::{Cluster, WsClient};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -18,24 +17,11 @@ async fn join(url: &str) -> (WsClient, Value) {
     (c, welcome)
 }
 
-/// Runs `router <args>` against the cluster's etcd and returns its output.
+/// Runs `router <args>` against the cluster, which must succeed; its output.
 async fn router_cmd(cluster: &Cluster, args: &[&str]) -> String {
-    let mut p = Proc::bin("router")
-        .args(args)
-        .args([
-            "--etcd",
-            &cluster.etcd.endpoint(),
-            "--prefix",
-            &cluster.prefix,
-            "--secret",
-            TEST_SECRET,
-        ])
-        .spawn();
-    let status = p
-        .wait_exit(Duration::from_secs(60))
-        .await
-        .expect("router command ends");
-    let log = p.log();
+    let (status, log) = cluster
+        .run_router_command(args, Duration::from_secs(60))
+        .await;
     assert!(status.success(), "router {args:?} failed:\n{log}");
     log
 }

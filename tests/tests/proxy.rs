@@ -35,21 +35,9 @@ async fn join(url: &str) -> (WsClient, Value) {
 /// tungstenite has it, else from the same request without the upgrade,
 /// whose status must be the same.
 async fn ws_refusal(url: &str) -> (u16, String) {
-    let status = match WsClient::connect(url).await {
-        Err(Error::Http(resp)) => {
-            let status = resp.status().as_u16();
-            let code = resp
-                .body()
-                .as_deref()
-                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                .and_then(|v| v["error"].as_str().map(str::to_owned));
-            if let Some(code) = code {
-                return (status, code);
-            }
-            status
-        }
-        Err(e) => panic!("{url}: expected an HTTP refusal, got {e}"),
-        Ok(_) => panic!("{url}: expected an HTTP refusal, got a connection"),
+    let status = match testkit::ws::refusal(WsClient::connect(url).await, url) {
+        (status, Some(code)) => return (status, code),
+        (status, None) => status,
     };
     let plain = Http::new("")
         .get(&url.replacen("ws://", "http://", 1))

@@ -18,7 +18,6 @@ use proto::placement::Placement;
 use proto::record::RoomRecord;
 use proto::{InstanceId, RoomId};
 use serde_json::{Value, json};
-use testkit::cluster::TEST_SECRET;
 use testkit::ws::tungstenite::{Error as WsError, Message};
 use testkit::{Cluster, Proc, WsClient, eventually, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,26 +72,11 @@ async fn router_cmd(cluster: &Cluster, args: &[&str]) -> String {
 }
 
 fn spawn_router_cmd(cluster: &Cluster, args: &[&str]) -> Proc {
-    Proc::bin("router")
-        .args(args)
-        .args([
-            "--etcd",
-            &cluster.etcd.endpoint(),
-            "--prefix",
-            &cluster.prefix,
-            "--secret",
-            TEST_SECRET,
-        ])
-        .spawn()
+    cluster.router_command(args)
 }
 
 async fn finish_router_cmd(p: &mut Proc, args: &[&str]) -> String {
-    let Some(status) = p.wait_exit(COMMAND_TIMEOUT).await else {
-        p.fail(&format!(
-            "router {args:?} still running after {COMMAND_TIMEOUT:?}"
-        ));
-    };
-    let log = p.log();
+    let (status, log) = p.finish(COMMAND_TIMEOUT).await;
     assert!(status.success(), "router {args:?} exited {status}:\n{log}");
     log
 }
