@@ -19,8 +19,9 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::limits::{RateLimit, Slot};
 use crate::node::Node;
+use crate::outlet::{Outlet, OutletConfig};
 use crate::room::{JoinRequest, Refused, Room};
-use crate::upgrade::{NotWebSocket, Socket, Upgrade};
+use crate::upgrade::{Accepted, NotWebSocket, Upgrade};
 use crate::{internal, session};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -267,14 +268,25 @@ fn check_origin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The member's session; `slot` holds its place in the node's connection
 /// limit until it ends.
-async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinParams, slot: Slot) {
+async fn enter(accepted: Accepted, node: Node, room: Arc<Room>, params: JoinParams, slot: Slot) {
+    let config = node.config();
+    let outlet_config = OutletConfig {
+        max_queue: config.max_queue,
+        flush_window: config.flush_window(),
+    };
+    let outlet = Arc::new(Outlet::new(
+        Some(accepted.io.clone()),
+        outlet_config,
+        node.metrics(),
+    ));
+    let mut socket = accepted.into_socket(outlet.clone()).await;
     let req = JoinRequest {
         name: params.name.as_deref(),
         since: params.since,
         stream: params.stream.as_deref(),
     };
-    let membership = match room.join(req) {
-        Ok(m) => m,
+    let key = match room.join(req, &outlet) {
+        Ok(key) => key,
         // Full, closed or frozen between the checks and the upgrade: the
         // client tries again (through the router).
         Err(refused) => {
@@ -294,14 +306,12 @@ async fn enter(mut socket: Socket, node: Node, room: Arc<Room>, params: JoinPara
         }
     };
     let span = tracing::debug_span!("member", room = %room.id(), node = %node.id());
-    let config = node.config();
     let settings = session::Settings {
         ping: config.ping(),
-        flush_window: config.flush_window(),
         rate: RateLimit::new(config.rate, config.burst),
         lease: node.registration().clone(),
     };
-    session::run(socket, room, membership, node.metrics(), settings)
+    session::run(socket, room, key, node.metrics(), settings)
         .instrument(span)
         .await;
     drop(slot);

@@ -16,7 +16,10 @@
 //! - `limits`: connections per node, messages per connection.
 //! - `history`: the ring of recent messages behind `since` resume.
 //! - `upgrade`: the WebSocket handshake, keeping the raw connection.
-//! - `session`: one member's WebSocket, the only code that touches it.
+//! - `session`: one member's WebSocket: reads its frames, runs its writes.
+//! - `outlet`: a member's outgoing bytes: frames written straight by the
+//!   broadcasting thread, or queued when the socket is full.
+//! - `conn`: the connection under tungstenite, writing through the outlet.
 //! - [`error`]: the JSON error answers.
 //! - [`auth`]: bearer credentials and constant-time comparison.
 //! - `metrics`: the Prometheus metrics.
@@ -27,6 +30,7 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod config;
+mod conn;
 pub mod error;
 mod history;
 mod http;
@@ -35,6 +39,7 @@ mod internal;
 mod limits;
 mod metrics;
 mod node;
+mod outlet;
 pub mod process;
 mod registration;
 mod room;

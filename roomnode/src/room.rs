@@ -1,49 +1,30 @@
 //! One room, entirely in this process: its members, its sequence and its
-//! history. Every message is encoded once and the same bytes are queued to
-//! every member; a member whose queue is full is disconnected, never waited
-//! for, so one slow reader cannot slow the room or grow the node's memory.
+//! history. Every message is encoded once, as a whole WebSocket frame, and
+//! the same bytes go to every member's [`Outlet`] (written at once to an
+//! idle member's socket); a member with too many frames waiting is
+//! disconnected, never waited for, so one slow reader cannot slow the room
+//! or grow the node's memory.
 //!
-//! The state sits behind a std `Mutex` held only for bookkeeping and
-//! `try_send`s (never across `.await`): a broadcast is one lock, not a hop
-//! through a room task.
+//! The state sits behind a std `Mutex` (never held across `.await`): a
+//! broadcast is one lock and one non-blocking `write` per member, on the
+//! sender's thread, not a hop through a room task or the members' tasks.
+//! Holding the lock across the writes is what keeps every member's frames
+//! in seq order.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use proto::handoff::RoomSnapshot;
 use proto::record::RoomRecord;
 use proto::wire::{ServerMsg, close, code};
 use proto::{InstanceId, RoomId};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_util::sync::CancellationToken;
 
 use crate::history::{Gap, History};
 use crate::metrics::Metrics;
-
-/// What a member's connection task writes next. One pointer wide: every
-/// member's queue holds up to `--max-queue` of them, and the first block of
-/// each queue is allocated when the member joins.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// A frame, shared by every member it goes to.
-    Frame(Arc<Delivery>),
-    /// Say goodbye and close.
-    Close(Box<CloseReason>),
-}
-
-/// One frame for the members of a room, encoded once.
-#[derive(Debug)]
-pub(crate) struct Delivery {
-    /// The frame.
-    pub(crate) text: Utf8Bytes,
-    /// When the room accepted it (room messages only), to count deliveries
-    /// and measure their latency.
-    pub(crate) accepted: Option<Instant>,
-}
+use crate::outlet::{Outlet, text_frame};
 
 /// Why and how a connection ends.
 #[derive(Debug, Clone)]
@@ -91,7 +72,7 @@ impl CloseReason {
         }
     }
 
-    fn slow_consumer() -> Self {
+    pub(crate) fn slow_consumer() -> Self {
         Self {
             last: Some(
                 error_frame(
@@ -111,34 +92,10 @@ pub(crate) fn error_frame(code: &str, message: &str) -> String {
     ServerMsg::Error { code, message }.encode()
 }
 
-/// Ends a member's connection at once, bypassing its (full) queue.
-#[derive(Clone, Default)]
-pub(crate) struct Kick {
-    token: CancellationToken,
-    reason: Arc<OnceLock<CloseReason>>,
-}
-
-impl Kick {
-    fn kick(&self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
-        self.token.cancel();
-    }
-
-    /// Resolves when kicked, with the reason.
-    pub(crate) async fn kicked(&self) -> CloseReason {
-        self.token.cancelled().await;
-        self.reason
-            .get()
-            .cloned()
-            .unwrap_or_else(CloseReason::shutdown)
-    }
-}
-
 struct Member {
     id: Arc<str>,
     name: Option<Arc<str>>,
-    tx: mpsc::Sender<Outbound>,
-    kick: Kick,
+    outlet: Arc<Outlet>,
 }
 
 impl State {
@@ -180,8 +137,6 @@ struct State {
 pub(crate) struct RoomLimits {
     /// Messages kept for resume.
     pub(crate) history: usize,
-    /// Frames queued per member before it counts as a slow consumer.
-    pub(crate) queue: usize,
     /// Most members at once.
     pub(crate) members: usize,
 }
@@ -196,19 +151,6 @@ pub(crate) struct Room {
     limits: RoomLimits,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
-}
-
-/// A new member's side of the room.
-pub(crate) struct Membership {
-    /// Key for [`Room::send`] and [`Room::leave`].
-    pub(crate) key: u64,
-    /// Frames to write before anything from `rx`: welcome, then a
-    /// `history_gap` error or the replayed messages.
-    pub(crate) first: Vec<Utf8Bytes>,
-    /// Everything after.
-    pub(crate) rx: mpsc::Receiver<Outbound>,
-    /// Fires when the member must go without draining its queue.
-    pub(crate) kick: Kick,
 }
 
 /// Why the room turned a member or a message away.
@@ -297,9 +239,11 @@ impl Room {
         !self.lock().members.is_empty()
     }
 
-    /// Adds a member. Under one lock: the welcome's seq, the replay and the
-    /// start of live delivery line up, so nothing is missed or repeated.
-    pub(crate) fn join(&self, req: JoinRequest<'_>) -> Result<Membership, Refused> {
+    /// Adds a member writing to `outlet`; its key, for [`Room::send`] and
+    /// [`Room::leave`]. Under one lock: the welcome's seq, the replay (or
+    /// `history_gap`) queued to the outlet and the start of live delivery
+    /// line up, so nothing is missed or repeated.
+    pub(crate) fn join(&self, req: JoinRequest<'_>, outlet: &Arc<Outlet>) -> Result<u64, Refused> {
         let mut st = self.lock();
         st.accepting()?;
         if st.members.len() >= self.limits.members {
@@ -346,24 +290,21 @@ impl Room {
         }
         .encode()
         .into();
-        let (tx, rx) = mpsc::channel(self.limits.queue);
-        let kick = Kick::default();
+        for text in first {
+            // A failed queue is a connection already gone: its session ends
+            // and leaves.
+            let _ = outlet.queue(text_frame(&text));
+        }
         self.fan_out(&mut st, joined, None);
         st.members.insert(
             key,
             Member {
                 id,
                 name,
-                tx,
-                kick: kick.clone(),
+                outlet: outlet.clone(),
             },
         );
-        Ok(Membership {
-            key,
-            first,
-            rx,
-            kick,
-        })
+        Ok(key)
     }
 
     /// Broadcasts a member's message to everyone, sender included.
@@ -400,16 +341,15 @@ impl Room {
         }
     }
 
-    /// Queues `text` to every member; members whose queue is full are
+    /// Sends `text` to every member; members with too much waiting are
     /// disconnected (and their departure announced, which may in turn find
     /// more slow members).
     fn fan_out(&self, st: &mut State, text: Utf8Bytes, accepted: Option<Instant>) {
-        let mut pending = vec![Arc::new(Delivery { text, accepted })];
-        while let Some(delivery) = pending.pop() {
+        let mut pending = vec![(text_frame(&text), accepted)];
+        while let Some((frame, accepted)) = pending.pop() {
             let mut slow = Vec::new();
             for (key, m) in &st.members {
-                if let Err(TrySendError::Full(_)) = m.tx.try_send(Outbound::Frame(delivery.clone()))
-                {
+                if m.outlet.send(&frame, accepted).is_err() {
                     slow.push(*key);
                 }
             }
@@ -417,11 +357,8 @@ impl Room {
                 if let Some(m) = st.members.remove(&key) {
                     self.metrics.slow_consumers.inc();
                     tracing::info!(room = %self.id, member = %m.id, "disconnecting slow consumer");
-                    m.kick.kick(CloseReason::slow_consumer());
-                    pending.push(Arc::new(Delivery {
-                        text: m.left_frame(st.members.len()),
-                        accepted: None,
-                    }));
+                    m.outlet.end(CloseReason::slow_consumer(), true);
+                    pending.push((text_frame(&m.left_frame(st.members.len())), None));
                 }
             }
         }
@@ -475,12 +412,7 @@ impl Room {
         let mut st = self.lock();
         st.closed = true;
         for (_, m) in st.members.drain() {
-            if m.tx
-                .try_send(Outbound::Close(Box::new(reason.clone())))
-                .is_err()
-            {
-                m.kick.kick(reason.clone());
-            }
+            m.outlet.end(reason.clone(), false);
         }
     }
 }
@@ -490,8 +422,9 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::outlet::OutletConfig;
 
-    fn room(history: usize, queue: usize) -> Room {
+    fn room(history: usize) -> Room {
         let rec = RoomRecord {
             id: "r".parse().unwrap(),
             node: "i1".parse().unwrap(),
@@ -504,36 +437,64 @@ mod tests {
             &rec,
             RoomLimits {
                 history,
-                queue,
                 members: 100,
             },
             metrics,
         )
     }
 
-    fn join(room: &Room, since: Option<u64>, stream: Option<&str>) -> Membership {
-        room.join(JoinRequest {
+    /// A member without a socket: what the room sends it stays queued.
+    struct Joined {
+        key: u64,
+        outlet: Arc<Outlet>,
+        /// welcome, then the replay or `history_gap`.
+        first: Vec<Value>,
+    }
+
+    fn join_with_queue(
+        room: &Room,
+        since: Option<u64>,
+        stream: Option<&str>,
+        max_queue: usize,
+    ) -> Joined {
+        let outlet = outlet(room, max_queue);
+        let req = JoinRequest {
             name: None,
             since,
             stream,
-        })
-        .unwrap()
+        };
+        let key = room.join(req, &outlet).unwrap();
+        let first = drain(&outlet);
+        Joined { key, outlet, first }
     }
 
-    fn json(text: &Utf8Bytes) -> Value {
-        serde_json::from_str(text.as_str()).unwrap()
+    fn join(room: &Room, since: Option<u64>, stream: Option<&str>) -> Joined {
+        join_with_queue(room, since, stream, 16)
+    }
+
+    fn outlet(room: &Room, max_queue: usize) -> Arc<Outlet> {
+        let config = OutletConfig {
+            max_queue,
+            flush_window: None,
+        };
+        Arc::new(Outlet::new(None, config, room.metrics.clone()))
+    }
+
+    fn anyone() -> JoinRequest<'static> {
+        JoinRequest {
+            name: None,
+            since: None,
+            stream: None,
+        }
     }
 
     /// Everything queued for a member right now, as JSON.
-    fn drain(m: &mut Membership) -> Vec<Value> {
-        let mut out = Vec::new();
-        while let Ok(o) = m.rx.try_recv() {
-            match o {
-                Outbound::Frame(d) => out.push(json(&d.text)),
-                Outbound::Close(r) => out.push(serde_json::json!({"close": r.code})),
-            }
-        }
-        out
+    fn drain(outlet: &Outlet) -> Vec<Value> {
+        outlet
+            .take_texts()
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .collect()
     }
 
     fn body(s: &str) -> Box<RawValue> {
@@ -542,67 +503,66 @@ mod tests {
 
     #[test]
     fn broadcasts_share_one_encoding_and_count_seq_by_one() {
-        let room = room(10, 16);
-        let mut a = join(&room, None, None);
-        let mut b = join(&room, None, None);
-        assert_eq!(json(&a.first[0])["members"], 1);
-        assert_eq!(json(&b.first[0])["members"], 2);
-        assert_eq!(drain(&mut a)[0]["type"], "joined");
+        let room = room(10);
+        let a = join(&room, None, None);
+        let b = join(&room, None, None);
+        assert_eq!(a.first[0]["members"], 1);
+        assert_eq!(b.first[0]["members"], 2);
+        assert_eq!(drain(&a.outlet)[0]["type"], "joined");
         for i in 0..3 {
             room.send(a.key, &body(&i.to_string())).unwrap();
         }
-        let (fa, fb) = (drain(&mut a), drain(&mut b));
+        let (fa, fb) = (drain(&a.outlet), drain(&b.outlet));
         assert_eq!(fa, fb);
         let seqs: Vec<_> = fa.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, [1, 2, 3]);
         assert_eq!(fa[2]["body"], 2);
-        assert_eq!(fa[0]["from"], json(&a.first[0])["member"]);
+        assert_eq!(fa[0]["from"], a.first[0]["member"]);
     }
 
     #[test]
     fn resume_replays_exactly_the_missed_messages_then_gaps() {
-        let room = room(3, 16);
+        let room = room(3);
         let a = join(&room, None, None);
         for _ in 0..5 {
             room.send(a.key, &body("0")).unwrap();
         }
-        let stream = json(&a.first[0])["stream"].as_str().unwrap().to_owned();
+        let stream = a.first[0]["stream"].as_str().unwrap().to_owned();
         let b = join(&room, Some(3), Some(&stream));
         let seqs: Vec<_> = b.first[1..]
             .iter()
-            .map(|f| json(f)["seq"].as_u64().unwrap())
+            .map(|f| f["seq"].as_u64().unwrap())
             .collect();
-        assert_eq!(json(&b.first[0])["seq"], 5);
+        assert_eq!(b.first[0]["seq"], 5);
         assert_eq!(seqs, [4, 5]);
         for (since, stream) in [(1, Some(stream.as_str())), (3, Some("other")), (9, None)] {
             let c = join(&room, Some(since), stream);
             assert_eq!(c.first.len(), 2);
-            assert_eq!(json(&c.first[1])["code"], "history_gap");
+            assert_eq!(c.first[1]["code"], "history_gap");
         }
     }
 
     #[test]
     fn a_slow_member_is_dropped_and_the_others_keep_everything() {
-        let room = room(10, 4);
-        let slow = join(&room, None, None);
-        let mut fast = join(&room, None, None);
+        let room = room(10);
+        let slow = join_with_queue(&room, None, None, 4);
+        let fast = join(&room, None, None);
         for _ in 0..10 {
             room.send(fast.key, &body("1")).unwrap();
-            drain(&mut fast);
+            drain(&fast.outlet);
         }
-        assert!(slow.kick.token.is_cancelled());
-        assert_eq!(slow.kick.reason.get().unwrap().code, close::POLICY);
+        assert_eq!(slow.outlet.ending().unwrap().code, close::POLICY);
         assert_eq!(room.metrics.slow_consumers.get(), 1);
         // Fast saw "left" for the slow member once, and every message.
         room.send(fast.key, &body("2")).unwrap();
-        let last = drain(&mut fast);
+        let last = drain(&fast.outlet);
         assert_eq!(last[0]["seq"], 11);
         assert_eq!(room.lock().members.len(), 1);
     }
 
     #[test]
     fn a_frozen_room_refuses_sends_and_its_snapshot_restores_it_elsewhere() {
-        let old = room(3, 16);
+        let old = room(3);
         let a = join(&old, None, None);
         for i in 0..5 {
             old.send(a.key, &body(&i.to_string())).unwrap();
@@ -623,17 +583,16 @@ mod tests {
             snap.clone(),
             RoomLimits {
                 history: 3,
-                queue: 16,
                 members: 100,
             },
             old.metrics.clone(),
         );
         let b = join(&new, Some(3), Some(&snap.stream));
-        assert_eq!(json(&b.first[0])["seq"], 5);
-        assert_eq!(json(&b.first[0])["stream"], snap.stream.as_str());
+        assert_eq!(b.first[0]["seq"], 5);
+        assert_eq!(b.first[0]["stream"], snap.stream.as_str());
         let replay: Vec<_> = b.first[1..]
             .iter()
-            .map(|f| json(f)["seq"].as_u64().unwrap())
+            .map(|f| f["seq"].as_u64().unwrap())
             .collect();
         assert_eq!(replay, [4, 5]);
         new.send(b.key, &body("6")).unwrap();
@@ -652,40 +611,27 @@ mod tests {
         };
         let limits = RoomLimits {
             history: 1,
-            queue: 1,
             members: 2,
         };
         let room = Room::new(&rec, limits, Arc::new(Metrics::new(rec.node)));
         let _a = join(&room, None, None);
         let b = join(&room, None, None);
         assert!(room.is_full());
-        assert_eq!(
-            room.join(JoinRequest {
-                name: None,
-                since: None,
-                stream: None
-            })
-            .err(),
-            Some(Refused::Full)
-        );
+        assert_eq!(room.join(anyone(), &outlet(&room, 1)), Err(Refused::Full));
         room.leave(b.key);
         assert!(!room.is_full());
     }
 
     #[test]
     fn closing_tells_everyone_and_refuses_joins() {
-        let room = room(10, 4);
-        let mut a = join(&room, None, None);
+        let room = room(10);
+        let a = join(&room, None, None);
+        let b = join(&room, None, None);
         room.close(&CloseReason::deleted());
-        assert_eq!(drain(&mut a).last().unwrap()["close"], close::NORMAL);
-        assert!(
-            room.join(JoinRequest {
-                name: None,
-                since: None,
-                stream: None
-            })
-            .is_err()
-        );
+        assert_eq!(a.outlet.ending().unwrap().code, close::NORMAL);
+        assert_eq!(drain(&a.outlet).last().unwrap()["type"], "joined");
+        assert_eq!(b.outlet.ending().unwrap().code, close::NORMAL);
+        assert_eq!(room.join(anyone(), &outlet(&room, 1)), Err(Refused::Closed));
         assert!(room.send(a.key, &body("1")).is_err());
     }
 }

@@ -61,7 +61,6 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new(id));
     let limits = RoomLimits {
         history: config.history,
-        queue: config.max_queue,
         members: config.max_members,
     };
     let rooms = Rooms::new(id, limits, metrics.clone());

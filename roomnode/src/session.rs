@@ -1,6 +1,7 @@
-//! One member's connection: the only place that reads or writes its
-//! WebSocket. Client frames go to the room; the member's queue goes to the
-//! socket, every frame already waiting written in one flush.
+//! One member's connection: reads its frames and hands them to the room,
+//! keeps it alive, and runs its [`Outlet`]'s writes (frames the room could
+//! not write at once, or holds for a flush window) until the connection
+//! ends, then says goodbye.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,28 +11,19 @@ use proto::wire::{ClientMsg, close, code};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::limits::{RateLimit, Verdict};
 use crate::metrics::Metrics;
+use crate::outlet::{End, Outlet};
 use crate::registration::Registration;
-use crate::room::{CloseReason, Kick, Membership, Outbound, Refused, Room, error_frame};
+use crate::room::{CloseReason, Refused, Room, error_frame};
 use crate::upgrade::Socket;
-
-/// Most frames written per flush, so one busy member cannot hold its task
-/// for long.
-const MAX_BATCH: usize = 64;
-
-/// Most frames held back for one coalesced write.
-const MAX_COALESCED: usize = 1024;
 
 /// How a session behaves.
 pub(crate) struct Settings {
     /// Ping a quiet member this often.
     pub(crate) ping: Option<Duration>,
-    /// Hold a member's frames this long so they leave in one write (off:
-    /// every batch is written as soon as it is there).
-    pub(crate) flush_window: Option<Duration>,
     /// The member's message rate limit.
     pub(crate) rate: RateLimit,
     /// The node's registration: nothing is accepted once its lease may
@@ -46,38 +38,27 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// close frame is not lost to a TCP reset.
 const DRAIN_LIMIT: usize = 1 << 20;
 
-/// Serves one member until it leaves, is kicked, goes silent or the room
-/// closes. With `ping`, a member that sent nothing for that long is pinged,
-/// and one silent for twice that long (no pong) is dropped.
+/// Serves one member (the room's `key`) until it leaves, is dropped, goes
+/// silent or the room closes. With `ping`, a member that sent nothing for
+/// that long is pinged, and one silent for twice that long (no pong) is
+/// dropped.
 pub(crate) async fn run(
     mut socket: Socket,
     room: Arc<Room>,
-    m: Membership,
+    key: u64,
     metrics: Arc<Metrics>,
     settings: Settings,
 ) {
     let Settings {
         ping,
-        flush_window,
         mut rate,
         lease,
     } = settings;
-    let max_batch = if flush_window.is_some() {
-        MAX_COALESCED
-    } else {
-        MAX_BATCH
-    };
-    // With a flush window: when the held-back frames must go.
-    let mut flush_at: Option<Instant> = None;
-    let Membership {
-        key,
-        first,
-        mut rx,
-        kick,
-    } = m;
+    let outlet: Arc<Outlet> = socket.get_ref().outlet().clone();
+    let writes = outlet.serve();
+    tokio::pin!(writes);
     metrics.connections.inc();
-    let mut ended = write_first(&mut socket, first).await.err();
-    let mut batch: Vec<Outbound> = Vec::new();
+    let mut ended = None;
     let mut heard = Instant::now();
     let mut pinger = ping.map(|every| {
         (
@@ -86,31 +67,10 @@ pub(crate) async fn run(
         )
     });
     while ended.is_none() {
-        let room_left = max_batch - batch.len();
         tokio::select! {
             biased;
-            reason = kick.kicked() => ended = Some(End::Close(reason)),
+            end = &mut writes => ended = Some(end),
             every = tick(&mut pinger) => ended = keep_alive(&mut socket, heard, every).await.err(),
-            n = rx.recv_many(&mut batch, room_left), if room_left > 0 => {
-                if n == 0 {
-                    ended = Some(End::Gone);
-                    continue;
-                }
-                let closing = matches!(batch.last(), Some(Outbound::Close(_)));
-                if let Some(window) = flush_window
-                    && !closing
-                    && batch.len() < max_batch
-                {
-                    flush_at.get_or_insert_with(|| Instant::now() + window);
-                    continue;
-                }
-                flush_at = None;
-                ended = write_or_kicked(&mut socket, &mut batch, &metrics, &kick).await.err();
-            }
-            () = tokio::time::sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
-                flush_at = None;
-                ended = write_or_kicked(&mut socket, &mut batch, &metrics, &kick).await.err();
-            }
             frame = socket.next() => {
                 heard = Instant::now();
                 let inbound = Inbound { room: &room, key, rate: &mut rate, metrics: &metrics, lease: &lease };
@@ -120,23 +80,16 @@ pub(crate) async fn run(
     }
     room.leave(key);
     metrics.connections.dec();
-    if let Some(End::Close(reason)) = ended {
-        let goodbye = say_goodbye(&mut socket, reason);
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
-    }
-}
-
-/// Writes the batch, unless the member is kicked meanwhile.
-async fn write_or_kicked(
-    socket: &mut Socket,
-    batch: &mut Vec<Outbound>,
-    metrics: &Metrics,
-    kick: &Kick,
-) -> Result<(), End> {
-    tokio::select! {
-        biased;
-        reason = kick.kicked() => Err(End::Close(reason)),
-        r = write_batch(socket, batch, metrics) => r,
+    match ended {
+        Some(End::Close(reason)) => {
+            let goodbye = say_goodbye(&mut socket, reason);
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+        }
+        // What is still queued (a reply to the client's close) leaves
+        // before the socket closes.
+        _ => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, outlet.drain()).await;
+        }
     }
 }
 
@@ -172,56 +125,6 @@ async fn keep_alive(socket: &mut Socket, heard: Instant, every: Duration) -> Res
     Ok(())
 }
 
-/// Why the loop ended.
-enum End {
-    /// The peer is gone or the socket failed: nothing more to say.
-    Gone,
-    /// Close with this reason.
-    Close(CloseReason),
-}
-
-async fn write_first(socket: &mut Socket, first: Vec<Utf8Bytes>) -> Result<(), End> {
-    for text in first {
-        socket
-            .feed(Message::Text(text))
-            .await
-            .map_err(|_| End::Gone)?;
-    }
-    socket.flush().await.map_err(|_| End::Gone)
-}
-
-async fn write_batch(
-    socket: &mut Socket,
-    batch: &mut Vec<Outbound>,
-    metrics: &Metrics,
-) -> Result<(), End> {
-    let mut accepted = Vec::new();
-    let mut close = None;
-    for out in batch.drain(..) {
-        match out {
-            Outbound::Frame(d) => {
-                socket
-                    .feed(Message::Text(d.text.clone()))
-                    .await
-                    .map_err(|_| End::Gone)?;
-                accepted.extend(d.accepted);
-            }
-            Outbound::Close(reason) => {
-                close = Some(*reason);
-                break;
-            }
-        }
-    }
-    socket.flush().await.map_err(|_| End::Gone)?;
-    let now = Instant::now();
-    metrics.delivered.inc_by(accepted.len() as u64);
-    for at in accepted {
-        metrics.delivery_latency.observe((now - at).as_secs_f64());
-    }
-    close.map_or(Ok(()), |reason| Err(End::Close(reason)))
-}
-
-/// Acts on one frame from the client.
 /// What a client frame is checked against.
 struct Inbound<'a> {
     room: &'a Room,
@@ -231,6 +134,7 @@ struct Inbound<'a> {
     lease: &'a Registration,
 }
 
+/// Acts on one frame from the client.
 async fn handle(
     socket: &mut Socket,
     frame: Option<Result<Message, WsError>>,

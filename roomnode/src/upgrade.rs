@@ -7,15 +7,38 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use std::sync::Arc;
+
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::task::TaskTracker;
 
+use crate::conn::Conn;
+use crate::outlet::Outlet;
+
 /// The server side of an accepted WebSocket.
-pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Socket = WebSocketStream<Conn>;
+
+/// A connection whose upgrade is done, before the WebSocket starts.
+pub(crate) struct Accepted {
+    /// The member's socket, shared by its reader and its [`Outlet`].
+    pub(crate) io: Arc<TcpStream>,
+    /// Bytes the client sent right after its request, already read.
+    read: Vec<u8>,
+    config: WebSocketConfig,
+}
+
+impl Accepted {
+    /// The WebSocket over this connection, writing through `outlet`.
+    pub(crate) async fn into_socket(self, outlet: Arc<Outlet>) -> Socket {
+        let conn = Conn::new(self.io, outlet);
+        WebSocketStream::from_partially_read(conn, self.read, Role::Server, Some(self.config)).await
+    }
+}
 
 /// A valid WebSocket upgrade request, not yet answered.
 pub(crate) struct Upgrade {
@@ -96,21 +119,26 @@ impl Upgrade {
         session: F,
     ) -> Response
     where
-        F: FnOnce(Socket) -> Fut + Send + 'static,
+        F: FnOnce(Accepted) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let Self { accept, on_upgrade } = self;
         tracker.spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => {
-                    let socket = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(config),
-                    )
-                    .await;
-                    session(socket).await;
-                }
+                // The node's HTTP server serves plain TCP streams, so the
+                // downcast holds; the session needs the socket itself to
+                // share it between its reader and its outlet.
+                Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(parts) => {
+                        let accepted = Accepted {
+                            io: Arc::new(parts.io.into_inner()),
+                            read: parts.read_buf.to_vec(),
+                            config,
+                        };
+                        session(accepted).await;
+                    }
+                    Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
+                },
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
         });

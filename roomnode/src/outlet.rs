@@ -1,0 +1,479 @@
+//! A member's way out: every byte the node sends a member passes through its
+//! outlet, in order: room frames, `welcome` and replays, and what tungstenite
+//! writes (pings, pongs, errors, close frames).
+//!
+//! Room frames are WebSocket frames built once per broadcast and shared by
+//! every member (server frames are not masked, so the bytes are the same for
+//! all). The broadcasting thread writes them straight to the member's
+//! socket with a non-blocking `write`: an idle member costs one `write` and
+//! nothing else, no queue, no task wake-up. Only what the socket does not
+//! take at once waits here, and the member's own task writes it, every
+//! waiting frame in one `writev`, when the socket drains. With a flush
+//! window the broadcaster only queues, and the task writes each window's
+//! frames together.
+//!
+//! A member with more than `--max-queue` room frames waiting is a slow
+//! consumer: the room drops it ([`Outlet::end`] with `now`), never waits
+//! for it.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+use crate::metrics::Metrics;
+use crate::room::CloseReason;
+
+/// Most frames gathered into one `writev` (Linux's `IOV_MAX`).
+const MAX_IOVECS: usize = 1024;
+
+/// A text frame as the server sends it, for any number of members.
+pub(crate) fn text_frame(text: &str) -> Bytes {
+    let frame = Frame::message(
+        Bytes::copy_from_slice(text.as_bytes()),
+        OpCode::Data(Data::Text),
+        true,
+    );
+    let mut out = Vec::with_capacity(frame.len());
+    frame
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
+    out.into()
+}
+
+/// How an outlet writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutletConfig {
+    /// Room frames allowed to wait before the member counts as slow.
+    pub(crate) max_queue: usize,
+    /// Hold frames this long so they leave together (off: write at once).
+    pub(crate) flush_window: Option<Duration>,
+}
+
+/// One member's outgoing bytes and socket.
+pub(crate) struct Outlet {
+    /// The socket; `None` for a member with no connection (tests, benches),
+    /// whose frames only queue.
+    io: Option<Arc<TcpStream>>,
+    config: OutletConfig,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+    /// Tells the member's task there is something to write or an end.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Chunk>,
+    /// Bytes of the first chunk already written.
+    written: usize,
+    /// Room frames in `queue`.
+    frames: usize,
+    /// The connection must end, after what is queued.
+    ending: Option<CloseReason>,
+    /// A write failed: the peer is gone, nothing more can be sent.
+    broken: bool,
+}
+
+struct Chunk {
+    bytes: Bytes,
+    /// For a room frame: when the room accepted it (messages only).
+    accepted: Option<Instant>,
+    room_frame: bool,
+}
+
+/// A room frame was refused: the member has `--max-queue` frames waiting.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Overflow;
+
+/// How a member's connection ends.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The peer is gone or the socket failed: nothing more to say.
+    Gone,
+    /// Close with this reason.
+    Close(CloseReason),
+}
+
+/// What a flush got done.
+enum Flushed {
+    /// Nothing left to write.
+    Empty,
+    /// The socket takes no more for now.
+    Blocked,
+    /// The socket failed.
+    Broken,
+}
+
+impl Outlet {
+    pub(crate) fn new(
+        io: Option<Arc<TcpStream>>,
+        config: OutletConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            io,
+            config,
+            metrics,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a room frame: written at once when nothing is waiting (and no
+    /// flush window), else queued for the member's task.
+    pub(crate) fn send(&self, frame: &Bytes, accepted: Option<Instant>) -> Result<(), Overflow> {
+        let mut st = self.lock();
+        if st.broken || st.ending.is_some() {
+            return Ok(());
+        }
+        let mut written = 0;
+        if st.queue.is_empty()
+            && self.config.flush_window.is_none()
+            && let Some(io) = &self.io
+        {
+            match io.try_write(frame) {
+                Ok(n) if n == frame.len() => {
+                    drop(st);
+                    self.delivered(accepted, Instant::now());
+                    return Ok(());
+                }
+                Ok(n) => written = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    st.broken = true;
+                    drop(st);
+                    self.wake.notify_one();
+                    return Ok(());
+                }
+            }
+        } else if st.frames >= self.config.max_queue {
+            return Err(Overflow);
+        }
+        let was_empty = st.queue.is_empty();
+        st.queue.push_back(Chunk {
+            bytes: frame.clone(),
+            accepted,
+            room_frame: true,
+        });
+        st.written = if was_empty { written } else { st.written };
+        st.frames += 1;
+        drop(st);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues bytes that are not a room frame (the first frames of a
+    /// member, tungstenite's own frames); the member's task writes them.
+    pub(crate) fn queue(&self, bytes: Bytes) -> io::Result<()> {
+        let mut st = self.lock();
+        if st.broken {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        st.queue.push_back(Chunk {
+            bytes,
+            accepted: None,
+            room_frame: false,
+        });
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Ends the connection with `reason`: after what is queued, or, `now`,
+    /// dropping the queued room frames (a slow consumer). A second end is
+    /// ignored.
+    pub(crate) fn end(&self, reason: CloseReason, now: bool) {
+        let mut st = self.lock();
+        if st.ending.is_some() {
+            return;
+        }
+        if now {
+            // A frame partly written must be finished, or the stream of
+            // frames is corrupt; everything after it can go.
+            let keep = usize::from(st.written > 0);
+            st.queue.truncate(keep);
+            st.frames = st.queue.iter().filter(|c| c.room_frame).count();
+        }
+        st.ending = Some(reason);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Runs the member's writing: waits to be woken, holds the flush window,
+    /// writes until the queue is empty. Resolves when the connection must
+    /// end (the reason is taken) or the socket failed.
+    pub(crate) async fn serve(&self) -> End {
+        loop {
+            self.wake.notified().await;
+            if let Some(window) = self.config.flush_window
+                && self.holds_only_room_frames()
+            {
+                tokio::time::sleep(window).await;
+            }
+            if let Err(end) = self.drain().await {
+                return end;
+            }
+            // Kept, not taken: room frames sent after the end are dropped.
+            if let Some(reason) = self.lock().ending.clone() {
+                return End::Close(reason);
+            }
+        }
+    }
+
+    /// Whether what waits may wait for the flush window: room frames only,
+    /// no `welcome` and no end.
+    fn holds_only_room_frames(&self) -> bool {
+        let st = self.lock();
+        st.ending.is_none() && st.frames == st.queue.len()
+    }
+
+    /// Writes until nothing is queued.
+    pub(crate) async fn drain(&self) -> Result<(), End> {
+        loop {
+            match self.flush() {
+                Flushed::Empty => return Ok(()),
+                Flushed::Broken => return Err(End::Gone),
+                Flushed::Blocked => {
+                    let io = self.io.as_ref().ok_or(End::Gone)?;
+                    io.writable().await.map_err(|_| End::Gone)?;
+                }
+            }
+        }
+    }
+
+    /// Writes what the socket takes now, without waiting; the member's task
+    /// writes the rest.
+    pub(crate) fn write_now(&self) {
+        let _ = self.flush();
+    }
+
+    /// Whether nothing is waiting to be written (for `poll_flush`).
+    pub(crate) fn poll_drained(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        loop {
+            match self.flush() {
+                Flushed::Empty => return Poll::Ready(Ok(())),
+                Flushed::Broken => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Flushed::Blocked => match &self.io {
+                    Some(io) => std::task::ready!(io.poll_write_ready(cx))?,
+                    None => return Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+                },
+            }
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes, in `writev`s of
+    /// every waiting chunk.
+    fn flush(&self) -> Flushed {
+        let mut st = self.lock();
+        if st.broken {
+            return Flushed::Broken;
+        }
+        let Some(io) = &self.io else {
+            return if st.queue.is_empty() {
+                Flushed::Empty
+            } else {
+                Flushed::Blocked
+            };
+        };
+        let mut delivered = Vec::new();
+        let outcome = loop {
+            if st.queue.is_empty() {
+                break Flushed::Empty;
+            }
+            let skip = st.written;
+            let slices: Vec<IoSlice<'_>> = st
+                .queue
+                .iter()
+                .take(MAX_IOVECS)
+                .enumerate()
+                .map(|(i, c)| IoSlice::new(if i == 0 { &c.bytes[skip..] } else { &c.bytes }))
+                .collect();
+            let mut n = match io.try_write_vectored(&slices) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Flushed::Blocked,
+                Err(_) => {
+                    st.broken = true;
+                    break Flushed::Broken;
+                }
+            };
+            drop(slices);
+            n += st.written;
+            while let Some(first) = st.queue.front() {
+                if n < first.bytes.len() {
+                    break;
+                }
+                n -= first.bytes.len();
+                let done = st.queue.pop_front().expect("front exists");
+                if done.room_frame {
+                    st.frames -= 1;
+                    delivered.push(done.accepted);
+                }
+            }
+            st.written = n;
+        };
+        drop(st);
+        let now = Instant::now();
+        for accepted in delivered {
+            self.delivered(accepted, now);
+        }
+        outcome
+    }
+
+    /// Counts a room frame handed to the kernel.
+    fn delivered(&self, accepted: Option<Instant>, now: Instant) {
+        if let Some(at) = accepted {
+            self.metrics.delivered.inc();
+            self.metrics
+                .delivery_latency
+                .observe((now - at).as_secs_f64());
+        }
+    }
+
+    /// Everything queued, as the texts of the frames (tests and benches:
+    /// a member without a socket).
+    #[cfg(test)]
+    pub(crate) fn take_texts(&self) -> Vec<String> {
+        let mut st = self.lock();
+        st.frames = 0;
+        st.written = 0;
+        st.queue.drain(..).map(|c| frame_text(&c.bytes)).collect()
+    }
+
+    /// Drops everything queued; how many chunks there were (benches).
+    pub(crate) fn clear(&self) -> usize {
+        let mut st = self.lock();
+        st.frames = 0;
+        st.written = 0;
+        let n = st.queue.len();
+        st.queue.clear();
+        n
+    }
+
+    /// How the connection ends, if it has been told to (tests).
+    #[cfg(test)]
+    pub(crate) fn ending(&self) -> Option<CloseReason> {
+        self.lock().ending.clone()
+    }
+}
+
+/// The payload of one unmasked text frame built by [`text_frame`].
+#[cfg(test)]
+fn frame_text(frame: &[u8]) -> String {
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    let mut cursor = std::io::Cursor::new(frame);
+    let (_, len) = FrameHeader::parse(&mut cursor)
+        .ok()
+        .flatten()
+        .expect("a whole frame");
+    let start = usize::try_from(cursor.position()).expect("small");
+    let end = start + usize::try_from(len).expect("small");
+    String::from_utf8_lossy(&frame[start..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_queue: usize) -> OutletConfig {
+        OutletConfig {
+            max_queue,
+            flush_window: None,
+        }
+    }
+
+    fn metrics() -> Arc<Metrics> {
+        Arc::new(Metrics::new("i1".parse().unwrap()))
+    }
+
+    #[test]
+    fn frames_round_trip_through_the_encoder() {
+        for len in [0, 1, 125, 126, 65_535, 65_536] {
+            let text = "x".repeat(len);
+            assert_eq!(frame_text(&text_frame(&text)), text);
+        }
+        assert_eq!(&text_frame("hi")[..], b"\x81\x02hi");
+    }
+
+    #[test]
+    fn a_member_without_a_socket_queues_up_to_the_bound() {
+        let out = Outlet::new(None, config(2), metrics());
+        let f = text_frame("a");
+        assert_eq!(out.send(&f, None), Ok(()));
+        assert_eq!(out.send(&f, None), Ok(()));
+        assert_eq!(out.send(&f, None), Err(Overflow));
+        out.queue(text_frame("b")).unwrap();
+        assert_eq!(out.take_texts(), ["a", "a", "b"]);
+        assert_eq!(out.send(&f, None), Ok(()));
+    }
+
+    #[test]
+    fn ending_now_drops_the_queue_but_not_a_frame_half_written() {
+        let out = Outlet::new(None, config(8), metrics());
+        let f = text_frame("a");
+        out.send(&f, None).unwrap();
+        out.send(&f, None).unwrap();
+        out.lock().written = 1;
+        out.end(CloseReason::shutdown(), true);
+        assert_eq!(out.lock().queue.len(), 1);
+        assert!(out.ending().is_some());
+        // Ended: later room frames are dropped, not queued.
+        out.send(&f, None).unwrap();
+        assert_eq!(out.lock().queue.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_socket_gets_every_frame_in_order_even_when_it_blocks() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let mut client = client.unwrap();
+        let server = Arc::new(accepted.unwrap().0);
+        let out = Arc::new(Outlet::new(Some(server), config(1_000_000), metrics()));
+        let writer = {
+            let out = out.clone();
+            tokio::spawn(async move { out.serve().await })
+        };
+        // Far more than the socket buffers hold while nobody reads, so some
+        // frames are written straight and some wait.
+        let body = "y".repeat(1000);
+        let count = 20_000;
+        for i in 0..count {
+            out.send(&text_frame(&format!("{i:05}{body}")), None)
+                .unwrap();
+        }
+        out.end(CloseReason::shutdown(), false);
+        let total: usize = (0..count)
+            .map(|i| text_frame(&format!("{i:05}{body}")).len())
+            .sum();
+        let mut got = vec![0; total];
+        client.read_exact(&mut got).await.unwrap();
+        let ended = writer.await.unwrap();
+        assert!(matches!(ended, End::Close(_)), "{ended:?}");
+        let mut at = 0;
+        for i in 0..count {
+            let text = frame_text(&got[at..]);
+            assert_eq!(&text[..5], format!("{i:05}"), "frame {i}");
+            at += text_frame(&text).len();
+        }
+        assert_eq!(at, got.len());
+    }
+}
