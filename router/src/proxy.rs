@@ -322,16 +322,28 @@ async fn tunnel(app: App, client: OnUpgrade, upstream: OnUpgrade) {
             return;
         }
     };
-    let (mut client_rx, mut client_tx) = tokio::io::split(TokioIo::new(client));
-    let (mut upstream_rx, mut upstream_tx) = tokio::io::split(TokioIo::new(upstream));
+    let (Some((client, client_early)), Some((upstream, upstream_early))) =
+        (tcp(client), tcp(upstream))
+    else {
+        tracing::error!("upgraded connection is not a TCP stream");
+        return;
+    };
+    // The sockets themselves, not hyper's boxed `Upgraded` halves behind
+    // a lock: each direction is a plain read-then-write loop.
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut upstream_rx, mut upstream_tx) = upstream.into_split();
     let gauge = &app.metrics().proxy_connections;
     gauge.inc();
     let to_node = async {
-        let _ = tokio::io::copy(&mut client_rx, &mut upstream_tx).await;
+        if upstream_tx.write_all(&client_early).await.is_ok() {
+            let _ = tokio::io::copy(&mut client_rx, &mut upstream_tx).await;
+        }
         let _ = upstream_tx.shutdown().await;
     };
     let to_client = async {
-        let _ = tokio::io::copy(&mut upstream_rx, &mut client_tx).await;
+        if client_tx.write_all(&upstream_early).await.is_ok() {
+            let _ = tokio::io::copy(&mut upstream_rx, &mut client_tx).await;
+        }
         let _ = client_tx.shutdown().await;
     };
     tokio::pin!(to_node, to_client);
@@ -350,6 +362,14 @@ async fn tunnel(app: App, client: OnUpgrade, upstream: OnUpgrade) {
         }
     }
     gauge.dec();
+}
+
+/// The TCP connection under an upgrade, and the bytes hyper read past the
+/// HTTP head (the node's `welcome` often arrives with its 101). Both the
+/// router's server and its client to the nodes run on plain TCP streams.
+fn tcp(upgraded: hyper::upgrade::Upgraded) -> Option<(TcpStream, bytes::Bytes)> {
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
+    Some((parts.io.into_inner(), parts.read_buf))
 }
 
 #[cfg(test)]
