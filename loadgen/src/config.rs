@@ -36,7 +36,8 @@ pub enum Command {
     /// One scenario against a target: rooms × members, senders at a rate.
     Run(RunArgs),
     /// The kernel floor: one writer thread writing WebSocket frames to N
-    /// loopback sockets, its CPU per frame.
+    /// loopback sockets (K per write, or through a relay thread), its CPU
+    /// per frame.
     Floor(FloorArgs),
 }
 
@@ -154,10 +155,25 @@ pub struct FloorArgs {
     /// Spread the connecting sides over 127.0.0.1..=127.0.0.N.
     #[arg(long, env = "LOADGEN_SOURCES", default_value_t = 1)]
     pub sources: u8,
+    /// Frames per `write`: K copies of the frame in one buffer, one syscall
+    /// per K frames (`--rate` stays frames/s, so rate/K writes/s); the
+    /// floor of a server that coalesces K frames per member write.
+    #[arg(long, env = "LOADGEN_FRAMES_PER_WRITE", default_value_t = 1)]
+    pub frames_per_write: usize,
+    /// Put a byte-moving proxy in the path: the writer writes to N upstream
+    /// pairs, one relay thread (epoll) reads each readable upstream socket
+    /// once and writes those bytes to the matching downstream pair, whose
+    /// readers drain it; the relay thread's CPU per frame is the floor of a
+    /// proxy's CPU per proxied frame.
+    #[arg(long, env = "LOADGEN_RELAY")]
+    pub relay: bool,
     /// Also write the report as JSON to this file.
     #[arg(long, env = "LOADGEN_JSON")]
     pub json: Option<PathBuf>,
 }
+
+/// Most `--frames-per-write`.
+pub const MAX_FRAMES_PER_WRITE: usize = 1024;
 
 /// `5s`, `250ms`, `1m 30s` (humantime) or plain seconds (`5`, `2.5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -256,6 +272,12 @@ impl FloorArgs {
         if self.duration.is_zero() || self.duration > MAX_PHASE {
             return Err("--duration must be more than 0 and at most 1h".into());
         }
+        if !(1..=MAX_FRAMES_PER_WRITE).contains(&self.frames_per_write) {
+            return Err(format!(
+                "--frames-per-write must be 1..={MAX_FRAMES_PER_WRITE}, got {}",
+                self.frames_per_write
+            ));
+        }
         Ok(())
     }
 }
@@ -307,5 +329,27 @@ mod tests {
         };
         let err = args.validate().unwrap_err();
         assert!(err.contains("--senders"), "{err}");
+    }
+
+    #[test]
+    fn floor_takes_frames_per_write_and_relay() {
+        let cli = Cli::parse_from(["loadgen", "floor"]);
+        let Command::Floor(args) = cli.command else {
+            panic!("floor")
+        };
+        assert_eq!((args.frames_per_write, args.relay), (1, false));
+        assert!(args.validate().is_ok());
+        let cli = Cli::parse_from(["loadgen", "floor", "--frames-per-write", "4", "--relay"]);
+        let Command::Floor(args) = cli.command else {
+            panic!("floor")
+        };
+        assert_eq!((args.frames_per_write, args.relay), (4, true));
+        assert!(args.validate().is_ok());
+        let cli = Cli::parse_from(["loadgen", "floor", "--frames-per-write", "0"]);
+        let Command::Floor(args) = cli.command else {
+            panic!("floor")
+        };
+        let err = args.validate().unwrap_err();
+        assert!(err.contains("--frames-per-write"), "{err}");
     }
 }
