@@ -13,7 +13,7 @@ use crate::room::{JoinRequest, Room, RoomLimits};
 /// A room with `members` members without sockets, whose queues the caller
 /// drains.
 pub struct BenchRoom {
-    room: Room,
+    room: Arc<Room>,
     sender: u64,
     outlets: Vec<Arc<Outlet>>,
 }
@@ -31,12 +31,13 @@ impl BenchRoom {
         let limits = RoomLimits {
             history: 1000,
             members: members + 1,
+            flush_window: None,
         };
         let metrics = Arc::new(Metrics::new(rec.node));
         let room = Room::new(&rec, limits, metrics.clone());
         let config = OutletConfig {
             max_queue: queue,
-            flush_window: None,
+            direct: true,
         };
         let mut outlets = Vec::with_capacity(members);
         let mut sender = 0;

@@ -68,9 +68,10 @@ pub struct Config {
     /// off.
     #[arg(long, env = "ROOMNODE_PING_INTERVAL", default_value_t = DEFAULT_PING_SECS)]
     pub ping_interval: u64,
-    /// Milliseconds a member's outgoing frames may be held back so that
-    /// those queued meanwhile leave in one write (fewer system calls under
-    /// load, at that much added latency). 0, the default, writes at once.
+    /// Milliseconds a room holds its frames after the first one, so each
+    /// member gets all of them in one write (fewer system calls under load,
+    /// at up to that much added latency; `--max-queue` must cover a
+    /// window's frames). 0, the default, writes each frame as it comes.
     #[arg(long, env = "ROOMNODE_FLUSH_WINDOW_MS", default_value_t = 0)]
     pub flush_window_ms: u64,
     /// Most members in one room; a join beyond gets 503 `room_full`.

@@ -272,7 +272,7 @@ async fn enter(accepted: Accepted, node: Node, room: Arc<Room>, params: JoinPara
     let config = node.config();
     let outlet_config = OutletConfig {
         max_queue: config.max_queue,
-        flush_window: config.flush_window(),
+        direct: config.flush_window().is_none(),
     };
     let outlet = Arc::new(Outlet::new(
         Some(accepted.io.clone()),

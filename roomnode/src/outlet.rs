@@ -9,8 +9,8 @@
 //! nothing else, no queue, no task wake-up. Only what the socket does not
 //! take at once waits here, and the member's own task writes it, every
 //! waiting frame in one `writev`, when the socket drains. With a flush
-//! window the broadcaster only queues, and the task writes each window's
-//! frames together.
+//! window the broadcaster only queues, and the room writes each window's
+//! frames together ([`Outlet::flush_held`]).
 //!
 //! A member with more than `--max-queue` room frames waiting is a slow
 //! consumer: the room drops it ([`Outlet::end`] with `now`), never waits
@@ -19,7 +19,6 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
@@ -53,8 +52,9 @@ pub(crate) fn text_frame(text: &str) -> Bytes {
 pub(crate) struct OutletConfig {
     /// Room frames allowed to wait before the member counts as slow.
     pub(crate) max_queue: usize,
-    /// Hold frames this long so they leave together (off: write at once).
-    pub(crate) flush_window: Option<Duration>,
+    /// Write room frames as they come (else the room's flush window writes
+    /// them, [`Outlet::flush_held`]).
+    pub(crate) direct: bool,
 }
 
 /// One member's outgoing bytes and socket.
@@ -140,7 +140,7 @@ impl Outlet {
         }
         let mut written = 0;
         if st.queue.is_empty()
-            && self.config.flush_window.is_none()
+            && self.config.direct
             && let Some(io) = &self.io
         {
             match io.try_write(frame) {
@@ -170,10 +170,20 @@ impl Outlet {
         st.written = if was_empty { written } else { st.written };
         st.frames += 1;
         drop(st);
-        if was_empty {
+        // Held frames wait for the room's flush; anything else means the
+        // socket is full, and the task waits for it to drain.
+        if was_empty && self.config.direct {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Writes the frames held for a flush window; what the socket does not
+    /// take is left to the member's task.
+    pub(crate) fn flush_held(&self) {
+        if !matches!(self.flush(), Flushed::Empty) {
+            self.wake.notify_one();
+        }
     }
 
     /// Queues bytes that are not a room frame (the first frames of a
@@ -213,17 +223,12 @@ impl Outlet {
         self.wake.notify_one();
     }
 
-    /// Runs the member's writing: waits to be woken, holds the flush window,
-    /// writes until the queue is empty. Resolves when the connection must
-    /// end (the reason is taken) or the socket failed.
+    /// Runs the member's writing: waits to be woken, then writes until the
+    /// queue is empty. Resolves when the connection must end or the socket
+    /// failed.
     pub(crate) async fn serve(&self) -> End {
         loop {
             self.wake.notified().await;
-            if let Some(window) = self.config.flush_window
-                && self.holds_only_room_frames()
-            {
-                tokio::time::sleep(window).await;
-            }
             if let Err(end) = self.drain().await {
                 return end;
             }
@@ -232,13 +237,6 @@ impl Outlet {
                 return End::Close(reason);
             }
         }
-    }
-
-    /// Whether what waits may wait for the flush window: room frames only,
-    /// no `welcome` and no end.
-    fn holds_only_room_frames(&self) -> bool {
-        let st = self.lock();
-        st.ending.is_none() && st.frames == st.queue.len()
     }
 
     /// Writes until nothing is queued.
@@ -395,7 +393,7 @@ mod tests {
     fn config(max_queue: usize) -> OutletConfig {
         OutletConfig {
             max_queue,
-            flush_window: None,
+            direct: true,
         }
     }
 

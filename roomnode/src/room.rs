@@ -12,7 +12,8 @@
 //! in seq order.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use proto::handoff::RoomSnapshot;
 use proto::record::RoomRecord;
@@ -130,6 +131,8 @@ struct State {
     closed: bool,
     /// Frozen for a move: sends and joins are refused, nothing changes.
     moving: bool,
+    /// With a flush window: a flush of the members' held frames is due.
+    flush_due: bool,
 }
 
 /// Sizes a room lives by.
@@ -137,12 +140,17 @@ struct State {
 pub(crate) struct RoomLimits {
     /// Messages kept for resume.
     pub(crate) history: usize,
+    /// Hold frames this long so each member gets a window's frames in one
+    /// `write` (off: written as they come).
+    pub(crate) flush_window: Option<Duration>,
     /// Most members at once.
     pub(crate) members: usize,
 }
 
 /// A room hosted here.
 pub(crate) struct Room {
+    /// This room, for the flush it schedules.
+    me: Weak<Room>,
     id: RoomId,
     node: InstanceId,
     epoch: u64,
@@ -173,7 +181,7 @@ pub(crate) struct JoinRequest<'a> {
 
 impl Room {
     /// A room with no past: a fresh stream, history starts here.
-    pub(crate) fn new(rec: &RoomRecord, limits: RoomLimits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(rec: &RoomRecord, limits: RoomLimits, metrics: Arc<Metrics>) -> Arc<Self> {
         let stream = format!("{:016x}", rand::random::<u64>());
         Self::with(rec, stream, History::new(limits.history), limits, metrics)
     }
@@ -184,7 +192,7 @@ impl Room {
         snapshot: RoomSnapshot,
         limits: RoomLimits,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> Arc<Self> {
         let frames = snapshot.history.into_iter().map(Utf8Bytes::from).collect();
         let history = History::restore(limits.history, snapshot.seq, frames);
         Self::with(rec, snapshot.stream, history, limits, metrics)
@@ -196,8 +204,9 @@ impl Room {
         history: History,
         limits: RoomLimits,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             id: rec.id.clone(),
             node: rec.node,
             epoch: rec.epoch,
@@ -211,8 +220,9 @@ impl Room {
                 next_member: 0,
                 closed: false,
                 moving: false,
+                flush_due: false,
             }),
-        }
+        })
     }
 
     pub(crate) fn id(&self) -> &RoomId {
@@ -362,6 +372,29 @@ impl Room {
                 }
             }
         }
+        if let Some(window) = self.limits.flush_window
+            && !st.flush_due
+        {
+            st.flush_due = true;
+            let me = self.me.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(window).await;
+                if let Some(room) = me.upgrade() {
+                    room.flush();
+                }
+            });
+        }
+    }
+
+    /// Writes every member's held frames, one `writev` each: the end of a
+    /// flush window, which started with the first frame after the last
+    /// flush. One timer per room and window, not per member.
+    fn flush(&self) {
+        let mut st = self.lock();
+        st.flush_due = false;
+        for m in st.members.values() {
+            m.outlet.flush_held();
+        }
     }
 
     /// Freezes the room for a move and returns its state, to be held at
@@ -424,7 +457,7 @@ mod tests {
     use super::*;
     use crate::outlet::OutletConfig;
 
-    fn room(history: usize) -> Room {
+    fn room(history: usize) -> Arc<Room> {
         let rec = RoomRecord {
             id: "r".parse().unwrap(),
             node: "i1".parse().unwrap(),
@@ -438,6 +471,7 @@ mod tests {
             RoomLimits {
                 history,
                 members: 100,
+                flush_window: None,
             },
             metrics,
         )
@@ -475,7 +509,7 @@ mod tests {
     fn outlet(room: &Room, max_queue: usize) -> Arc<Outlet> {
         let config = OutletConfig {
             max_queue,
-            flush_window: None,
+            direct: true,
         };
         Arc::new(Outlet::new(None, config, room.metrics.clone()))
     }
@@ -584,6 +618,7 @@ mod tests {
             RoomLimits {
                 history: 3,
                 members: 100,
+                flush_window: None,
             },
             old.metrics.clone(),
         );
@@ -612,6 +647,7 @@ mod tests {
         let limits = RoomLimits {
             history: 1,
             members: 2,
+            flush_window: None,
         };
         let room = Room::new(&rec, limits, Arc::new(Metrics::new(rec.node)));
         let _a = join(&room, None, None);

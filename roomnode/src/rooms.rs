@@ -86,9 +86,9 @@ impl Rooms {
         let room = match st.adopted.remove(&rec.id) {
             Some(a) if a.snapshot.epoch == rec.epoch && a.expires > Instant::now() => {
                 tracing::info!(room = %rec.id, seq = a.snapshot.seq, "room moved here; history restored");
-                Arc::new(Room::restore(rec, a.snapshot, limits, metrics))
+                Room::restore(rec, a.snapshot, limits, metrics)
             }
-            _ => Arc::new(Room::new(rec, limits, metrics)),
+            _ => Room::new(rec, limits, metrics),
         };
         if let Some(stale) = st.live.insert(rec.id.clone(), room.clone()) {
             stale.close(&CloseReason::moved(&proto::path::sharded(

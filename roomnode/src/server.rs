@@ -62,6 +62,7 @@ pub async fn run(
     let limits = RoomLimits {
         history: config.history,
         members: config.max_members,
+        flush_window: config.flush_window(),
     };
     let rooms = Rooms::new(id, limits, metrics.clone());
     let hook_rooms = rooms.clone();
