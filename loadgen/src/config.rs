@@ -160,6 +160,11 @@ pub struct FloorArgs {
     /// floor of a server that coalesces K frames per member write.
     #[arg(long, env = "LOADGEN_FRAMES_PER_WRITE", default_value_t = 1)]
     pub frames_per_write: usize,
+    /// Writes back to back, to that many consecutive sockets, each time
+    /// that many are due (as a node fanning one message out to a room's
+    /// members); 1: evenly spaced writes.
+    #[arg(long, env = "LOADGEN_BURST", default_value_t = 1)]
+    pub burst: usize,
     /// Put a byte-moving proxy in the path: the writer writes to N upstream
     /// pairs, one relay thread (epoll) reads each readable upstream socket
     /// once and writes those bytes to the matching downstream pair, whose
@@ -272,6 +277,12 @@ impl FloorArgs {
         if self.duration.is_zero() || self.duration > MAX_PHASE {
             return Err("--duration must be more than 0 and at most 1h".into());
         }
+        if !(1..=self.sockets).contains(&self.burst) {
+            return Err(format!(
+                "--burst must be 1..=--sockets ({}), got {}",
+                self.sockets, self.burst
+            ));
+        }
         if !(1..=MAX_FRAMES_PER_WRITE).contains(&self.frames_per_write) {
             return Err(format!(
                 "--frames-per-write must be 1..={MAX_FRAMES_PER_WRITE}, got {}",
@@ -337,7 +348,10 @@ mod tests {
         let Command::Floor(args) = cli.command else {
             panic!("floor")
         };
-        assert_eq!((args.frames_per_write, args.relay), (1, false));
+        assert_eq!(
+            (args.frames_per_write, args.relay, args.burst),
+            (1, false, 1)
+        );
         assert!(args.validate().is_ok());
         let cli = Cli::parse_from(["loadgen", "floor", "--frames-per-write", "4", "--relay"]);
         let Command::Floor(args) = cli.command else {
@@ -351,5 +365,11 @@ mod tests {
         };
         let err = args.validate().unwrap_err();
         assert!(err.contains("--frames-per-write"), "{err}");
+        let cli = Cli::parse_from(["loadgen", "floor", "--sockets", "10", "--burst", "11"]);
+        let Command::Floor(args) = cli.command else {
+            panic!("floor")
+        };
+        let err = args.validate().unwrap_err();
+        assert!(err.contains("--burst"), "{err}");
     }
 }

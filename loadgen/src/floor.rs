@@ -4,8 +4,10 @@
 //! frames (server-to-client framing: `0x81`, length, payload — sized like
 //! the node's `message` frame for `--payload`) at `--rate` frames/s in
 //! total, round-robin over the sockets, one `write` per frame (or per
-//! `--frames-per-write` K frames: K copies in one buffer, one `write`); a
-//! reader task per socket drains the other side.
+//! `--frames-per-write` K frames: K copies in one buffer, one `write`),
+//! evenly spaced (or `--burst` B writes back to back, to B consecutive
+//! sockets, like a node fanning a message out to a room); a reader task per
+//! socket drains the other side.
 //!
 //! With `--relay` the writer's pairs are "upstream": ONE relay thread
 //! (level-triggered epoll) does, for each readable upstream socket, one
@@ -98,6 +100,8 @@ pub struct FloorReport {
     pub frames_per_write: usize,
     /// `write` calls the writer made (frames written / frames per write).
     pub writes: u64,
+    /// `--burst`: writes made back to back (to consecutive sockets).
+    pub burst: usize,
     /// Writes that wrote less than asked (completed with more writes).
     pub short_writes: u64,
     /// Writes that failed.
@@ -258,6 +262,7 @@ pub async fn run(args: &FloorArgs, nofile_limit: u64) -> anyhow::Result<FloorRep
         sockets = args.sockets,
         frame_bytes,
         frames_per_write = args.frames_per_write,
+        burst = args.burst,
         relay = args.relay,
         "pairs ready"
     );
@@ -296,11 +301,16 @@ pub async fn run(args: &FloorArgs, nofile_limit: u64) -> anyhow::Result<FloorRep
         }
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let (rate, duration, k) = (args.rate, args.duration, args.frames_per_write);
+    let pace = Pace {
+        rate: args.rate,
+        duration: args.duration,
+        frames_per_write: args.frames_per_write,
+        burst: args.burst,
+    };
     std::thread::Builder::new()
         .name(WRITER_THREAD_NAME.into())
         .spawn(move || {
-            let _ = done_tx.send(write_frames(writers, &batch, k, rate, duration));
+            let _ = done_tx.send(write_frames(writers, &batch, pace));
         })
         .context("starting the writer thread")?;
     let written = done_rx.await.context("the writer thread died")?;
@@ -353,6 +363,7 @@ pub async fn run(args: &FloorArgs, nofile_limit: u64) -> anyhow::Result<FloorRep
         writer_lagged: achieved < 0.99 * args.rate,
         frames_per_write: args.frames_per_write,
         writes: written.writes,
+        burst: args.burst,
         short_writes: written.short_writes,
         write_errors: written.write_errors,
         bytes_read: bytes_read.load(Ordering::Relaxed),
@@ -427,46 +438,59 @@ async fn pairs(
     Ok((writers, readers))
 }
 
+/// How the writer paces its writes.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// Frames/s in total.
+    rate: f64,
+    duration: Duration,
+    /// Frames in each `write` (the batch).
+    frames_per_write: usize,
+    /// Writes made back to back, to consecutive sockets.
+    burst: usize,
+}
+
 /// The writer thread: `rate` frames/s for `duration`, round-robin, one
-/// `write` of `batch` (`k` frames) at a time; its own CPU time over the
-/// loop.
+/// `write` of `batch` (`frames_per_write` frames) at a time, `burst` writes
+/// back to back whenever that many are due; its own CPU time over the loop.
 fn write_frames(
     mut socks: Vec<std::net::TcpStream>,
     batch: &[u8],
-    k: usize,
-    rate: f64,
-    duration: Duration,
+    pace: Pace,
 ) -> anyhow::Result<Written> {
     let cpu_before = sys::thread_cpu()?;
     let start = Instant::now();
-    let end = start + duration;
+    let end = start + pace.duration;
     let mut w = Written::default();
     let n = socks.len();
-    let k = k.max(1) as u64;
+    let k = pace.frames_per_write.max(1) as u64;
+    let burst = pace.burst.max(1) as u64;
     let mut next = 0usize;
     loop {
         let now = Instant::now();
         if now >= end {
             break;
         }
-        let due = (now.duration_since(start).as_secs_f64() * rate) as u64;
-        while w.frames + k <= due {
-            let sock = &mut socks[next];
-            next = (next + 1) % n;
-            w.frames += k;
-            w.writes += 1;
-            match sock.write(batch) {
-                Ok(n) if n == batch.len() => {}
-                Ok(n) => {
-                    w.short_writes += 1;
-                    if sock.write_all(&batch[n..]).is_err() {
-                        w.write_errors += 1;
+        let due = (now.duration_since(start).as_secs_f64() * pace.rate) as u64;
+        while w.frames + k * burst <= due {
+            for _ in 0..burst {
+                let sock = &mut socks[next];
+                next = (next + 1) % n;
+                w.frames += k;
+                w.writes += 1;
+                match sock.write(batch) {
+                    Ok(n) if n == batch.len() => {}
+                    Ok(n) => {
+                        w.short_writes += 1;
+                        if sock.write_all(&batch[n..]).is_err() {
+                            w.write_errors += 1;
+                        }
                     }
+                    Err(_) => w.write_errors += 1,
                 }
-                Err(_) => w.write_errors += 1,
             }
         }
-        let next_due = start + Duration::from_secs_f64((w.frames + k) as f64 / rate);
+        let next_due = start + Duration::from_secs_f64((w.frames + k * burst) as f64 / pace.rate);
         let now = Instant::now();
         if next_due > now {
             std::thread::sleep((next_due - now).min(MAX_NAP));
@@ -579,7 +603,7 @@ impl FloorReport {
              writer         {:.3} µs/frame (user {:.2} s, sys {:.2} s; {:.1} % of a core)\n\
              readers        {:.3} µs/frame ({:.2} s; {:.1} % of a core)\n\
              process        {:.3} µs/frame ({:.2} s)\n\
-             io             {} frames in {} writes ({} per write), {} bytes read of {} written, {} short writes, {} write errors\n{}",
+             io             {} frames in {} writes ({} per write, {} per burst), {} bytes read of {} written, {} short writes, {} write errors\n{}",
             self.sockets,
             self.frame_bytes,
             self.payload_bytes,
@@ -603,6 +627,7 @@ impl FloorReport {
             self.frames_written,
             self.writes,
             self.frames_per_write,
+            self.burst,
             self.bytes_read,
             self.frames_written * self.frame_bytes as u64,
             self.short_writes,
@@ -667,6 +692,7 @@ mod tests {
             duration: Duration::from_millis(300),
             sources: 2,
             frames_per_write: 1,
+            burst: 1,
             relay: false,
             json: None,
         };
@@ -689,12 +715,14 @@ mod tests {
             duration: Duration::from_millis(300),
             sources: 1,
             frames_per_write: 4,
+            burst: 3,
             relay: false,
             json: None,
         };
         let r = run(&args, 0).await.unwrap();
         assert!(r.frames_written > 600, "{r:?}");
         assert_eq!(r.frames_written, 4 * r.writes, "{r:?}");
+        assert_eq!(r.writes % 3, 0, "whole bursts: {r:?}");
         assert_eq!(r.write_errors, 0);
         assert_eq!(r.bytes_read, r.frames_written * r.frame_bytes as u64);
     }
@@ -708,6 +736,7 @@ mod tests {
             duration: Duration::from_millis(300),
             sources: 1,
             frames_per_write: 2,
+            burst: 5,
             relay: true,
             json: None,
         };
