@@ -130,11 +130,15 @@ impl Upgrade {
                 // share it between its reader and its outlet.
                 Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
                     Ok(parts) => {
+                        // Copied, then dropped before the session starts:
+                        // `read_buf` shares hyper's whole read buffer.
+                        let hyper::upgrade::Parts { io, read_buf, .. } = parts;
                         let accepted = Accepted {
-                            io: Arc::new(parts.io.into_inner()),
-                            read: parts.read_buf.to_vec(),
+                            io: Arc::new(io.into_inner()),
+                            read: read_buf.to_vec(),
                             config,
                         };
+                        drop(read_buf);
                         session(accepted).await;
                     }
                     Err(_) => tracing::error!("upgraded connection is not a TCP stream"),

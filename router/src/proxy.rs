@@ -334,14 +334,18 @@ async fn tunnel(app: App, client: OnUpgrade, upstream: OnUpgrade) {
     let (mut upstream_rx, mut upstream_tx) = upstream.into_split();
     let gauge = &app.metrics().proxy_connections;
     gauge.inc();
-    let to_node = async {
-        if upstream_tx.write_all(&client_early).await.is_ok() {
+    let to_node = async move {
+        let sent = upstream_tx.write_all(&client_early).await.is_ok();
+        drop(client_early);
+        if sent {
             let _ = tokio::io::copy(&mut client_rx, &mut upstream_tx).await;
         }
         let _ = upstream_tx.shutdown().await;
     };
-    let to_client = async {
-        if client_tx.write_all(&upstream_early).await.is_ok() {
+    let to_client = async move {
+        let sent = client_tx.write_all(&upstream_early).await.is_ok();
+        drop(upstream_early);
+        if sent {
             let _ = tokio::io::copy(&mut upstream_rx, &mut client_tx).await;
         }
         let _ = client_tx.shutdown().await;
@@ -367,9 +371,12 @@ async fn tunnel(app: App, client: OnUpgrade, upstream: OnUpgrade) {
 /// The TCP connection under an upgrade, and the bytes hyper read past the
 /// HTTP head (the node's `welcome` often arrives with its 101). Both the
 /// router's server and its client to the nodes run on plain TCP streams.
-fn tcp(upgraded: hyper::upgrade::Upgraded) -> Option<(TcpStream, bytes::Bytes)> {
-    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
-    Some((parts.io.into_inner(), parts.read_buf))
+/// The bytes are copied: `read_buf` shares hyper's whole read buffer, which
+/// would otherwise live as long as the tunnel.
+fn tcp(upgraded: hyper::upgrade::Upgraded) -> Option<(TcpStream, Vec<u8>)> {
+    let hyper::upgrade::Parts { io, read_buf, .. } =
+        upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
+    Some((io.into_inner(), read_buf.to_vec()))
 }
 
 #[cfg(test)]
