@@ -3,7 +3,9 @@
 //! error that names the rule, so a 400 can tell the user exactly what to fix.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -65,9 +67,25 @@ impl fmt::Display for InstanceId {
     }
 }
 
+/// Room ids of up to this many bytes are stored inline, in the `RoomId`.
+const INLINE_LEN: usize = 22;
+
 /// A room's id: safe in a URL path segment and an etcd key as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RoomId(String);
+///
+/// Cheap to clone, so records holding one are too (the router's cached room
+/// lookup hands out a copy of the record every time): ids of up to 22 bytes
+/// are stored inline with no allocation, longer ones share one immutable heap
+/// copy. Equality, order, hash, `Debug` and `Display` are those of the text.
+#[derive(Clone)]
+pub struct RoomId(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// `bytes[..len]` is the id; the rest are zeros.
+    Inline { len: u8, bytes: [u8; INLINE_LEN] },
+    /// Always longer than `INLINE_LEN`: one id has one representation.
+    Shared(Arc<str>),
+}
 
 impl RoomId {
     /// Checks the rule without allocating.
@@ -79,7 +97,74 @@ impl RoomId {
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("a room id is ASCII")
+            }
+            Repr::Shared(s) => s,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(s) => s.as_bytes(),
+        }
+    }
+
+    /// `s`, already checked by [`RoomId::is_valid`].
+    fn from_valid(s: &str) -> Self {
+        Self(match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= INLINE_LEN => {
+                let mut bytes = [0; INLINE_LEN];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                Repr::Inline { len, bytes }
+            }
+            _ => Repr::Shared(Arc::from(s)),
+        })
+    }
+}
+
+impl PartialEq for RoomId {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            // Whole arrays: fixed size, so compared without a call.
+            (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
+                a == b && x == y
+            }
+            _ => self.as_bytes() == other.as_bytes(),
+        }
+    }
+}
+
+impl Eq for RoomId {}
+
+impl PartialOrd for RoomId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RoomId {
+    /// As `str` orders: byte-wise.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for RoomId {
+    /// Exactly as the text hashes (`str`'s `Hash` writes the bytes, then
+    /// 0xff), without its UTF-8 check. Placement hashes room ids, so this must
+    /// never change.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
+    }
+}
+
+impl fmt::Debug for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RoomId").field(&self.as_str()).finish()
     }
 }
 
@@ -88,7 +173,7 @@ impl FromStr for RoomId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if Self::is_valid(s) {
-            Ok(Self(s.to_owned()))
+            Ok(Self::from_valid(s))
         } else {
             Err(IdError::Room(s.chars().take(80).collect()))
         }
@@ -100,7 +185,7 @@ impl TryFrom<String> for RoomId {
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         if Self::is_valid(&s) {
-            Ok(Self(s))
+            Ok(Self::from_valid(&s))
         } else {
             Err(IdError::Room(s.chars().take(80).collect()))
         }
@@ -109,13 +194,13 @@ impl TryFrom<String> for RoomId {
 
 impl fmt::Display for RoomId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl AsRef<str> for RoomId {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -175,7 +260,62 @@ mod tests {
         assert!(serde_json::from_str::<RoomId>("\"a b\"").is_err());
     }
 
+    /// The hash `str` gives `s`, with std's hasher and with placement's.
+    fn str_hashes(s: &str) -> (u64, u64) {
+        let mut std = std::hash::DefaultHasher::new();
+        s.hash(&mut std);
+        let mut sip = siphasher::sip::SipHasher13::new_with_keys(1, 2);
+        s.hash(&mut sip);
+        (std.finish(), sip.finish())
+    }
+
+    fn id_hashes(id: &RoomId) -> (u64, u64) {
+        let mut std = std::hash::DefaultHasher::new();
+        id.hash(&mut std);
+        let mut sip = siphasher::sip::SipHasher13::new_with_keys(1, 2);
+        id.hash(&mut sip);
+        (std.finish(), sip.finish())
+    }
+
+    #[test]
+    fn room_ids_behave_as_their_text_inline_or_not() {
+        // Either side of the inline limit, and the longest.
+        let texts = [
+            "a".to_owned(),
+            "b".repeat(INLINE_LEN),
+            "c".repeat(INLINE_LEN + 1),
+            "d".repeat(MAX_ROOM_ID_LEN),
+        ];
+        for t in &texts {
+            let id: RoomId = t.parse().unwrap();
+            assert_eq!(id.as_str(), t);
+            assert_eq!(id.as_ref(), t);
+            assert_eq!(id.to_string(), *t);
+            assert_eq!(format!("{id:?}"), format!("RoomId({t:?})"));
+            assert_eq!(id_hashes(&id), str_hashes(t));
+            assert_eq!(serde_json::to_string(&id).unwrap(), format!("{t:?}"));
+            let back: RoomId = serde_json::from_str(&format!("{t:?}")).unwrap();
+            assert_eq!(back, id);
+            assert_eq!(RoomId::try_from(t.clone()).unwrap(), id);
+            assert_eq!(id.clone(), id);
+        }
+        assert!(RoomId::try_from("a/b".to_owned()).is_err());
+        assert!(RoomId::try_from("e".repeat(MAX_ROOM_ID_LEN + 1)).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn room_ids_compare_and_hash_as_their_text(
+            a in "[a-c_-]{1,30}",
+            b in "[a-c_-]{1,30}",
+        ) {
+            let (x, y): (RoomId, RoomId) = (a.parse().unwrap(), b.parse().unwrap());
+            prop_assert_eq!(x == y, a == b);
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(x.partial_cmp(&y), a.partial_cmp(&b));
+            prop_assert_eq!(id_hashes(&x), str_hashes(&a));
+        }
+
         #[test]
         fn instance_id_round_trips(n in 1u16..=9999) {
             let id = InstanceId::new(n).unwrap();

@@ -1,13 +1,17 @@
 //! [`Mirror`]: every node and room record of the cluster in memory, kept
 //! current by a store watch, so routing decisions never wait on etcd.
 //!
-//! Rooms sit in a `BTreeMap` behind a std `RwLock` (held only for a lookup,
-//! never across `.await`); the node set with its placement table is an
+//! Rooms sit in a hash set of records found by id, with their ids in order
+//! beside it, behind a std `RwLock` (held only for a lookup, never across
+//! `.await`); a lookup returns a copy of the record, which costs no
+//! allocation (see [`RoomId`]). The node set with its placement table is an
 //! immutable snapshot swapped whole on every node change, so readers never
 //! lock it. When the watch breaks, the mirror keeps answering from what it
 //! has and takes a fresh snapshot as soon as the store is back.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -68,20 +72,48 @@ impl NodeSet {
     }
 }
 
-/// Rooms by id (a hash map: lookups are the hot path), their ids in order
-/// (for pages and scans), and counts per node.
+/// Rooms by id (a hash set of records looked up by id: lookups are the hot
+/// path), their ids in order (for pages and scans), and counts per node.
 #[derive(Default)]
 struct Rooms {
-    by_id: HashMap<RoomId, RoomRecord>,
+    by_id: HashSet<ById>,
     order: BTreeSet<RoomId>,
     per_node: HashMap<InstanceId, u64>,
 }
 
+/// A record in [`Rooms::by_id`], hashed and compared by its id alone, so the
+/// set finds it by `RoomId` without a second copy of the id as a map key.
+struct ById(RoomRecord);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl Borrow<RoomId> for ById {
+    fn borrow(&self) -> &RoomId {
+        &self.0.id
+    }
+}
+
 impl Rooms {
+    fn get(&self, id: &RoomId) -> Option<&RoomRecord> {
+        self.by_id.get(id).map(|r| &r.0)
+    }
+
     fn insert(&mut self, rec: RoomRecord) -> Option<RoomRecord> {
         *self.per_node.entry(rec.node).or_default() += 1;
         let id = rec.id.clone();
-        let before = self.by_id.insert(id.clone(), rec);
+        let before = self.by_id.replace(ById(rec)).map(|b| b.0);
         match &before {
             Some(b) => self.uncount(b.node),
             None => {
@@ -92,7 +124,7 @@ impl Rooms {
     }
 
     fn remove(&mut self, id: &RoomId) -> Option<RoomRecord> {
-        let before = self.by_id.remove(id);
+        let before = self.by_id.take(id).map(|b| b.0);
         if let Some(b) = &before {
             self.order.remove(id);
             self.uncount(b.node);
@@ -104,7 +136,7 @@ impl Rooms {
     fn ordered(&self, start: std::ops::Bound<RoomId>) -> impl Iterator<Item = &RoomRecord> {
         self.order
             .range((start, std::ops::Bound::Unbounded))
-            .filter_map(|id| self.by_id.get(id))
+            .filter_map(|id| self.get(id))
     }
 
     fn uncount(&mut self, node: InstanceId) {
@@ -216,7 +248,7 @@ impl Mirror {
 
     /// The room's record as last seen.
     pub fn room(&self, id: &RoomId) -> Option<RoomRecord> {
-        self.read_rooms().by_id.get(id).cloned()
+        self.read_rooms().get(id).cloned()
     }
 
     /// The room's record: from memory, or read through to the store when
@@ -457,12 +489,12 @@ impl<K: Ord + 'static, V: 'static> Entries<K, V> for BTreeMap<K, V> {
     }
 }
 
-impl<K: std::hash::Hash + Eq + 'static, V: 'static> Entries<K, V> for HashMap<K, V> {
-    fn entries(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.iter()
+impl Entries<RoomId, RoomRecord> for HashSet<ById> {
+    fn entries(&self) -> impl Iterator<Item = (&RoomId, &RoomRecord)> {
+        self.iter().map(|r| (&r.0.id, &r.0))
     }
-    fn lookup(&self, key: &K) -> Option<&V> {
-        self.get(key)
+    fn lookup(&self, key: &RoomId) -> Option<&RoomRecord> {
+        self.get(key).map(|r| &r.0)
     }
 }
 
