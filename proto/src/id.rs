@@ -3,11 +3,10 @@
 //! error that names the rule, so a 400 can tell the user exactly what to fix.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::str::FromStr;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smol_str::SmolStr;
 
 /// Largest instance number (`i9999`).
 pub const MAX_INSTANCE: u16 = 9999;
@@ -67,25 +66,15 @@ impl fmt::Display for InstanceId {
     }
 }
 
-/// Room ids of up to this many bytes are stored inline, in the `RoomId`.
-const INLINE_LEN: usize = 22;
-
 /// A room's id: safe in a URL path segment and an etcd key as it is.
 ///
 /// Cheap to clone, so records holding one are too (the router's cached room
-/// lookup hands out a copy of the record every time): ids of up to 22 bytes
-/// are stored inline with no allocation, longer ones share one immutable heap
-/// copy. Equality, order, hash, `Debug` and `Display` are those of the text.
-#[derive(Clone)]
-pub struct RoomId(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    /// `bytes[..len]` is the id; the rest are zeros.
-    Inline { len: u8, bytes: [u8; INLINE_LEN] },
-    /// Always longer than `INLINE_LEN`: one id has one representation.
-    Shared(Arc<str>),
-}
+/// lookup hands out a copy of the record every time): a [`SmolStr`] keeps
+/// ids of up to 23 bytes inline, with no allocation, and shares one heap
+/// copy of longer ones. Equality, order and hash are those of the text
+/// (placement hashes room ids, so the hash must stay the text's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(SmolStr);
 
 impl RoomId {
     /// Checks the rule without allocating.
@@ -97,74 +86,7 @@ impl RoomId {
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("a room id is ASCII")
-            }
-            Repr::Shared(s) => s,
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Shared(s) => s.as_bytes(),
-        }
-    }
-
-    /// `s`, already checked by [`RoomId::is_valid`].
-    fn from_valid(s: &str) -> Self {
-        Self(match u8::try_from(s.len()) {
-            Ok(len) if s.len() <= INLINE_LEN => {
-                let mut bytes = [0; INLINE_LEN];
-                bytes[..s.len()].copy_from_slice(s.as_bytes());
-                Repr::Inline { len, bytes }
-            }
-            _ => Repr::Shared(Arc::from(s)),
-        })
-    }
-}
-
-impl PartialEq for RoomId {
-    fn eq(&self, other: &Self) -> bool {
-        match (&self.0, &other.0) {
-            // Whole arrays: fixed size, so compared without a call.
-            (Repr::Inline { len: a, bytes: x }, Repr::Inline { len: b, bytes: y }) => {
-                a == b && x == y
-            }
-            _ => self.as_bytes() == other.as_bytes(),
-        }
-    }
-}
-
-impl Eq for RoomId {}
-
-impl PartialOrd for RoomId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for RoomId {
-    /// As `str` orders: byte-wise.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl Hash for RoomId {
-    /// Exactly as the text hashes (`str`'s `Hash` writes the bytes, then
-    /// 0xff), without its UTF-8 check. Placement hashes room ids, so this must
-    /// never change.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(self.as_bytes());
-        state.write_u8(0xff);
-    }
-}
-
-impl fmt::Debug for RoomId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RoomId").field(&self.as_str()).finish()
+        &self.0
     }
 }
 
@@ -173,7 +95,7 @@ impl FromStr for RoomId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if Self::is_valid(s) {
-            Ok(Self::from_valid(s))
+            Ok(Self(SmolStr::new(s)))
         } else {
             Err(IdError::Room(s.chars().take(80).collect()))
         }
@@ -185,7 +107,7 @@ impl TryFrom<String> for RoomId {
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         if Self::is_valid(&s) {
-            Ok(Self::from_valid(&s))
+            Ok(Self(SmolStr::new(&s)))
         } else {
             Err(IdError::Room(s.chars().take(80).collect()))
         }
@@ -227,6 +149,7 @@ serde_via_str!(RoomId);
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::hash::{Hash, Hasher};
 
     #[test]
     fn instance_ids_follow_the_rule() {
@@ -282,8 +205,8 @@ mod tests {
         // Either side of the inline limit, and the longest.
         let texts = [
             "a".to_owned(),
-            "b".repeat(INLINE_LEN),
-            "c".repeat(INLINE_LEN + 1),
+            "b".repeat(23),
+            "c".repeat(24),
             "d".repeat(MAX_ROOM_ID_LEN),
         ];
         for t in &texts {
