@@ -38,12 +38,12 @@ impl NodeProc {
 
     /// HTTP client for the node.
     pub fn http(&self) -> Http {
-        Http::new(format!("http://127.0.0.1:{}", self.port))
+        Http::new(local_url("http", self.port))
     }
 
     /// `ws://127.0.0.1:port`.
     pub fn ws_base(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        local_url("ws", self.port)
     }
 }
 
@@ -58,12 +58,33 @@ pub struct RouterProc {
 impl RouterProc {
     /// HTTP client for the router.
     pub fn http(&self) -> Http {
-        Http::new(format!("http://127.0.0.1:{}", self.port))
+        Http::new(local_url("http", self.port))
     }
 
     /// `ws://127.0.0.1:port`.
     pub fn ws_base(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        local_url("ws", self.port)
+    }
+}
+
+/// `scheme://127.0.0.1:port`: the base URL of a room node or router the kit
+/// started, for [`NodeProc`] and [`RouterProc`] alike.
+fn local_url(scheme: &str, port: u16) -> String {
+    format!("{scheme}://127.0.0.1:{port}")
+}
+
+/// Waits until the process on `port` answers `GET /readyz` with 200, at
+/// most [`START_TIMEOUT`]; fails with `what` and its log otherwise.
+async fn wait_ready(port: u16, proc: &Proc, what: &str) {
+    let http = Http::new(local_url("http", port));
+    let ready = crate::wait_until(START_TIMEOUT, async || {
+        http.send(reqwest::Method::GET, "/readyz", None)
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    if !ready {
+        proc.fail(what);
     }
 }
 
@@ -135,18 +156,8 @@ impl Cluster {
     pub async fn add_node(&mut self, n: u16, args: &[&str]) -> &NodeProc {
         let port = free_port();
         let proc = self.spawn_node(n, port, args);
-        let node = NodeProc { n, port, proc };
-        let http = node.http();
-        let ready = crate::wait_until(START_TIMEOUT, async || {
-            http.send(reqwest::Method::GET, "/readyz", None)
-                .await
-                .is_ok_and(|r| r.status == 200)
-        })
-        .await;
-        if !ready {
-            node.proc.fail("room node did not become ready");
-        }
-        self.nodes.push(node);
+        wait_ready(port, &proc, "room node did not become ready").await;
+        self.nodes.push(NodeProc { n, port, proc });
         self.nodes.last().expect("just pushed")
     }
 
@@ -163,18 +174,8 @@ impl Cluster {
             .env("RUST_LOG", "info,router=debug")
             .log_to(self.log(&format!("router-{port}")))
             .spawn();
-        let router = RouterProc { port, proc };
-        let http = router.http();
-        let ready = crate::wait_until(START_TIMEOUT, async || {
-            http.send(reqwest::Method::GET, "/readyz", None)
-                .await
-                .is_ok_and(|r| r.status == 200)
-        })
-        .await;
-        if !ready {
-            router.proc.fail("router did not become ready");
-        }
-        self.routers.push(router);
+        wait_ready(port, &proc, "router did not become ready").await;
+        self.routers.push(RouterProc { port, proc });
         self.routers.last().expect("just pushed")
     }
 

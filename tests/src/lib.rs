@@ -13,6 +13,9 @@
 //!   processes, ready to use.
 //! - [`ws`]: [`WsClient`], a WebSocket client speaking JSON text frames.
 //! - [`http`]: [`Http`], a JSON HTTP client that never follows redirects.
+//! - [`traffic`]: [`LiveClient`], a client that keeps talking in its room
+//!   through moves and faults and records what it received, for tests that
+//!   check no body is lost or accepted twice.
 //!
 //! Every wait in the kit is bounded and fails with a message that says what
 //! was awaited (plus the relevant log tail for processes).
@@ -22,6 +25,7 @@ pub mod etcd;
 pub mod http;
 pub mod port;
 pub mod process;
+pub mod traffic;
 pub mod wait;
 pub mod ws;
 
@@ -30,5 +34,6 @@ pub use etcd::Etcd;
 pub use http::{Http, Reply};
 pub use port::free_port;
 pub use process::{Proc, ProcBuilder, bin_path};
+pub use traffic::LiveClient;
 pub use wait::{always, eventually, wait_until};
 pub use ws::{WsClient, join, next};

@@ -37,11 +37,12 @@ use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use testkit::cluster::TEST_LEASE_TTL;
+use testkit::traffic::{
+    self, ClientLog, Config, Expect, Got, LiveClient, Progress, Shared, Ws, collect, open, snapshot,
+};
 use testkit::ws::tungstenite::{Error as WsError, Message};
 use testkit::{Cluster, Http, WsClient, eventually, wait_until};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Rooms with live clients.
 const ROOMS: usize = 30;
@@ -95,554 +96,18 @@ const RSS_GROWTH_MAX_KIB: u64 = 100 * 1024;
 /// The node's log line when it fences itself.
 const FENCING: &str = "lease may have expired; fencing";
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 // ---------------------------------------------------------------------------
-// What the clients share with the test.
+// The live clients (testkit::traffic) and the test's waits on them.
 
-/// The routers clients may use, by slot (a load balancer's target list):
-/// `None` while a slot's router is down.
-struct Shared {
-    routers: Mutex<Vec<Option<String>>>,
-    stop_sending: AtomicBool,
-    finish: AtomicBool,
-}
-
-impl Shared {
-    /// The live routers, `home` first.
-    fn routers_from(&self, home: usize) -> Vec<(usize, String)> {
-        let routers = self.routers.lock().unwrap_or_else(|e| e.into_inner());
-        let n = routers.len();
-        (0..n)
-            .map(|k| (home + k) % n)
-            .filter_map(|i| routers[i].clone().map(|url| (i, url)))
-            .collect()
-    }
-
-    fn set_router(&self, slot: usize, url: Option<String>) {
-        self.routers.lock().unwrap_or_else(|e| e.into_inner())[slot] = url;
-    }
-}
-
-/// A client's state as the test's waits see it.
-#[derive(Debug, Default, Clone)]
-struct Progress {
-    connected: bool,
-    /// Router slot, node and stream of the current connection.
-    via: usize,
-    node: String,
-    stream: String,
-    last_seq: u64,
-    /// Own bodies sent and not yet seen accepted.
-    pending: usize,
-    /// Own bodies seen accepted, in total.
-    accepted: u64,
-    /// Connections made (the first join included).
-    connections: usize,
-}
-
-/// One received room message: its seq and the body `{"c","n"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Got {
-    seq: u64,
-    c: u64,
-    n: u64,
-}
-
-/// Messages of one stream, as one client saw them.
-#[derive(Debug, Default, Clone)]
-struct Segment {
-    stream: String,
-    got: Vec<Got>,
-    /// When each of `got` arrived.
-    arrived: Vec<Instant>,
-    /// Nodes that served this client in this stream.
-    nodes: BTreeSet<String>,
-}
-
-/// One connection of a client.
-#[derive(Debug, Clone)]
-struct Conn {
-    via: usize,
-    node: String,
-    ended: Option<(Instant, String)>,
-}
-
-/// What a client saw and did, returned when its task ends.
-#[derive(Debug, Default)]
-struct ClientLog {
-    id: u64,
-    room: String,
-    segments: Vec<Segment>,
-    /// Bodies sent, by `n`: 0..sent; when each was first sent.
-    sent: u64,
-    sent_at: Vec<Instant>,
-    /// Bodies sent again because a replay showed them not accepted.
-    resent: u64,
-    conns: Vec<Conn>,
-    stream_changes: usize,
-    history_gaps: usize,
-    /// `error` `unavailable` frames (a fenced node's goodbye).
-    unavailable: usize,
-    room_moving: usize,
-    /// Joins dropped at once to replay a new stream from its start.
-    resyncs: usize,
-    /// Join attempts that failed (router down, node refusing).
-    join_failures: usize,
-    /// Everything that breaks the protocol as README states it.
-    anomalies: Vec<String>,
-}
-
-impl ClientLog {
-    /// How the connections ended, e.g. `close 1012`, `eof`.
-    fn ends(&self) -> Vec<&str> {
-        self.conns
-            .iter()
-            .filter_map(|c| c.ended.as_ref().map(|(_, why)| why.as_str()))
-            .collect()
-    }
-}
-
-/// How one connection ended.
-enum End {
-    Finished,
-    Lost(String),
-    Moved(String),
-    Resync,
-}
-
-/// Joins `url` and reads the welcome.
-async fn open(url: &str) -> Result<(Ws, Value), String> {
-    let joined = tokio::time::timeout(JOIN_TIMEOUT, tokio_tungstenite::connect_async(url))
-        .await
-        .map_err(|_| format!("joining {url} took more than {JOIN_TIMEOUT:?}"))?;
-    let (mut ws, _) = joined.map_err(|e| match e {
-        WsError::Http(resp) => format!(
-            "joining {url}: HTTP {} {}",
-            resp.status(),
-            String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
-        ),
-        e => format!("joining {url}: {e}"),
-    })?;
-    loop {
-        let frame = tokio::time::timeout(JOIN_TIMEOUT, ws.next())
-            .await
-            .map_err(|_| format!("no welcome from {url} within {JOIN_TIMEOUT:?}"))?;
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                let v: Value = serde_json::from_str(&text)
-                    .map_err(|e| format!("first frame from {url} is not JSON ({e}): {text}"))?;
-                if v["type"] != "welcome" {
-                    return Err(format!("first frame from {url} is not a welcome: {v}"));
-                }
-                return Ok((ws, v));
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => return Err(format!("{url} answered the join with {other:?}")),
-        }
-    }
-}
-
-/// The next text frame as JSON within `timeout`, skipping pings.
-async fn next_json(ws: &mut Ws, timeout: Duration) -> Result<Value, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => return Err(format!("nothing within {timeout:?}")),
-            Ok(Some(Ok(Message::Text(t)))) => {
-                return serde_json::from_str(&t).map_err(|e| format!("not JSON ({e}): {t}"));
-            }
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            Ok(other) => return Err(format!("{other:?}")),
-        }
-    }
-}
-
-struct Client {
-    shared: Arc<Shared>,
-    progress: Arc<Mutex<Progress>>,
-    home: usize,
-    log: ClientLog,
-    pending: BTreeSet<u64>,
-    last_seq: u64,
-    /// The stream of the current segment.
-    stream: String,
-    accepted: u64,
-    /// A `moved` path to try first on the next join.
-    next_path: Option<String>,
-    deadline: Instant,
-}
-
-impl Client {
-    fn publish(&self, connected: bool) {
-        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        p.connected = connected;
-        if let Some(c) = self.log.conns.last() {
-            p.via = c.via;
-            p.node.clone_from(&c.node);
-        }
-        p.stream.clone_from(&self.stream);
-        p.last_seq = self.last_seq;
-        p.pending = self.pending.len();
-        p.accepted = self.accepted;
-        p.connections = self.log.conns.len();
-    }
-
-    fn segment(&mut self) -> &mut Segment {
-        self.log
-            .segments
-            .last_mut()
-            .expect("a segment after the first join")
-    }
-
-    fn end_conn(&mut self, why: &str) {
-        if let Some(c) = self.log.conns.last_mut() {
-            c.ended = Some((Instant::now(), why.to_owned()));
-        }
-    }
-
-    /// Sends body `n`; false if the connection is gone (the body stays
-    /// pending and is settled by the next replay).
-    async fn send_body(&mut self, ws: &mut Ws, n: u64) -> bool {
-        let frame = json!({"type": "send", "body": {"c": self.log.id, "n": n}}).to_string();
-        match tokio::time::timeout(WAIT, ws.send(Message::text(frame))).await {
-            Ok(Ok(())) => true,
-            Ok(Err(_)) => false,
-            Err(_) => {
-                self.log
-                    .anomalies
-                    .push(format!("sending n={n} blocked for {WAIT:?}"));
-                false
-            }
-        }
-    }
-
-    /// After a replay: every own body still unseen was not accepted, so it
-    /// is sent again.
-    async fn resend_pending(&mut self, ws: &mut Ws) {
-        let again: Vec<u64> = self.pending.iter().copied().collect();
-        for n in again {
-            self.log.resent += 1;
-            if !self.send_body(ws, n).await {
-                return;
-            }
-        }
-    }
-
-    /// Joins the room through a live router (home first), with
-    /// `since`/`stream` once it has a stream, retrying with back-off until
-    /// [`REJOIN_LIMIT`].
-    async fn connect(&mut self) -> Option<(Ws, Value, usize)> {
-        let give_up = Instant::now() + REJOIN_LIMIT;
-        let mut pause = Duration::from_millis(50);
-        let mut last = String::new();
-        loop {
-            let query = if self.stream.is_empty() {
-                String::new()
-            } else {
-                format!("?since={}&stream={}", self.last_seq, self.stream)
-            };
-            let mut paths: Vec<String> = self.next_path.iter().cloned().collect();
-            paths.push(format!("/room/{}", self.log.room));
-            for (slot, base) in self.shared.routers_from(self.home) {
-                for path in &paths {
-                    match open(&format!("{base}{path}{query}")).await {
-                        Ok((ws, welcome)) => {
-                            self.next_path = None;
-                            return Some((ws, welcome, slot));
-                        }
-                        Err(e) => {
-                            self.log.join_failures += 1;
-                            last = e;
-                        }
-                    }
-                }
-            }
-            let now = Instant::now();
-            if now >= give_up || self.shared.finish.load(Ordering::SeqCst) {
-                self.log.anomalies.push(format!(
-                    "could not rejoin within {REJOIN_LIMIT:?}; last: {last}"
-                ));
-                return None;
-            }
-            // Back-off between a client's attempts, not a wait for a
-            // state: the bound above ends it.
-            tokio::time::sleep(pause.min(give_up - now)).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    /// Serves one connection until it ends.
-    async fn serve(
-        &mut self,
-        ws: &mut Ws,
-        welcome: &Value,
-        via: usize,
-        tick: &mut tokio::time::Interval,
-    ) -> End {
-        let node = welcome["node"].as_str().unwrap_or_default().to_owned();
-        let stream = welcome["stream"].as_str().unwrap_or_default().to_owned();
-        let latest = welcome["seq"].as_u64().unwrap_or(0);
-        self.log.conns.push(Conn {
-            via,
-            node: node.clone(),
-            ended: None,
-        });
-        let mut expect_gap = false;
-        if self.stream.is_empty() {
-            if latest != 0 {
-                self.log
-                    .anomalies
-                    .push(format!("first welcome is not at seq 0: {welcome}"));
-            }
-            self.stream.clone_from(&stream);
-            self.log.segments.push(Segment {
-                stream: stream.clone(),
-                ..Segment::default()
-            });
-        } else if stream != self.stream {
-            // History lost (the room failed over): a new stream from seq 1.
-            self.log.stream_changes += 1;
-            self.stream.clone_from(&stream);
-            self.last_seq = 0;
-            self.log.segments.push(Segment {
-                stream: stream.clone(),
-                ..Segment::default()
-            });
-            expect_gap = true;
-            if latest > 0 {
-                // Messages 1..=latest of the new stream came before this
-                // join: read the gap, then join again with since=0 to have
-                // them replayed.
-                match next_json(ws, WAIT).await {
-                    Ok(v) if v["type"] == "error" && v["code"] == "history_gap" => {
-                        self.log.history_gaps += 1;
-                    }
-                    other => self.log.anomalies.push(format!(
-                        "stream changed to {stream} but no history_gap followed the welcome: {other:?}"
-                    )),
-                }
-                let _ = tokio::time::timeout(WAIT, ws.close(None)).await;
-                self.segment().nodes.insert(node);
-                self.log.resyncs += 1;
-                self.end_conn("resync");
-                return End::Resync;
-            }
-        }
-        self.segment().nodes.insert(node);
-        if latest < self.last_seq {
-            self.log.anomalies.push(format!(
-                "welcome at seq {latest}, behind the {} already seen: {welcome}",
-                self.last_seq
-            ));
-        }
-        let mut replay_until = if latest > self.last_seq {
-            Some(latest)
-        } else {
-            self.resend_pending(ws).await;
-            None
-        };
-        loop {
-            self.publish(true);
-            tokio::select! {
-                frame = ws.next() => match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(end) = self
-                            .on_text(ws, &text, &mut replay_until, &mut expect_gap)
-                            .await
-                        {
-                            return end;
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        self.log.anomalies.push("binary frame".into());
-                    }
-                    Some(Ok(Message::Close(f))) => {
-                        return End::Lost(match f {
-                            Some(f) => format!("close {}", u16::from(f.code)),
-                            None => "close without code".into(),
-                        });
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return End::Lost(format!("transport error: {e}")),
-                    None => return End::Lost("eof".into()),
-                },
-                _ = tick.tick() => {
-                    if self.shared.finish.load(Ordering::SeqCst) {
-                        return End::Finished;
-                    }
-                    if Instant::now() > self.deadline {
-                        self.log
-                            .anomalies
-                            .push(format!("never told to finish within {CLIENT_LIMIT:?}"));
-                        return End::Finished;
-                    }
-                    if !self.shared.stop_sending.load(Ordering::SeqCst) && replay_until.is_none() {
-                        let n = self.log.sent;
-                        self.log.sent += 1;
-                        self.log.sent_at.push(Instant::now());
-                        self.pending.insert(n);
-                        // Pending before it is on the wire, so the test's
-                        // drain never sees a body in flight as settled.
-                        self.publish(true);
-                        if !self.send_body(ws, n).await {
-                            // The read side says how it ended.
-                            continue;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Handles one text frame; `Some` when the connection is over.
-    async fn on_text(
-        &mut self,
-        ws: &mut Ws,
-        text: &str,
-        replay_until: &mut Option<u64>,
-        expect_gap: &mut bool,
-    ) -> Option<End> {
-        let v: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                self.log
-                    .anomalies
-                    .push(format!("non-JSON frame ({e}): {text}"));
-                return None;
-            }
-        };
-        match v["type"].as_str() {
-            Some("message") => {
-                let (Some(seq), Some(c), Some(n)) = (
-                    v["seq"].as_u64(),
-                    v["body"]["c"].as_u64(),
-                    v["body"]["n"].as_u64(),
-                ) else {
-                    self.log.anomalies.push(format!("malformed message {v}"));
-                    return None;
-                };
-                if seq != self.last_seq + 1 {
-                    self.log.anomalies.push(format!(
-                        "seq {seq} after {} in stream {}",
-                        self.last_seq, self.stream
-                    ));
-                }
-                self.last_seq = self.last_seq.max(seq);
-                let segment = self.segment();
-                segment.got.push(Got { seq, c, n });
-                segment.arrived.push(Instant::now());
-                if c == self.log.id {
-                    if self.pending.remove(&n) {
-                        self.accepted += 1;
-                    } else {
-                        self.log
-                            .anomalies
-                            .push(format!("own body n={n} delivered again at seq {seq}"));
-                    }
-                }
-                if replay_until.is_some_and(|until| seq >= until) {
-                    *replay_until = None;
-                    self.resend_pending(ws).await;
-                }
-            }
-            Some("error") if v["code"] == "history_gap" => {
-                self.log.history_gaps += 1;
-                if !std::mem::take(expect_gap) {
-                    self.log
-                        .anomalies
-                        .push(format!("history_gap without a stream change: {v}"));
-                }
-            }
-            Some("error") if v["code"] == "unavailable" => self.log.unavailable += 1,
-            Some("error") if v["code"] == "room_moving" => self.log.room_moving += 1,
-            Some("error") => self.log.anomalies.push(format!("error frame {v}")),
-            Some("moved") => {
-                let path = v["path"].as_str().unwrap_or_default().to_owned();
-                // `moved` is the last frame; the close follows.
-                let _ = tokio::time::timeout(WAIT, async {
-                    while let Some(Ok(m)) = ws.next().await {
-                        if m.is_close() {
-                            break;
-                        }
-                    }
-                })
-                .await;
-                return Some(End::Moved(path));
-            }
-            Some("joined" | "left") => {}
-            _ => self.log.anomalies.push(format!("unexpected frame {v}")),
-        }
-        None
-    }
-}
-
-/// One live client: sends `{"c": id, "n": k}` every [`SEND_EVERY`] until
-/// told to stop, gets back into its room whatever happens, and returns what
-/// it saw when told to finish.
-async fn run_client(
-    id: u64,
-    room: String,
-    home: usize,
-    first: (Ws, Value),
-    shared: Arc<Shared>,
-    progress: Arc<Mutex<Progress>>,
-) -> ClientLog {
-    let mut me = Client {
-        shared,
-        progress,
-        home,
-        log: ClientLog {
-            id,
-            room,
-            ..ClientLog::default()
-        },
-        pending: BTreeSet::new(),
-        last_seq: 0,
-        stream: String::new(),
-        accepted: 0,
-        next_path: None,
-        deadline: Instant::now() + CLIENT_LIMIT,
-    };
-    let mut tick = tokio::time::interval(SEND_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut ws, mut welcome) = first;
-    let mut via = home;
-    loop {
-        let end = me.serve(&mut ws, &welcome, via, &mut tick).await;
-        me.publish(false);
-        match end {
-            End::Finished => {
-                me.end_conn("finished");
-                let _ = tokio::time::timeout(WAIT, ws.close(None)).await;
-                return me.log;
-            }
-            End::Moved(path) => {
-                me.end_conn(&format!("moved {path}"));
-                me.next_path = Some(path);
-            }
-            End::Lost(why) => me.end_conn(&why),
-            End::Resync => {}
-        }
-        let Some((again, w, slot)) = me.connect().await else {
-            return me.log;
-        };
-        (ws, welcome, via) = (again, w, slot);
-    }
-}
-
-struct LiveClient {
-    room: String,
-    progress: Arc<Mutex<Progress>>,
-    task: tokio::task::JoinHandle<ClientLog>,
-}
-
-fn snapshot(clients: &[LiveClient]) -> Vec<Progress> {
-    clients
-        .iter()
-        .map(|c| c.progress.lock().unwrap_or_else(|e| e.into_inner()).clone())
-        .collect()
-}
+/// How the live clients behave: faults are what this test is about.
+const CLIENTS: Config = Config {
+    send_every: SEND_EVERY,
+    wait: WAIT,
+    join_timeout: JOIN_TIMEOUT,
+    rejoin_limit: REJOIN_LIMIT,
+    client_limit: CLIENT_LIMIT,
+    expect: Expect::Faults,
+};
 
 /// Waits until every client is connected, has seen `more` more of its own
 /// bodies accepted than in `base`, and `also` holds for it.
@@ -714,19 +179,15 @@ async fn observe(
                     let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
                     match v["type"].as_str() {
                         Some("message") => {
-                            let (Some(s), Some(c), Some(n)) = (
-                                v["seq"].as_u64(),
-                                v["body"]["c"].as_u64(),
-                                v["body"]["n"].as_u64(),
-                            ) else {
+                            let Some(got) = Got::from_message(&v) else {
                                 log.anomalies.push(format!("malformed message {v}"));
                                 continue;
                             };
-                            if s != seq + 1 {
-                                log.anomalies.push(format!("seq {s} after {seq}"));
+                            if got.seq != seq + 1 {
+                                log.anomalies.push(format!("seq {} after {seq}", got.seq));
                             }
-                            seq = seq.max(s);
-                            log.got.push(Got { seq: s, c, n });
+                            seq = seq.max(got.seq);
+                            log.got.push(got);
                         }
                         Some("joined" | "left") => {}
                         _ => log.anomalies.push(format!("unexpected frame {t}")),
@@ -747,7 +208,7 @@ async fn observe(
                 }
             },
             _ = tick.tick() => {
-                if shared.finish.load(Ordering::SeqCst) || Instant::now() > deadline {
+                if shared.finishing() || Instant::now() > deadline {
                     log.end = "finished".into();
                     let _ = tokio::time::timeout(WAIT, ws.close(None)).await;
                     return log;
@@ -918,7 +379,9 @@ struct FloodReport {
 /// while reading everything that comes back.
 async fn flood(url: &str) -> FloodReport {
     let started = Instant::now();
-    let (ws, welcome) = open(url).await.unwrap_or_else(|e| panic!("{e}"));
+    let (ws, welcome) = open(url, JOIN_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let me = welcome["member"].as_str().unwrap_or_default().to_owned();
     let first_seq = welcome["seq"].as_u64().unwrap_or(0);
     let (mut tx, mut rx) = ws.split();
@@ -1158,7 +621,7 @@ fn check_room(
                 c.id,
                 lost.len(),
                 c.sent,
-                c.resent
+                c.resent.len()
             ));
         }
     }
@@ -1271,14 +734,10 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
     let mut cluster = Cluster::start(3, 2).await;
     // Slot k of the clients' router list is cluster.routers[router_at[k]].
     let mut router_at = [0usize, 1];
-    let shared = Arc::new(Shared {
-        routers: Mutex::new(vec![
-            Some(cluster.router(0).ws_base()),
-            Some(cluster.router(1).ws_base()),
-        ]),
-        stop_sending: AtomicBool::new(false),
-        finish: AtomicBool::new(false),
-    });
+    let shared = Shared::new(vec![
+        cluster.router(0).ws_base(),
+        cluster.router(1).ws_base(),
+    ]);
 
     // 30 rooms through the API, alternating routers.
     let rooms: Vec<String> = (0..ROOMS).map(|i| format!("chaos-{i:02}")).collect();
@@ -1295,36 +754,10 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
 
     // Two clients per room on the legacy path, one through each router,
     // all joined before anyone sends.
-    let mut joined = Vec::new();
-    for (r, room) in rooms.iter().enumerate() {
-        for k in 0..PER_ROOM {
-            let home = (r + k) % 2;
-            let url = format!("{}/room/{room}", cluster.router(home).ws_base());
-            let (ws, welcome) = open(&url).await.unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(welcome["node"], recs_start[room].0.as_str(), "{welcome}");
-            joined.push((room.clone(), home, ws, welcome));
-        }
-    }
-    let clients: Vec<LiveClient> = joined
-        .into_iter()
-        .enumerate()
-        .map(|(i, (room, home, ws, welcome))| {
-            let progress = Arc::new(Mutex::new(Progress::default()));
-            let task = tokio::spawn(run_client(
-                i as u64,
-                room.clone(),
-                home,
-                (ws, welcome),
-                shared.clone(),
-                progress.clone(),
-            ));
-            LiveClient {
-                room,
-                progress,
-                task,
-            }
-        })
-        .collect();
+    let clients = traffic::start(&shared, &rooms, PER_ROOM, CLIENTS, |room, welcome| {
+        assert_eq!(welcome["node"], recs_start[room].0.as_str(), "{welcome}");
+    })
+    .await;
     let zero = vec![Progress::default(); clients.len()];
     wait_flowing(&clients, &zero, WARM_UP, "warm-up", |_, _| true).await;
     let mut report = vec![format!(
@@ -1476,7 +909,9 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
             .find(|n| &n.id() == owner)
             .expect("the new owner is a node of the cluster");
         let url = format!("{}/{owner}/room/{room}", node.ws_base());
-        let (ws, welcome) = open(&url).await.unwrap_or_else(|e| panic!("observer: {e}"));
+        let (ws, welcome) = open(&url, JOIN_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("observer: {e}"));
         assert_eq!(
             welcome["node"],
             recs_failed[room].0.as_str(),
@@ -1866,7 +1301,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
 
     // ---------------------------------------------------------------------
     // Drain: stop sending, let every body come back, then collect.
-    shared.stop_sending.store(true, Ordering::SeqCst);
+    shared.stop_sending();
     let drained = wait_until(SETTLE, async || {
         let snap = snapshot(&clients);
         let mut last: BTreeMap<&str, BTreeSet<(String, u64)>> = BTreeMap::new();
@@ -1890,15 +1325,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
         .filter(|(p, _)| !p.connected || p.pending > 0)
         .map(|(p, c)| format!("{}: {p:?}", c.room))
         .collect();
-    shared.finish.store(true, Ordering::SeqCst);
-    let mut logs: BTreeMap<String, Vec<ClientLog>> = BTreeMap::new();
-    for c in clients {
-        let log = tokio::time::timeout(WAIT, c.task)
-            .await
-            .unwrap_or_else(|_| panic!("a client of {} did not finish within {WAIT:?}", c.room))
-            .expect("client task");
-        logs.entry(c.room).or_default().push(log);
-    }
+    let logs = collect(&shared, clients, WAIT).await;
     let mut observed: BTreeMap<String, ObserverLog> = BTreeMap::new();
     for (room, _, task) in observers {
         let log = tokio::time::timeout(WAIT, task)
@@ -1935,7 +1362,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
     all_rooms.push(junk_room.clone());
     for (k, room) in all_rooms.iter().enumerate() {
         let base = cluster.routers[router_at[k % 2]].ws_base();
-        if let Err(e) = open(&format!("{base}/room/{room}")).await {
+        if let Err(e) = open(&format!("{base}/room/{room}"), JOIN_TIMEOUT).await {
             problems.push(format!("{room} is not reachable: {e}"));
         }
     }
@@ -1957,7 +1384,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
         );
         for c in members {
             reconnects += c.conns.len() - 1;
-            resent += c.resent;
+            resent += c.resent.len();
             join_failures += c.join_failures;
             changes += c.stream_changes;
             gaps += c.history_gaps;

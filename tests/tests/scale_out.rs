@@ -9,22 +9,21 @@
 //! silently, and is accepted once resent to the new owner.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use proto::placement::Placement;
 use proto::record::RoomRecord;
 use proto::{InstanceId, RoomId};
 use serde_json::{Value, json};
-use testkit::ws::tungstenite::{Error as WsError, Message};
+use testkit::traffic::{self, Config, Expect, LiveClient, Progress, Shared, collect};
+use testkit::ws::tungstenite::Error as WsError;
 use testkit::{Cluster, Proc, WsClient, eventually, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Bound on one frame, connect or close.
 const WAIT: Duration = Duration::from_secs(10);
@@ -148,395 +147,17 @@ fn cluster_logs(cluster: &Cluster) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// A live client for the traffic test.
+// The live clients of the traffic test (testkit::traffic).
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Connects to `url` and reads the welcome.
-async fn open(url: &str) -> Result<(Ws, Value), String> {
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .map_err(|_| format!("connecting to {url} took more than {WAIT:?}"))?
-        .map_err(|e| format!("connecting to {url}: {e}"))?;
-    loop {
-        let frame = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .map_err(|_| format!("no welcome from {url} within {WAIT:?}"))?;
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                let v: Value = serde_json::from_str(&text)
-                    .map_err(|e| format!("first frame from {url} is not JSON ({e}): {text}"))?;
-                if v["type"] != "welcome" {
-                    return Err(format!("first frame from {url} is not a welcome: {v}"));
-                }
-                return Ok((ws, v));
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => return Err(format!("{url} answered the join with {other:?}")),
-        }
-    }
-}
-
-/// What a client's task shares while it runs, for the test's waits.
-#[derive(Debug, Default, Clone)]
-struct Progress {
-    last_seq: u64,
-    /// Own bodies sent and not yet seen in a `message`.
-    pending: usize,
-    /// Own bodies seen accepted on the current connection.
-    accepted_here: usize,
-    /// Rejoins, after `moved` or otherwise.
-    rejoins: usize,
-    reconnecting: bool,
-    anomalies: Vec<String>,
-}
-
-/// Tells every client task what to do next.
-#[derive(Default)]
-struct Control {
-    stop_sending: AtomicBool,
-    finish: AtomicBool,
-}
-
-/// One received room message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Got {
-    seq: u64,
-    /// Sender client id and its counter, from the body `{"c","n"}`.
-    c: u64,
-    n: u64,
-}
-
-/// What a client saw and did, returned when its task ends.
-#[derive(Debug, Default)]
-struct ClientLog {
-    id: u64,
-    room: String,
-    stream: String,
-    /// Every `message`, in arrival order, across connections.
-    got: Vec<Got>,
-    /// Bodies sent, by `n`: 0..sent.
-    sent: u64,
-    /// Bodies sent again after a reconnect because they were not accepted.
-    resent: Vec<u64>,
-    /// `error` `room_moving` answers.
-    room_moving: usize,
-    /// Bodies found unaccepted after a move that no `room_moving` answered:
-    /// they crossed `moved` on the wire or sat unread when the old owner
-    /// closed. Resent like the refused ones.
-    unanswered: usize,
-    /// Paths of `moved` frames.
-    moved_to: Vec<String>,
-    /// Close codes right after `moved`.
-    move_closes: Vec<Option<u16>>,
-    /// Failed join attempts before a reconnect succeeded.
-    reconnect_retries: usize,
-    /// Sends that failed on the socket (a connection ending under them).
-    failed_sends: usize,
-    /// Everything that breaks the protocol as README states it.
-    anomalies: Vec<String>,
-}
-
-/// How one connection ended.
-enum Ended {
-    Moved(String),
-    Unexpected(String),
-    Finished,
-}
-
-struct Client {
-    log: ClientLog,
-    progress: Arc<Mutex<Progress>>,
-    pending: BTreeSet<u64>,
-    last_seq: u64,
-    accepted_here: usize,
-    rejoins: usize,
-    /// `room_moving` answers on the current connection.
-    refused_here: usize,
-}
-
-impl Client {
-    fn publish(&self, reconnecting: bool) {
-        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        p.last_seq = self.last_seq;
-        p.pending = self.pending.len();
-        p.accepted_here = self.accepted_here;
-        p.rejoins = self.rejoins;
-        p.reconnecting = reconnecting;
-        if p.anomalies.len() != self.log.anomalies.len() {
-            p.anomalies.clone_from(&self.log.anomalies);
-        }
-    }
-
-    async fn send_body(&mut self, ws: &mut Ws, n: u64) {
-        let frame = json!({"type": "send", "body": {"c": self.log.id, "n": n}}).to_string();
-        match tokio::time::timeout(WAIT, ws.send(Message::text(frame))).await {
-            Ok(Ok(())) => {}
-            // The connection is ending (a move): the body stays pending and
-            // is resolved after the reconnect's replay.
-            Ok(Err(_)) => self.log.failed_sends += 1,
-            Err(_) => self
-                .log
-                .anomalies
-                .push(format!("sending n={n} blocked for {WAIT:?}")),
-        }
-    }
-
-    /// After a reconnect's replay: every own body still unseen was not
-    /// accepted by the old owner (it was frozen, then closed), so it is
-    /// sent again, once.
-    async fn resend_pending(&mut self, ws: &mut Ws) {
-        let again: Vec<u64> = self.pending.iter().copied().collect();
-        for n in again {
-            self.log.resent.push(n);
-            self.send_body(ws, n).await;
-        }
-    }
-
-    /// Handles one text frame; `Some` when the connection is over.
-    async fn on_text(
-        &mut self,
-        ws: &mut Ws,
-        text: &str,
-        replay_until: &mut Option<u64>,
-    ) -> Option<Ended> {
-        let v: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                self.log
-                    .anomalies
-                    .push(format!("non-JSON frame ({e}): {text}"));
-                return None;
-            }
-        };
-        match v["type"].as_str() {
-            Some("message") => {
-                let (Some(seq), Some(c), Some(n)) = (
-                    v["seq"].as_u64(),
-                    v["body"]["c"].as_u64(),
-                    v["body"]["n"].as_u64(),
-                ) else {
-                    self.log.anomalies.push(format!("malformed message {v}"));
-                    return None;
-                };
-                if seq != self.last_seq + 1 {
-                    self.log.anomalies.push(format!(
-                        "seq {seq} after {} (room {})",
-                        self.last_seq, self.log.room
-                    ));
-                }
-                self.last_seq = self.last_seq.max(seq);
-                self.log.got.push(Got { seq, c, n });
-                if c == self.log.id {
-                    if self.pending.remove(&n) {
-                        self.accepted_here += 1;
-                    } else {
-                        self.log
-                            .anomalies
-                            .push(format!("own body n={n} delivered again at seq {seq}"));
-                    }
-                }
-                if *replay_until == Some(seq) {
-                    *replay_until = None;
-                    self.resend_pending(ws).await;
-                }
-            }
-            Some("error") if v["code"] == "room_moving" => {
-                self.log.room_moving += 1;
-                self.refused_here += 1;
-            }
-            Some("error") => self.log.anomalies.push(format!("error frame {v}")),
-            Some("moved") => {
-                let path = v["path"].as_str().unwrap_or_default().to_owned();
-                return Some(Ended::Moved(path));
-            }
-            Some("joined" | "left") => {}
-            _ => self.log.anomalies.push(format!("unexpected frame {v}")),
-        }
-        None
-    }
-
-    /// Serves one connection until it ends.
-    async fn connection(
-        &mut self,
-        ws: &mut Ws,
-        ctl: &Control,
-        tick: &mut tokio::time::Interval,
-        deadline: Instant,
-        mut replay_until: Option<u64>,
-    ) -> Ended {
-        loop {
-            self.publish(false);
-            tokio::select! {
-                frame = ws.next() => match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(end) = self.on_text(ws, &text, &mut replay_until).await {
-                            return end;
-                        }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Binary(_))) => self.log.anomalies.push("binary frame".into()),
-                    Some(Ok(Message::Close(f))) => {
-                        return Ended::Unexpected(format!("closed without moved: {f:?}"));
-                    }
-                    Some(Err(e)) => return Ended::Unexpected(format!("transport error: {e}")),
-                    None => return Ended::Unexpected("stream ended without moved".into()),
-                },
-                _ = tick.tick() => {
-                    if ctl.finish.load(Ordering::SeqCst) {
-                        return Ended::Finished;
-                    }
-                    if Instant::now() > deadline {
-                        self.log.anomalies.push(format!("never told to finish within {CLIENT_LIMIT:?}"));
-                        return Ended::Finished;
-                    }
-                    if !ctl.stop_sending.load(Ordering::SeqCst) && replay_until.is_none() {
-                        let n = self.log.sent;
-                        self.log.sent += 1;
-                        self.pending.insert(n);
-                        self.send_body(ws, n).await;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Joins `url` again, retrying refusals for at most [`WAIT`].
-    async fn rejoin(&mut self, url: &str) -> Option<(Ws, Value)> {
-        let give_up = Instant::now() + WAIT;
-        loop {
-            match open(url).await {
-                Ok(joined) => return Some(joined),
-                Err(e) if Instant::now() < give_up => {
-                    self.log.reconnect_retries += 1;
-                    if self.log.reconnect_retries == 1 {
-                        self.log
-                            .anomalies
-                            .push(format!("first rejoin refused: {e}"));
-                    }
-                    // Back-off between attempts of a client, not a wait for
-                    // a state: the bound above ends it.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => {
-                    self.log.anomalies.push(format!("cannot rejoin: {e}"));
-                    return None;
-                }
-            }
-        }
-    }
-}
-
-/// One live client: sends `{"c": id, "n": k}` every [`SEND_EVERY`] until
-/// told to stop, follows moves, and returns what it saw when told to finish.
-async fn run_client(
-    id: u64,
-    room: String,
-    router_ws: String,
-    mut ws: Ws,
-    welcome: Value,
-    progress: Arc<Mutex<Progress>>,
-    ctl: Arc<Control>,
-) -> ClientLog {
-    let stream = welcome["stream"].as_str().unwrap_or_default().to_owned();
-    let mut me = Client {
-        log: ClientLog {
-            id,
-            room: room.clone(),
-            stream: stream.clone(),
-            ..ClientLog::default()
-        },
-        progress,
-        pending: BTreeSet::new(),
-        last_seq: 0,
-        accepted_here: 0,
-        rejoins: 0,
-        refused_here: 0,
-    };
-    if welcome["seq"] != 0 {
-        me.log
-            .anomalies
-            .push(format!("first welcome is not at seq 0: {welcome}"));
-    }
-    let deadline = Instant::now() + CLIENT_LIMIT;
-    let mut tick = tokio::time::interval(SEND_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut replay_until = None;
-    loop {
-        let ended = me
-            .connection(&mut ws, &ctl, &mut tick, deadline, replay_until)
-            .await;
-        me.publish(true);
-        let path = match ended {
-            Ended::Finished => {
-                let _ = tokio::time::timeout(WAIT, ws.close(None)).await;
-                return me.log;
-            }
-            Ended::Moved(path) => {
-                // `moved` is the last frame: a close (1000) follows.
-                let code = loop {
-                    match tokio::time::timeout(WAIT, ws.next()).await {
-                        Err(_) => {
-                            me.log.anomalies.push("no close after moved".into());
-                            break None;
-                        }
-                        Ok(Some(Ok(Message::Close(f)))) => break f.map(|f| u16::from(f.code)),
-                        Ok(Some(Ok(Message::Text(t)))) => {
-                            me.log.anomalies.push(format!("frame after moved: {t}"));
-                        }
-                        Ok(Some(Ok(_))) => {}
-                        Ok(Some(Err(_)) | None) => break None,
-                    }
-                };
-                me.log.moved_to.push(path.clone());
-                me.log.move_closes.push(code);
-                path
-            }
-            Ended::Unexpected(why) => {
-                // Not the protocol: recorded, then recovered through the
-                // router so the rest of the run still says what happened.
-                me.log.anomalies.push(why);
-                format!("/room/{room}")
-            }
-        };
-        me.accepted_here = 0;
-        me.log.unanswered += me.pending.len().saturating_sub(me.refused_here);
-        me.refused_here = 0;
-        let url = format!("{router_ws}{path}?since={}&stream={stream}", me.last_seq);
-        let Some((again, welcome)) = me.rejoin(&url).await else {
-            me.publish(false);
-            return me.log;
-        };
-        ws = again;
-        me.rejoins += 1;
-        if welcome["stream"] != stream.as_str() {
-            me.log
-                .anomalies
-                .push(format!("stream changed across the move: {welcome}"));
-        }
-        if let Some(node) = path.strip_prefix('/').and_then(|p| p.split('/').next())
-            && path.starts_with("/i")
-            && welcome["node"] != node
-        {
-            me.log
-                .anomalies
-                .push(format!("rejoined {path} but the welcome says {welcome}"));
-        }
-        let latest = welcome["seq"].as_u64().unwrap_or(0);
-        if latest < me.last_seq {
-            me.log.anomalies.push(format!(
-                "welcome at seq {latest}, behind the {} already seen",
-                me.last_seq
-            ));
-        }
-        replay_until = if latest > me.last_seq {
-            Some(latest)
-        } else {
-            me.resend_pending(&mut ws).await;
-            None
-        };
-    }
-}
+/// How the live clients behave: the run only moves rooms, nothing fails.
+const CLIENTS: Config = Config {
+    send_every: SEND_EVERY,
+    wait: WAIT,
+    join_timeout: WAIT,
+    rejoin_limit: WAIT,
+    client_limit: CLIENT_LIMIT,
+    expect: Expect::Moves,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
@@ -593,36 +214,18 @@ async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
 
     // Two clients per live room, on the legacy path, spread over both
     // routers; all joined before anyone sends, so each sees seq 1 onwards.
-    let ctl = Arc::new(Control::default());
-    let mut joined = Vec::new();
-    for (r, room) in live.iter().enumerate() {
-        for k in 0..PER_ROOM {
-            let router_ws = cluster.router((r + k) % 2).ws_base();
-            let (ws, welcome) = open(&format!("{router_ws}/room/{room}"))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(welcome["node"], before[room].0.as_str(), "{welcome}");
-            joined.push((room.clone(), router_ws, ws, welcome));
-        }
-    }
-    let mut clients = Vec::new();
-    for (i, (room, router_ws, ws, welcome)) in joined.into_iter().enumerate() {
-        let progress = Arc::new(Mutex::new(Progress::default()));
-        let task = tokio::spawn(run_client(
-            i as u64,
-            room.clone(),
-            router_ws,
-            ws,
-            welcome,
-            progress.clone(),
-            ctl.clone(),
-        ));
-        clients.push((room, progress, task));
-    }
-    let snapshot = |clients: &[(String, Arc<Mutex<Progress>>, _)]| -> Vec<(String, Progress)> {
+    let shared = Shared::new(vec![
+        cluster.router(0).ws_base(),
+        cluster.router(1).ws_base(),
+    ]);
+    let clients = traffic::start(&shared, &live, PER_ROOM, CLIENTS, |room, welcome| {
+        assert_eq!(welcome["node"], before[room].0.as_str(), "{welcome}");
+    })
+    .await;
+    let snapshot = |clients: &[LiveClient]| -> Vec<(String, Progress)> {
         clients
             .iter()
-            .map(|(room, p, _)| (room.clone(), p.lock().unwrap().clone()))
+            .map(|c| (c.room.clone(), c.progress()))
             .collect()
     };
     let all_warm = wait_until(SETTLE, async || {
@@ -669,41 +272,33 @@ async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
     // (Whether each did so for the right reason is checked at the end.)
     let settled = wait_until(SETTLE, async || {
         snapshot(&clients).iter().all(|(room, p)| {
-            !p.reconnecting
-                && (!movers.contains(room) || (p.rejoins >= 1 && p.accepted_here >= WARM_UP))
+            p.connected
+                && (!movers.contains(room) || (p.rejoins() >= 1 && p.accepted_here >= WARM_UP))
         })
     })
     .await;
     let unsettled: Vec<(String, Progress)> = snapshot(&clients)
         .into_iter()
         .filter(|(room, p)| {
-            p.reconnecting
-                || (movers.contains(room) && (p.rejoins == 0 || p.accepted_here < WARM_UP))
+            !p.connected
+                || (movers.contains(room) && (p.rejoins() == 0 || p.accepted_here < WARM_UP))
         })
         .collect();
 
     // Stop sending and let every room drain: no body pending anywhere, both
     // members at the same last seq.
-    ctl.stop_sending.store(true, Ordering::SeqCst);
+    shared.stop_sending();
     let drained = wait_until(SETTLE, async || {
         let snap = snapshot(&clients);
         let mut last: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
         for (room, p) in &snap {
             last.entry(room).or_default().insert(p.last_seq);
         }
-        snap.iter().all(|(_, p)| p.pending == 0 && !p.reconnecting)
+        snap.iter().all(|(_, p)| p.pending == 0 && p.connected)
             && last.values().all(|seqs| seqs.len() == 1)
     })
     .await;
-    ctl.finish.store(true, Ordering::SeqCst);
-    let mut logs: BTreeMap<String, Vec<ClientLog>> = BTreeMap::new();
-    for (room, _, task) in clients {
-        let log = tokio::time::timeout(WAIT, task)
-            .await
-            .unwrap_or_else(|_| panic!("a client of {room} did not finish within {WAIT:?}"))
-            .expect("client task");
-        logs.entry(room).or_default().push(log);
-    }
+    let logs = collect(&shared, clients, WAIT).await;
 
     // Per room: 1..=N once each, identical for both members, every body
     // sent present exactly once.
@@ -722,7 +317,7 @@ async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
             if !c.anomalies.is_empty() {
                 problems.push(format!("{room} client {}: {:?}", c.id, c.anomalies));
             }
-            let seqs: Vec<u64> = c.got.iter().map(|g| g.seq).collect();
+            let seqs: Vec<u64> = c.got().iter().map(|g| g.seq).collect();
             let want: Vec<u64> = (1..=seqs.len() as u64).collect();
             if seqs != want {
                 problems.push(format!(
@@ -756,19 +351,24 @@ async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
             }
         }
         let (a, b) = (&members[0], &members[1]);
-        if a.got != b.got {
-            let at = a.got.iter().zip(&b.got).position(|(x, y)| x != y);
+        let (a_got, b_got) = (a.got(), b.got());
+        if a_got != b_got {
+            let at = a_got.iter().zip(&b_got).position(|(x, y)| x != y);
             problems.push(format!(
                 "{room}: the members saw different sequences ({} vs {} messages, first difference at index {at:?})",
-                a.got.len(),
-                b.got.len()
+                a_got.len(),
+                b_got.len()
             ));
         }
-        if a.stream != b.stream {
-            problems.push(format!("{room}: two streams {} {}", a.stream, b.stream));
+        if a.streams() != b.streams() {
+            problems.push(format!(
+                "{room}: two streams {:?} {:?}",
+                a.streams(),
+                b.streams()
+            ));
         }
         let mut count: BTreeMap<(u64, u64), usize> = BTreeMap::new();
-        for g in &a.got {
+        for g in &a_got {
             *count.entry((g.c, g.n)).or_default() += 1;
         }
         for c in members {
@@ -802,7 +402,7 @@ async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
         if !strangers.is_empty() {
             problems.push(format!("{room}: bodies nobody here sent: {strangers:?}"));
         }
-        messages += a.got.len();
+        messages += a_got.len();
     }
     assert!(
         problems.is_empty() && settled && drained,
