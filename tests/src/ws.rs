@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::client::Response;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -188,7 +189,16 @@ impl WsClient {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => {}
                 // Reset without a closing handshake, or already closed.
-                Some(Err(_)) | None => return None,
+                Some(Err(
+                    Error::Io(_)
+                    | Error::ConnectionClosed
+                    | Error::AlreadyClosed
+                    | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                ))
+                | None => return None,
+                // Anything else is a broken stream of frames (a frame cut
+                // short or interleaved with another), never a way to close.
+                Some(Err(e)) => panic!("{}: the frames before the close are broken: {e}", self.url),
             }
         }
     }
