@@ -63,9 +63,9 @@ pub struct Config {
     /// Longest graceful shutdown, seconds.
     #[arg(long, env = "ROOMNODE_GRACE", default_value_t = DEFAULT_GRACE_SECS)]
     pub grace: u64,
-    /// Seconds between pings to a member that has sent nothing; a member
-    /// silent for two intervals (no pong either) is dropped. 0 turns pings
-    /// off.
+    /// Seconds between keep-alive checks: a member quiet at a check is
+    /// pinged, and dropped at the next one if it sent nothing back (a
+    /// silent member goes after about two intervals). 0 turns pings off.
     #[arg(long, env = "ROOMNODE_PING_INTERVAL", default_value_t = DEFAULT_PING_SECS)]
     pub ping_interval: u64,
     /// Milliseconds a room holds its frames after the first one, so each

@@ -39,9 +39,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const DRAIN_LIMIT: usize = 1 << 20;
 
 /// Serves one member (the room's `key`) until it leaves, is dropped, goes
-/// silent or the room closes. With `ping`, a member that sent nothing for
-/// that long is pinged, and one silent for twice that long (no pong) is
-/// dropped.
+/// silent or the room closes. With `ping`, a member quiet at a tick (every
+/// `ping`) is pinged, and dropped at the next tick if nothing came back.
 pub(crate) async fn run(
     mut socket: Socket,
     room: Arc<Room>,
@@ -59,20 +58,24 @@ pub(crate) async fn run(
     tokio::pin!(writes);
     metrics.connections.inc();
     let mut ended = None;
-    let mut heard = Instant::now();
+    let mut ka = KeepAlive {
+        heard: Instant::now(),
+        pinged: None,
+    };
     let mut pinger = ping.map(|every| {
-        (
-            tokio::time::interval_at(Instant::now() + every, every),
-            every,
-        )
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        // A late tick is followed by a whole interval, never by a catch-up
+        // tick that would find the fresh ping unanswered.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        (ticks, every)
     });
     while ended.is_none() {
         tokio::select! {
             biased;
             end = &mut writes => ended = Some(end),
-            every = tick(&mut pinger) => ended = keep_alive(&mut socket, heard, every).await.err(),
+            every = tick(&mut pinger) => ended = keep_alive(&mut socket, &mut ka, every).await.err(),
             frame = socket.next() => {
-                heard = Instant::now();
+                ka.heard = Instant::now();
                 let inbound = Inbound { room: &room, key, rate: &mut rate, metrics: &metrics, lease: &lease };
                 ended = handle(&mut socket, frame, inbound).await.err();
             }
@@ -104,23 +107,37 @@ async fn tick(pinger: &mut Option<(tokio::time::Interval, Duration)>) -> Duratio
     }
 }
 
-/// Pings a member that has been quiet; drops one that stayed silent for two
-/// intervals (a half-open connection, a vanished client).
-async fn keep_alive(socket: &mut Socket, heard: Instant, every: Duration) -> Result<(), End> {
-    let quiet = heard.elapsed();
-    if quiet >= every * 2 {
-        tracing::debug!(?quiet, "member silent; dropping it");
+/// What keeps a quiet member's connection honest.
+struct KeepAlive {
+    /// When the member last sent anything (a pong included).
+    heard: Instant,
+    /// The ping sent at the last tick, if the member was quiet then.
+    pinged: Option<Instant>,
+}
+
+/// On each tick: drops a member that has sent nothing since the previous
+/// tick's ping (a half-open connection, a vanished client), and pings one
+/// that has been quiet for half an interval. The drop is decided by an
+/// unanswered ping, not by the clock alone, so a tick that fires late on a
+/// busy machine never drops a member that answers.
+async fn keep_alive(socket: &mut Socket, ka: &mut KeepAlive, every: Duration) -> Result<(), End> {
+    if let Some(sent) = ka.pinged
+        && ka.heard < sent
+    {
+        tracing::debug!(quiet = ?ka.heard.elapsed(), "member did not answer a ping; dropping it");
         return Err(End::Close(CloseReason {
             last: None,
             code: close::GOING_AWAY,
             reason: "ping timeout",
         }));
     }
-    if quiet >= every {
+    ka.pinged = None;
+    if ka.heard.elapsed() >= every / 2 {
         socket
             .send(Message::Ping(Default::default()))
             .await
             .map_err(|_| End::Gone)?;
+        ka.pinged = Some(Instant::now());
     }
     Ok(())
 }
