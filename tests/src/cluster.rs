@@ -224,6 +224,37 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node i{n} in this cluster"))
     }
 
+    /// The node with instance number `n`, mutably (to signal and reap it).
+    pub fn node_mut(&mut self, n: u16) -> &mut NodeProc {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.n == n)
+            .unwrap_or_else(|| panic!("no node i{n} in this cluster"))
+    }
+
+    /// The last `node_lines` of every node's log and `router_lines` of every
+    /// router's, for failure messages.
+    pub fn log_tails(&self, node_lines: usize, router_lines: usize) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            out.push_str(&format!(
+                "\n--- node {} ({}) ---\n{}",
+                n.id(),
+                n.proc.log_path().display(),
+                n.proc.log_tail(node_lines)
+            ));
+        }
+        for r in &self.routers {
+            out.push_str(&format!(
+                "\n--- router :{} ({}) ---\n{}",
+                r.port,
+                r.proc.log_path().display(),
+                r.proc.log_tail(router_lines)
+            ));
+        }
+        out
+    }
+
     /// The node hosting `room` according to router 0.
     pub async fn owner(&self, room: &str) -> &NodeProc {
         let rec = self.router(0).http().get(&format!("/rooms/{room}")).await;

@@ -271,28 +271,6 @@ fn fencings(cluster: &Cluster, id: &str) -> usize {
     node.proc.log().matches(FENCING).count()
 }
 
-/// The tail of every running process's log, for failure messages.
-fn cluster_logs(cluster: &Cluster) -> String {
-    let mut out = String::new();
-    for n in &cluster.nodes {
-        out.push_str(&format!(
-            "\n--- node {} ({}) ---\n{}",
-            n.id(),
-            n.proc.log_path().display(),
-            n.proc.log_tail(25)
-        ));
-    }
-    for r in &cluster.routers {
-        out.push_str(&format!(
-            "\n--- router :{} ({}) ---\n{}",
-            r.port,
-            r.proc.log_path().display(),
-            r.proc.log_tail(10)
-        ));
-    }
-    out
-}
-
 /// Lines of `log` containing any of `needles`, at most `max`.
 fn grep(log: &str, needles: &[&str], max: usize) -> String {
     let lines: Vec<&str> = log
@@ -836,7 +814,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
         problems.is_empty(),
         "etcd outage of {outage:?} (TTL {TTL:?}) interrupted traffic:\n{}{}",
         problems.join("\n"),
-        cluster_logs(&cluster)
+        cluster.log_tails(25, 10)
     );
     report.push(format!(
         "etcd outage: {outage:?} from SIGKILL to serving reads; no reconnect, no fencing, no record changed"
@@ -892,7 +870,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
                 .iter()
                 .map(|r| (r, &now[r]))
                 .collect::<Vec<_>>(),
-            cluster_logs(&cluster)
+            cluster.log_tails(25, 10)
         );
     }
     let recs_failed = records(&cluster).await;
@@ -998,7 +976,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
         problems.is_empty(),
         "after freezing {victim} for {FROZEN:?}:\n{}{}",
         problems.join("\n"),
-        cluster_logs(&cluster)
+        cluster.log_tails(25, 10)
     );
     let mut failovers = 0.0;
     for r in &cluster.routers {
@@ -1067,7 +1045,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
         problems.is_empty(),
         "router restart:\n{}{}",
         problems.join("\n"),
-        cluster_logs(&cluster)
+        cluster.log_tails(25, 10)
     );
     report.push(format!(
         "router restart: :{old_port} stopped (SIGTERM, exit {exit}), :{new_port} started; {rejoined_via_router} client(s) came back through the other router"
@@ -1473,7 +1451,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
                 &["fenc", "registered again", "closing it", "ERROR"],
                 20
             ),
-            cluster_logs(&cluster)
+            cluster.log_tails(25, 10)
         );
     }
 }

@@ -18,7 +18,7 @@ use proto::{InstanceId, RoomId};
 use serde_json::{Value, json};
 use testkit::cluster::TEST_LEASE_TTL;
 use testkit::ws::tungstenite::Error;
-use testkit::{Cluster, Http, NodeProc, WsClient, eventually, join, next, wait_until};
+use testkit::{Cluster, Http, WsClient, eventually, join, next, wait_until};
 use tokio::time::Instant;
 
 /// Bound on any one frame, handshake or state change.
@@ -154,15 +154,6 @@ fn moves(answer: &Value) -> Vec<(String, String, String, u64)> {
             )
         })
         .collect()
-}
-
-/// Node `n` of the cluster, mutably (to signal and reap it).
-fn node_mut(cluster: &mut Cluster, n: u16) -> &mut NodeProc {
-    cluster
-        .nodes
-        .iter_mut()
-        .find(|node| node.n == n)
-        .unwrap_or_else(|| panic!("no node i{n}"))
 }
 
 /// The HRW owner of `room` among equal-weight nodes `ids`.
@@ -400,7 +391,7 @@ async fn a_killed_nodes_rooms_are_failed_over_by_the_reconciler() {
     }
 
     let killed = Instant::now();
-    node_mut(&mut cluster, 2).proc.kill().await;
+    cluster.node_mut(2).proc.kill().await;
     // The member's tunnel ends with its node; it does not come back, so no
     // one touches the victim's rooms until the list below is empty.
     member.expect_close(WAIT).await;
@@ -517,7 +508,7 @@ async fn a_move_interrupted_by_the_old_owners_death_converges_to_one_owner() {
             cluster.router(1).proc.log_tail(30)
         );
     }
-    node_mut(&mut cluster, 1).proc.kill().await;
+    cluster.node_mut(1).proc.kill().await;
     assert!(cluster.node(3).proc.signal(Signal::SIGCONT));
     let killed = Instant::now();
     // Short enough that i3 keeps its lease (renewed every TTL/10, fenced

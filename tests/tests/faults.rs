@@ -68,15 +68,6 @@ async fn status(http: &Http, path: &str) -> Option<u16> {
         .map(|r| r.status)
 }
 
-/// Node `n` of the cluster, mutably (to signal and reap it).
-fn node_mut(cluster: &mut Cluster, n: u16) -> &mut NodeProc {
-    cluster
-        .nodes
-        .iter_mut()
-        .find(|node| node.n == n)
-        .unwrap_or_else(|| panic!("no node i{n}"))
-}
-
 /// Creates rooms `{prefix}0`, `{prefix}1`, … until one lands on node `id`;
 /// that room's id and path.
 async fn room_on(cluster: &Cluster, prefix: &str, id: &str) -> (String, String) {
@@ -162,7 +153,7 @@ async fn sigterm_closes_members_1001_and_deregisters_at_once() {
     let (mut direct, _) = join(&format!("{}{path}", cluster.node(1).ws_base())).await;
     let (mut proxied, _) = join(&format!("{}{path}", cluster.router(0).ws_base())).await;
 
-    let node = node_mut(&mut cluster, 1);
+    let node = cluster.node_mut(1);
     assert!(node.proc.signal_term());
     assert_eq!(direct.expect_close(WAIT).await, Some(1001), "direct member");
     assert_eq!(
@@ -201,7 +192,7 @@ async fn a_killed_node_disappears_after_its_ttl() {
         .expect("stream")
         .to_owned();
 
-    node_mut(&mut cluster, 1).proc.kill().await;
+    cluster.node_mut(1).proc.kill().await;
     let killed = Instant::now();
     // The lease was renewed at most a third of the TTL ago: for the next
     // second it is certainly alive, and nobody released it.

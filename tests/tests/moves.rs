@@ -3,19 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use testkit::{Cluster, WsClient};
+use serde_json::json;
+use testkit::{Cluster, join};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn join(url: &str) -> (WsClient, Value) {
-    let mut c = WsClient::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("joining {url}: {e}"));
-    let welcome = c.recv_json(WAIT).await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    (c, welcome)
-}
 
 /// Runs `router <args>` against the cluster, which must succeed; its output.
 async fn router_cmd(cluster: &Cluster, args: &[&str]) -> String {

@@ -19,7 +19,7 @@ use proto::{InstanceId, RoomId};
 use serde_json::{Value, json};
 use testkit::traffic::{self, Config, Expect, LiveClient, Progress, Shared, collect};
 use testkit::ws::tungstenite::Error as WsError;
-use testkit::{Cluster, Proc, WsClient, eventually, wait_until};
+use testkit::{Cluster, Proc, WsClient, eventually, join, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -124,28 +124,6 @@ async fn node_counts(cluster: &Cluster, i: usize) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// The tail of every cluster process's log, for failure messages.
-fn cluster_logs(cluster: &Cluster) -> String {
-    let mut out = String::new();
-    for n in &cluster.nodes {
-        out.push_str(&format!(
-            "\n--- node {} ({}) ---\n{}",
-            n.id(),
-            n.proc.log_path().display(),
-            n.proc.log_tail(30)
-        ));
-    }
-    for r in &cluster.routers {
-        out.push_str(&format!(
-            "\n--- router :{} ({}) ---\n{}",
-            r.port,
-            r.proc.log_path().display(),
-            r.proc.log_tail(15)
-        ));
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------
 // The live clients of the traffic test (testkit::traffic).
 
@@ -238,7 +216,7 @@ async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
         all_warm,
         "traffic did not flow in every live room: {:?}{}",
         snapshot(&clients),
-        cluster_logs(&cluster)
+        cluster.log_tails(30, 15)
     );
 
     // The fourth node arrives: nothing moves by itself, nor on a dry run.
@@ -409,7 +387,7 @@ async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
         "settled after the move: {settled} (not: {unsettled:?}); drained: {drained}; {} problem(s):\n{}{}",
         problems.len(),
         problems.join("\n"),
-        cluster_logs(&cluster)
+        cluster.log_tails(30, 15)
     );
 
     // Globally: a quarter-ish moved, all of them to i4, epochs say so.
@@ -480,7 +458,7 @@ async fn scale_out_from_three_to_four_nodes_loses_and_duplicates_nothing() {
     assert!(
         out.contains(&told),
         "expected {told:?} in the summary:\n{out}{}",
-        cluster_logs(&cluster)
+        cluster.log_tails(30, 15)
     );
 }
 
@@ -570,15 +548,6 @@ async fn gate_connection(
     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
 }
 
-async fn join(url: &str) -> (WsClient, Value) {
-    let mut c = WsClient::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("joining {url}: {e}"));
-    let welcome = c.recv_json(WAIT).await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    (c, welcome)
-}
-
 async fn send(c: &mut WsClient, body: &str) {
     c.send_json(&json!({"type": "send", "body": body})).await;
 }
@@ -629,7 +598,7 @@ async fn a_send_during_a_move_is_refused_not_dropped() {
         _ => panic!(
             "no adopt call reached i4 within {SETTLE:?}\n--- rebalance ---\n{}{}",
             rebalance.log(),
-            cluster_logs(&cluster)
+            cluster.log_tails(30, 15)
         ),
     };
     assert!(
