@@ -167,7 +167,9 @@ impl Outlet {
             accepted,
             room_frame: true,
         });
-        st.written = if was_empty { written } else { st.written };
+        if was_empty {
+            st.written = written;
+        }
         st.frames += 1;
         drop(st);
         // Held frames wait for the room's flush; anything else means the

@@ -457,24 +457,37 @@ mod tests {
     use super::*;
     use crate::outlet::OutletConfig;
 
-    fn room(history: usize) -> Arc<Room> {
-        let rec = RoomRecord {
+    /// Room `r`, held by `node` at `epoch`.
+    fn record(node: &str, epoch: u64) -> RoomRecord {
+        RoomRecord {
             id: "r".parse().unwrap(),
-            node: "i1".parse().unwrap(),
-            epoch: 1,
+            node: node.parse().unwrap(),
+            epoch,
             private: false,
             created_at: 0,
-        };
-        let metrics = Arc::new(Metrics::new(rec.node));
+        }
+    }
+
+    fn limits(history: usize, members: usize) -> RoomLimits {
+        RoomLimits {
+            history,
+            members,
+            flush_window: None,
+        }
+    }
+
+    /// Room `r` on i1, for up to `members` members.
+    fn room_of(history: usize, members: usize) -> Arc<Room> {
+        let rec = record("i1", 1);
         Room::new(
             &rec,
-            RoomLimits {
-                history,
-                members: 100,
-                flush_window: None,
-            },
-            metrics,
+            limits(history, members),
+            Arc::new(Metrics::new(rec.node)),
         )
+    }
+
+    fn room(history: usize) -> Arc<Room> {
+        room_of(history, 100)
     }
 
     /// A member without a socket: what the room sends it stays queued.
@@ -604,22 +617,10 @@ mod tests {
         let snap = old.freeze(2).unwrap();
         assert_eq!(old.send(a.key, &body("9")), Err(Refused::Moving));
         assert_eq!((snap.seq, snap.history.len(), snap.epoch), (5, 3, 2));
-        let mut rec = RoomRecord {
-            id: "r".parse().unwrap(),
-            node: "i2".parse().unwrap(),
-            epoch: 2,
-            private: false,
-            created_at: 0,
-        };
-        rec.node = "i2".parse().unwrap();
         let new = Room::restore(
-            &rec,
+            &record("i2", 2),
             snap.clone(),
-            RoomLimits {
-                history: 3,
-                members: 100,
-                flush_window: None,
-            },
+            limits(3, 100),
             old.metrics.clone(),
         );
         let b = join(&new, Some(3), Some(&snap.stream));
@@ -637,19 +638,7 @@ mod tests {
 
     #[test]
     fn a_full_room_refuses_joins() {
-        let rec = RoomRecord {
-            id: "r".parse().unwrap(),
-            node: "i1".parse().unwrap(),
-            epoch: 1,
-            private: false,
-            created_at: 0,
-        };
-        let limits = RoomLimits {
-            history: 1,
-            members: 2,
-            flush_window: None,
-        };
-        let room = Room::new(&rec, limits, Arc::new(Metrics::new(rec.node)));
+        let room = room_of(1, 2);
         let _a = join(&room, None, None);
         let b = join(&room, None, None);
         assert!(room.is_full());
