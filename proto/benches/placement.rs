@@ -4,7 +4,6 @@
 //! 1000 nodes).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use proto::placement::Placement;
@@ -33,15 +32,11 @@ fn placement(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-}
+mod common;
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = placement
 }
 criterion_main!(benches);

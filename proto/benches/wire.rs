@@ -4,7 +4,6 @@
 //! the frame's bytes (the input frame for decode, the output for encode).
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use proto::RoomId;
@@ -48,15 +47,11 @@ fn wire(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-}
+mod common;
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = wire
 }
 criterion_main!(benches);

@@ -4,7 +4,6 @@
 //! drained. Throughput counts deliveries: one per member per iteration.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use roomnode::bench::BenchRoom;
@@ -31,15 +30,12 @@ fn broadcast(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-}
+#[path = "../../proto/benches/common/mod.rs"]
+mod common;
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = broadcast
 }
 criterion_main!(benches);

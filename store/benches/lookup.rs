@@ -190,15 +190,12 @@ fn lookup(c: &mut Criterion) {
     drop(rt);
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-}
+#[path = "../../proto/benches/common/mod.rs"]
+mod common;
 
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = lookup
 }
 criterion_main!(benches);
