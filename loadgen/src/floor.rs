@@ -168,12 +168,8 @@ impl CpuShare {
             user_s,
             system_s,
             cpu_s,
-            us_per_frame: if frames == 0 {
-                0.0
-            } else {
-                cpu_s * 1e6 / frames as f64
-            },
-            core_pct: cpu_s / secs.max(1e-9) * 100.0,
+            us_per_frame: sys::us_per(cpu_s, frames),
+            core_pct: sys::core_pct(cpu_s, secs),
         }
     }
 

@@ -340,7 +340,7 @@ fn build(i: Inputs<'_>) -> RunReport {
         server,
         generator: GeneratorStats {
             cpu_s: own_cpu,
-            core_pct: own_cpu / measured_s.max(1e-9) * 100.0,
+            core_pct: sys::core_pct(own_cpu, measured_s),
             nofile_limit: i.nofile_limit,
         },
     }
@@ -375,12 +375,8 @@ fn server_stats(
     Some(ServerStats {
         clock_ticks_per_s: ticks,
         cpu_s,
-        us_per_delivery: if delivered == 0 {
-            0.0
-        } else {
-            cpu_s * 1e6 / delivered as f64
-        },
-        core_pct: cpu_s / measured_s.max(1e-9) * 100.0,
+        us_per_delivery: sys::us_per(cpu_s, delivered),
+        core_pct: sys::core_pct(cpu_s, measured_s),
         rss_kb_end: per.iter().map(|p| p.rss_kb_end).sum(),
         pids: per,
     })

@@ -62,6 +62,21 @@ impl CpuTime {
     }
 }
 
+/// CPU seconds per item, in µs (0 with no items): CPU per frame or per
+/// delivery.
+pub fn us_per(cpu_s: f64, items: u64) -> f64 {
+    if items == 0 {
+        0.0
+    } else {
+        cpu_s * 1e6 / items as f64
+    }
+}
+
+/// CPU seconds over `secs` of wall time, as a share of one core in %.
+pub fn core_pct(cpu_s: f64, secs: f64) -> f64 {
+    cpu_s / secs.max(1e-9) * 100.0
+}
+
 /// The calling thread's CPU time (`RUSAGE_THREAD`, µs precision).
 pub fn thread_cpu() -> nix::Result<CpuTime> {
     usage(UsageWho::RUSAGE_THREAD)
