@@ -56,9 +56,10 @@ async fn healthz(State(node): State<Node>) -> Response {
     axum::Json(serde_json::json!({"status": "ok", "node": node.id()})).into_response()
 }
 
-/// Ready while registered and not shutting down.
+/// Ready while registered, not shutting down, and its view of the store is
+/// current.
 async fn readyz(State(node): State<Node>) -> Response {
-    match node.unavailable() {
+    match node.unavailable().or_else(|| node.stale_view()) {
         Some(err) => err.into_response(),
         None => {
             axum::Json(serde_json::json!({"status": "ready", "node": node.id()})).into_response()

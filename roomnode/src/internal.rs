@@ -55,7 +55,7 @@ pub(crate) async fn handoff(
 ) -> Result<Json<HandoffDone>, ApiError> {
     authorize(&node, &headers)?;
     let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
-    if let Some(err) = node.unavailable() {
+    if let Some(err) = node.unavailable().or_else(|| node.stale_view()) {
         return Err(err);
     }
     if req.to == node.id() {
@@ -205,7 +205,7 @@ pub(crate) async fn adopt(
             "the snapshot is of another room".into(),
         ));
     }
-    if let Some(err) = node.unavailable() {
+    if let Some(err) = node.unavailable().or_else(|| node.stale_view()) {
         return Err(err);
     }
     node.rooms()

@@ -123,6 +123,21 @@ impl Node {
         }
     }
 
+    /// Why this node's view of the store (the node registry and its own
+    /// rooms) cannot be trusted now, if it can't: it then takes no part in
+    /// moves, whose checks read that view.
+    pub(crate) fn stale_view(&self) -> Option<ApiError> {
+        let why = self.inner.mirror.staleness()?;
+        Some(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            why.code(),
+            format!(
+                "this node's view of the store is not current (last confirmed {:.1}s ago); retry shortly",
+                self.inner.mirror.age().as_secs_f64()
+            ),
+        ))
+    }
+
     /// WebSocket settings: this node's frame limit and small buffers.
     pub(crate) fn websocket_config(&self) -> WebSocketConfig {
         let max = self.inner.config.max_frame_bytes;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use proto::record::RoomRecord;
 use proto::{InstanceId, RoomId};
-use store::Change;
+use store::{Change, Store};
 
 use crate::metrics::Metrics;
 use crate::room::{CloseReason, Room, RoomLimits};
@@ -141,21 +141,42 @@ impl Rooms {
         self.lock().live.values().filter(|r| r.is_active()).count()
     }
 
-    /// Keeps hosted rooms in line with the store: a room deleted, or now
-    /// owned by another node or at another epoch, is closed here.
-    pub(crate) fn on_change(&self, change: &Change) {
+    /// Keeps hosted rooms in line with the store, as the node's index of
+    /// its own rooms shows it: a room at another epoch is closed here, and
+    /// so is one that left the index (deleted, or given to another node).
+    pub(crate) fn on_change(&self, change: &Change, store: &Store) {
         let Change::Room { id, after, .. } = change else {
             return;
         };
         let Some(room) = self.get(id) else { return };
-        let reason = match after {
-            None => CloseReason::deleted(),
-            Some(rec) if rec.node != self.shared.node || rec.epoch != room.epoch() => {
-                CloseReason::moved(&proto::path::sharded(rec.node, id))
+        match after {
+            Some(rec) if rec.node == self.shared.node && rec.epoch == room.epoch() => {}
+            Some(rec) => self.close_for(&room, Some(rec)),
+            // The index says only that the room is no longer ours; the
+            // record says whether it was deleted or where it went.
+            None => {
+                let (rooms, store, id) = (self.clone(), store.clone(), id.clone());
+                tokio::spawn(async move {
+                    match store.room(&id).await {
+                        Ok(rec) => rooms.close_for(&room, rec.as_ref()),
+                        Err(e) => {
+                            tracing::warn!(room = %id, error = %e, "room left this node; store unreadable, closing it");
+                            rooms.remove(&room, &CloseReason::fenced());
+                        }
+                    }
+                });
             }
-            Some(_) => return,
+        }
+    }
+
+    /// Closes `room` unless `rec` (its record now) still names it.
+    fn close_for(&self, room: &Arc<Room>, rec: Option<&RoomRecord>) {
+        let reason = match rec {
+            None => CloseReason::deleted(),
+            Some(r) if r.node == self.shared.node && r.epoch == room.epoch() => return,
+            Some(r) => CloseReason::moved(&proto::path::sharded(r.node, &r.id)),
         };
-        tracing::info!(room = %id, "room no longer hosted here; closing it");
-        self.remove(&room, &reason);
+        tracing::info!(room = %room.id(), "room no longer hosted here; closing it");
+        self.remove(room, &reason);
     }
 }

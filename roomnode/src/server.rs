@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::record::{NodeRecord, NodeState};
-use store::{Mirror, Store, StoreError};
+use store::{Mirror, Scope, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,10 +65,13 @@ pub async fn run(
         flush_window: config.flush_window(),
     };
     let rooms = Rooms::new(id, limits, metrics.clone());
-    let hook_rooms = rooms.clone();
+    let (hook_rooms, hook_store) = (rooms.clone(), store.clone());
     let mirror = Mirror::start(
         store.clone(),
-        Some(Arc::new(move |c: &store::Change| hook_rooms.on_change(c))),
+        Scope::Node(id),
+        Some(Arc::new(move |c: &store::Change| {
+            hook_rooms.on_change(c, &hook_store);
+        })),
     );
     let record = NodeRecord {
         id,

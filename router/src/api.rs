@@ -253,8 +253,14 @@ pub(crate) async fn list(
             format!("limit must be 1..={MAX_PAGE}"),
         ));
     }
+    // Pages come from the store, which keeps rooms in id order (and each
+    // node's in its index): routers hold no ordered copy of a million ids.
     // One more than asked tells whether another page follows.
-    let mut records = app.mirror().rooms_page(node, after.as_ref(), limit + 1);
+    let store = app.store();
+    let mut records = match node {
+        Some(n) => store.rooms_of(n, after.as_ref(), limit + 1).await?,
+        None => store.rooms(after.as_ref(), limit + 1).await?,
+    };
     let next = (records.len() > limit).then(|| {
         records.truncate(limit);
         records[limit - 1].id.clone()

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use roomnode::auth::{bearer, secret_eq};
 use roomnode::client::InternalClient;
 use roomnode::error::ApiError;
-use store::{Mirror, Store};
+use store::{Mirror, Scope, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -44,7 +44,7 @@ impl App {
         tunnels: TaskTracker,
         stopping: CancellationToken,
     ) -> Self {
-        let mirror = Mirror::start(store.clone(), None);
+        let mirror = Mirror::start(store.clone(), Scope::Cluster, None);
         let internal = config.secret.as_ref().map(InternalClient::new);
         Self {
             inner: Arc::new(Inner {
@@ -89,23 +89,54 @@ impl App {
         &self.inner.stopping
     }
 
-    /// Ready: the store answered the last probe and the mirror holds a
-    /// snapshot.
+    /// Ready: the store answered the last probe and the mirror's view of it
+    /// is loaded and current.
     pub(crate) fn is_ready(&self) -> bool {
-        self.inner.store_ok.load(Ordering::Acquire) && self.inner.mirror.is_synced()
+        self.readiness().is_ok()
     }
 
-    /// Probes the store until stopped, for `/readyz`.
+    /// Why the router is not ready, as the error `/readyz` answers.
+    pub(crate) fn readiness(&self) -> Result<(), ApiError> {
+        if !self.inner.store_ok.load(Ordering::Acquire) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the coordination store is unreachable".into(),
+            ));
+        }
+        match self.inner.mirror.staleness() {
+            None => Ok(()),
+            Some(s) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                s.code(),
+                format!(
+                    "this router's view of the store is not current (last confirmed {:.1}s ago)",
+                    self.inner.mirror.age().as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    /// Probes the store until stopped, for `/readyz`; logs every change of
+    /// readiness with its reason.
     pub(crate) async fn probe_store(self) {
+        let mut was: Option<String> = Some("starting".into());
         loop {
             let ok = self.inner.store.ping().await.is_ok();
             self.inner.metrics.store_up.set(i64::from(ok));
-            if ok != self.inner.store_ok.swap(ok, Ordering::AcqRel) {
-                if ok {
-                    tracing::info!("store reachable");
-                } else {
-                    tracing::warn!("store unreachable: not ready; answering lookups from cache");
+            self.inner.store_ok.store(ok, Ordering::Release);
+            let age = self.inner.mirror.age();
+            let now = self.readiness().err().map(|e| e.code().to_owned());
+            if now != was {
+                match &now {
+                    None => tracing::info!("ready: store reachable and view current"),
+                    Some(reason) => tracing::warn!(
+                        reason = reason.as_str(),
+                        age = ?age,
+                        "not ready; answering lookups from cache"
+                    ),
                 }
+                was = now;
             }
             tokio::select! {
                 () = tokio::time::sleep(READY_PROBE_INTERVAL) => {}

@@ -2,23 +2,30 @@
 //! partition, or a stop without drain) gets a new owner, its HRW choice among
 //! the live active nodes, with epoch + 1. It happens on the next access
 //! through this router and, without anyone asking, from a reconciler that
-//! every router runs; the compare-and-swap on the epoch makes racing routers
-//! agree. The room's history lived only on the dead node: the new owner
-//! starts a new stream, so resuming clients get `history_gap`.
+//! every router runs: it finds every orphaned room in its table at once and
+//! re-owns them in bulk, [`ROOMS_PER_TXN`] rooms per etcd transaction and
+//! several transactions in flight. The compare-and-swap on each record
+//! makes racing routers agree (a lost transaction is redone room by room).
+//! The room's history lived only on the dead node: the new owner starts a
+//! new stream, so resuming clients get `history_gap`.
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use futures_util::StreamExt;
 use proto::record::RoomRecord;
 use roomnode::error::ApiError;
 use store::StoreError;
+use store::store::ROOMS_PER_TXN;
+use tokio::time::Instant;
 
 use crate::app::App;
 
 /// How often the reconciler looks for rooms on dead nodes.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
-/// Most rooms failed over per pass, so one pass stays short.
-const PER_PASS: usize = 1000;
+/// Failover transactions in flight at once: etcd commits concurrent
+/// transactions together, so a few in flight multiply the rate.
+const IN_FLIGHT: usize = 8;
 
 /// The room's record with a live owner: `rec` itself if its owner is
 /// registered, else the record after failing it over.
@@ -55,8 +62,10 @@ async fn fail_over(app: &App, rec: RoomRecord) -> Result<RoomRecord, ApiError> {
     }
 }
 
-/// Fails over every room whose node is gone, until the router stops.
+/// Fails over every room whose node is gone, until the router stops. Also
+/// brings a store written by an older version to this layout, once.
 pub(crate) async fn reconcile(app: App) {
+    let mut migrated = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
@@ -65,18 +74,71 @@ pub(crate) async fn reconcile(app: App) {
         if !app.is_ready() {
             continue;
         }
-        let nodes = app.mirror().nodes();
-        if nodes.placement.is_empty() {
-            continue;
+        if !migrated {
+            match app.store().migrate().await {
+                Ok(0) => migrated = true,
+                Ok(n) => {
+                    tracing::info!(rooms = n, "indexed rooms by owner (store layout upgraded)");
+                    migrated = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot upgrade the store layout yet"),
+            }
         }
-        let orphans = app
-            .mirror()
-            .rooms_where(PER_PASS, |r| !nodes.nodes.contains_key(&r.node));
-        for rec in orphans {
-            if let Err(e) = fail_over(&app, rec).await {
-                tracing::warn!(error = e.code(), "failover pass stopped");
-                break;
+        fail_over_orphans(&app).await;
+    }
+}
+
+/// One pass: every room of the table whose owner is not registered, moved
+/// to its HRW owner. Cheap when there are none (a look at the counts).
+async fn fail_over_orphans(app: &App) {
+    let nodes = app.mirror().nodes();
+    if nodes.placement.is_empty() {
+        return;
+    }
+    let dead = app
+        .mirror()
+        .room_counts()
+        .into_keys()
+        .any(|n| !nodes.nodes.contains_key(&n));
+    if !dead {
+        return;
+    }
+    let began = Instant::now();
+    let moves: Vec<(RoomRecord, proto::InstanceId)> = app
+        .mirror()
+        .rooms_where(usize::MAX, |r| !nodes.nodes.contains_key(&r.node))
+        .into_iter()
+        .filter_map(|r| nodes.placement.owner(&r.id).map(|to| (r, to)))
+        .collect();
+    let total = moves.len();
+    let batches: Vec<Vec<_>> = moves.chunks(ROOMS_PER_TXN).map(<[_]>::to_vec).collect();
+    let mut outcomes = futures_util::stream::iter(batches)
+        .map(|batch| app.store().move_rooms(batch))
+        .buffer_unordered(IN_FLIGHT);
+    let (mut moved, mut failed) = (0u64, 0u64);
+    let mut last_error = None;
+    while let Some(batch) = outcomes.next().await {
+        for outcome in batch {
+            match outcome {
+                Ok(_) => moved += 1,
+                // Another router moved it first: nothing left to do.
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => {
+                    failed += 1;
+                    last_error = Some(e.to_string());
+                }
             }
         }
     }
+    app.metrics().failovers.inc_by(moved);
+    tracing::warn!(
+        orphaned = total,
+        moved,
+        failed,
+        error = last_error,
+        took = ?began.elapsed(),
+        "failed over the rooms of dead nodes"
+    );
+    // The next pass must not see these rooms as orphans again.
+    app.mirror().catch_up(Duration::from_secs(5)).await;
 }

@@ -2,7 +2,7 @@
 //! the store (`router_rooms`, `router_nodes`) are set when scraped.
 
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use store::Mirror;
 
@@ -19,6 +19,8 @@ pub(crate) struct Metrics {
     pub(crate) failovers: IntCounter,
     /// 1 while the store answers this router's probes, else 0.
     pub(crate) store_up: IntGauge,
+    /// Seconds since the store last confirmed this router's view.
+    store_view_age: Gauge,
 }
 
 impl Metrics {
@@ -56,8 +58,14 @@ impl Metrics {
             "1 while the coordination store answers this router, 0 while it does not.",
         )
         .expect("valid gauge");
+        let store_view_age = Gauge::new(
+            "router_store_view_age_seconds",
+            "Seconds since the store last confirmed this router's view of nodes and rooms (a watch event or progress report); the router is not ready past 6.",
+        )
+        .expect("valid gauge");
         for m in [
             Box::new(store_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(store_view_age.clone()),
             Box::new(failovers.clone()),
             Box::new(rooms.clone()),
             Box::new(nodes.clone()),
@@ -74,6 +82,7 @@ impl Metrics {
             proxy_connections,
             failovers,
             store_up,
+            store_view_age,
         }
     }
 
@@ -92,6 +101,7 @@ impl Metrics {
                 .set(n as i64);
         }
         self.nodes.set(nodes.nodes.len() as i64);
+        self.store_view_age.set(mirror.age().as_secs_f64());
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

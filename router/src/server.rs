@@ -78,15 +78,9 @@ pub fn app(config: RouterConfig, store: Store) -> Router {
 
 /// Ready only while the store answers (existing tunnels are unaffected).
 async fn readyz(State(app): State<App>) -> Response {
-    if app.is_ready() {
-        Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the coordination store is unreachable".into(),
-        )
-        .into_response()
+    match app.readiness() {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

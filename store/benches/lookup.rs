@@ -106,7 +106,7 @@ fn lookup(c: &mut Criterion) {
                 .await
                 .expect("create room");
         }
-        let mirror = Mirror::start(store, None);
+        let mirror = Mirror::start(store, store::Scope::Cluster, None);
         assert!(
             mirror.wait_synced(Duration::from_secs(60)).await,
             "mirror never synced"

@@ -15,6 +15,9 @@ pub enum StoreError {
     /// The lease is gone (expired or revoked): the registration is lost.
     #[error("lease expired or revoked")]
     LeaseExpired,
+    /// A read at, or a watch from, a revision the store has compacted away.
+    #[error("revision compacted away")]
+    Compacted,
     /// A compare-and-swap lost: the record changed since it was read.
     #[error("conflict: {0}")]
     Conflict(String),
@@ -32,6 +35,9 @@ impl From<etcd_client::Error> for StoreError {
     fn from(e: etcd_client::Error) -> Self {
         match e {
             etcd_client::Error::LeaseKeepAliveError(_) => Self::LeaseExpired,
+            etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => {
+                Self::Compacted
+            }
             other => Self::Unavailable(other.to_string()),
         }
     }

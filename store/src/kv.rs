@@ -4,10 +4,13 @@
 //!
 //! Semantics, as etcd v3 defines them: keys are strings, values bytes; a
 //! lease expires `ttl` after its last renewal and takes its keys with it;
-//! `create` and `swap` are single transactions; a [`Watch`] starts with a
-//! consistent snapshot of a prefix and then delivers every later change in
-//! order. A watch that breaks (store down, events compacted, consumer too
-//! slow) closes its channel, and the consumer takes a new one.
+//! `create`, `swap` and `txn` are single transactions; a prefix is read
+//! whole in pages at one revision ([`Kv::range_at`]), so no single answer
+//! grows with the table, and [`Kv::watch`] then delivers every change after
+//! that revision, in order. A watch that breaks (store down, leader change,
+//! consumer too slow) closes its channel, and the consumer resumes from the
+//! last revision it applied; a watch whose start was compacted away says
+//! [`WatchMsg::Compacted`], and the consumer reads the prefix again.
 
 use std::future::Future;
 use std::time::Duration;
@@ -73,16 +76,59 @@ pub enum Swap {
 /// dropped and the consumer resynchronises from a fresh snapshot.
 pub const WATCH_BUFFER: usize = 4096;
 
-/// A prefix watch: a snapshot, then every change after it.
-#[derive(Debug)]
-pub struct Watch {
-    /// Every key under the prefix at the start, in key order.
-    pub snapshot: Vec<(String, Vec<u8>)>,
-    /// The store revision of the snapshot.
-    pub revision: i64,
-    /// Changes after the snapshot, in order; closes when the watch breaks.
-    pub events: mpsc::Receiver<KvEvent>,
+/// How often a quiet watch asks the store to confirm how far it has got
+/// (etcd's progress request), so a consumer can tell a quiet prefix from a
+/// stalled watch.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What a watch delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchMsg {
+    /// A change, in revision order.
+    Event(KvEvent),
+    /// Every change up to this revision has been delivered.
+    Progress(i64),
+    /// The revisions after the start are compacted away: read the prefix
+    /// again. The channel closes after this.
+    Compacted,
 }
+
+/// A prefix watch: every change after a revision; closes when it breaks.
+pub type Watch = mpsc::Receiver<WatchMsg>;
+
+/// One page of a consistent read of a prefix.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// Pairs in key order.
+    pub pairs: Vec<(String, Vec<u8>)>,
+    /// The revision the page was read at (the store's current one when none
+    /// was asked for).
+    pub revision: i64,
+    /// Whether more keys follow the last one.
+    pub more: bool,
+}
+
+/// A condition of a [`Kv::txn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmp {
+    /// The key holds exactly these bytes.
+    Equals(String, Vec<u8>),
+    /// The key does not exist.
+    Absent(String),
+}
+
+/// A write of a [`Kv::txn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Writes the value (without a lease).
+    Put(String, Vec<u8>),
+    /// Deletes the key if it exists.
+    Delete(String),
+}
+
+/// Most conditions, and most writes, in one transaction: etcd's default
+/// `--max-txn-ops`, so the product runs on an etcd left at its defaults.
+pub const MAX_TXN_OPS: usize = 128;
 
 /// What the store needs from a key-value backend.
 pub trait Kv: Clone + Send + Sync + 'static {
@@ -90,13 +136,16 @@ pub trait Kv: Clone + Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<i64>> + Send;
     /// The value at `key`.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
-    /// Up to `limit` pairs under `prefix` with key > `after`, in key order.
-    fn range(
+    /// Up to `limit` pairs under `prefix` with key > `after`, in key order,
+    /// as of `revision` (the current one if `None`); a revision that is
+    /// compacted away is [`crate::StoreError::Compacted`].
+    fn range_at(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>>> + Send;
+        revision: Option<i64>,
+    ) -> impl Future<Output = Result<Page>> + Send;
     /// Writes `value` only if `key` is absent; otherwise returns what is there.
     fn create(
         &self,
@@ -118,6 +167,9 @@ pub trait Kv: Clone + Send + Sync + 'static {
         expected: &[u8],
         value: Vec<u8>,
     ) -> impl Future<Output = Result<Swap>> + Send;
+    /// Applies every `then` if every `when` holds, all in one step; whether
+    /// it did. At most [`MAX_TXN_OPS`] of each.
+    fn txn(&self, when: Vec<Cmp>, then: Vec<Op>) -> impl Future<Output = Result<bool>> + Send;
     /// Deletes `key`; whether it existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
     /// A new lease of `ttl`.
@@ -127,8 +179,10 @@ pub trait Kv: Clone + Send + Sync + 'static {
     fn keep_alive(&self, lease: LeaseId) -> impl Future<Output = Result<()>> + Send;
     /// Ends a lease now, deleting its keys.
     fn revoke(&self, lease: LeaseId) -> impl Future<Output = Result<()>> + Send;
-    /// Watches `prefix`.
-    fn watch(&self, prefix: &str) -> impl Future<Output = Result<Watch>> + Send;
+    /// Watches `prefix` for every change after `revision`, with a
+    /// [`WatchMsg::Progress`] at least every [`PROGRESS_INTERVAL`] while it
+    /// is quiet.
+    fn watch(&self, prefix: &str, revision: i64) -> impl Future<Output = Result<Watch>> + Send;
     /// The revision of the latest write made through this handle (or its
     /// clones): a reader waits for its watch to reach it to read its own
     /// writes.
@@ -161,13 +215,14 @@ impl Kv for Backend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         dispatch!(self, kv => kv.get(key))
     }
-    async fn range(
+    async fn range_at(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
-        dispatch!(self, kv => kv.range(prefix, after, limit))
+        revision: Option<i64>,
+    ) -> Result<Page> {
+        dispatch!(self, kv => kv.range_at(prefix, after, limit, revision))
     }
     async fn create(
         &self,
@@ -183,6 +238,9 @@ impl Kv for Backend {
     async fn swap(&self, key: &str, expected: &[u8], value: Vec<u8>) -> Result<Swap> {
         dispatch!(self, kv => kv.swap(key, expected, value))
     }
+    async fn txn(&self, when: Vec<Cmp>, then: Vec<Op>) -> Result<bool> {
+        dispatch!(self, kv => kv.txn(when, then))
+    }
     async fn delete(&self, key: &str) -> Result<bool> {
         dispatch!(self, kv => kv.delete(key))
     }
@@ -195,8 +253,8 @@ impl Kv for Backend {
     async fn revoke(&self, lease: LeaseId) -> Result<()> {
         dispatch!(self, kv => kv.revoke(lease))
     }
-    async fn watch(&self, prefix: &str) -> Result<Watch> {
-        dispatch!(self, kv => kv.watch(prefix))
+    async fn watch(&self, prefix: &str, revision: i64) -> Result<Watch> {
+        dispatch!(self, kv => kv.watch(prefix, revision))
     }
     fn last_write(&self) -> i64 {
         match self {

@@ -9,8 +9,11 @@
 //!   semantics checked by one behavioural suite (`tests/tests/store.rs`).
 //! - [`store`]: [`Store`], typed node and room operations over a backend
 //!   (registration, create-if-absent, compare-and-swap moves).
-//! - [`mirror`]: [`Mirror`], an always-current in-memory copy of the store
-//!   kept by a watch, so lookups never wait on the network.
+//! - [`mirror`]: [`Mirror`], an always-current in-memory copy of what a
+//!   process needs (the node registry, and every room for a router or its
+//!   own rooms for a node), loaded in pages and kept by watches that resume
+//!   after a break, so lookups never wait on the network; it says when it
+//!   is stale.
 //! - [`error`]: what can fail, as [`StoreError`].
 
 pub mod error;
@@ -20,7 +23,7 @@ pub mod store;
 
 pub use error::StoreError;
 pub use kv::{Backend, LeaseId};
-pub use mirror::{Change, Mirror};
+pub use mirror::{Change, Mirror, Scope, Staleness};
 pub use store::{Created, Store};
 
 /// Results of store operations.

@@ -1,46 +1,57 @@
-//! [`Mirror`]: every node and room record of the cluster in memory, kept
-//! current by a store watch, so routing decisions never wait on etcd.
+//! [`Mirror`]: the records a process needs, in memory, kept current by store
+//! watches, so routing decisions never wait on etcd.
 //!
-//! Rooms sit in a hash set of records found by id, with their ids in order
-//! beside it, behind a std `RwLock` (held only for a lookup, never across
-//! `.await`); a lookup returns a copy of the record, which costs no
-//! allocation (see [`RoomId`]). The node set with its placement table is an
-//! immutable snapshot swapped whole on every node change, so readers never
-//! lock it. When the watch breaks, the mirror keeps answering from what it
-//! has and takes a fresh snapshot as soon as the store is back.
+//! Two feeds, each loaded in pages and then watched (see [`follow`]): the
+//! node registry, and the rooms in [`Scope`]: every room of the cluster for
+//! a router, only its own (from the owner index) for a node. Rooms sit in a
+//! compact [`table::RoomTable`] behind a std `RwLock` (held only for a
+//! lookup, never across `.await`). The node set with its placement table is
+//! an immutable snapshot swapped whole on every node change, so readers
+//! never lock it. When a watch breaks, the mirror keeps answering from what
+//! it has, resumes where it stopped, and says it is stale
+//! ([`Mirror::staleness`]) while it has not heard from the store for
+//! [`STALE_AFTER`].
+//!
+//! Layout: [`table`] (the room table), [`follow`] (one feed's load, watch
+//! and resume loop).
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+mod follow;
+mod table;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use proto::keys::Key;
 use proto::placement::Placement;
 use proto::record::{NodeRecord, RoomRecord};
 use proto::{InstanceId, RoomId};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::kv::KvEvent;
+use crate::kv::{KvEvent, PROGRESS_INTERVAL};
 use crate::store::Record;
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
+use table::RoomTable;
 
-/// First and longest pause between attempts to re-establish the watch.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+/// A view not confirmed by the store for this long is stale: a live watch
+/// hears at least a progress report every [`PROGRESS_INTERVAL`].
+pub const STALE_AFTER: Duration = Duration::from_secs(3 * PROGRESS_INTERVAL.as_secs());
 
 /// One change seen by the mirror, with the record before and after.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// A room was created, moved or deleted.
+    /// A room was created, moved or deleted (in a node's scope: became its
+    /// own, or stopped being its own).
     Room {
         /// The room.
         id: RoomId,
-        /// Its record before, if it existed.
+        /// Its record before, if it was in scope.
         before: Option<RoomRecord>,
-        /// Its record now, if it exists.
+        /// Its record now, if it is in scope.
         after: Option<RoomRecord>,
     },
     /// A node registered, changed state or disappeared.
@@ -57,6 +68,27 @@ pub enum Change {
 /// Called for every change, on the mirror's task: must not block.
 pub type Hook = Arc<dyn Fn(&Change) + Send + Sync>;
 
+/// Which rooms a mirror holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every room of the cluster (a router).
+    Cluster,
+    /// The rooms this node owns (a room node).
+    Node(InstanceId),
+    /// No rooms, only the node registry (tools that list nodes).
+    Registry,
+}
+
+impl Scope {
+    /// The feeds this scope follows.
+    fn feeds(self) -> &'static [Feed] {
+        match self {
+            Self::Registry => &[Feed::Nodes],
+            _ => &[Feed::Nodes, Feed::Rooms],
+        }
+    }
+}
+
 /// The live nodes and the placement table over the active ones.
 pub struct NodeSet {
     /// Live nodes by id.
@@ -72,96 +104,63 @@ impl NodeSet {
     }
 }
 
-/// Rooms by id (a hash set of records looked up by id: lookups are the hot
-/// path), their ids in order (for pages and scans), and counts per node.
+/// The two things a mirror follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Nodes = 0,
+    Rooms = 1,
+}
+
+impl Feed {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Nodes => "nodes",
+            Self::Rooms => "rooms",
+        }
+    }
+}
+
+/// How far one feed has got.
 #[derive(Default)]
-struct Rooms {
-    by_id: HashSet<ById>,
-    order: BTreeSet<RoomId>,
-    per_node: HashMap<InstanceId, u64>,
-}
-
-/// A record in [`Rooms::by_id`], hashed and compared by its id alone, so the
-/// set finds it by `RoomId` without a second copy of the id as a map key.
-struct ById(RoomRecord);
-
-impl PartialEq for ById {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for ById {}
-
-impl Hash for ById {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.id.hash(state);
-    }
-}
-
-impl Borrow<RoomId> for ById {
-    fn borrow(&self) -> &RoomId {
-        &self.0.id
-    }
-}
-
-impl Rooms {
-    fn get(&self, id: &RoomId) -> Option<&RoomRecord> {
-        self.by_id.get(id).map(|r| &r.0)
-    }
-
-    fn insert(&mut self, rec: RoomRecord) -> Option<RoomRecord> {
-        *self.per_node.entry(rec.node).or_default() += 1;
-        let id = rec.id.clone();
-        let before = self.by_id.replace(ById(rec)).map(|b| b.0);
-        match &before {
-            Some(b) => self.uncount(b.node),
-            None => {
-                self.order.insert(id);
-            }
-        }
-        before
-    }
-
-    fn remove(&mut self, id: &RoomId) -> Option<RoomRecord> {
-        let before = self.by_id.take(id).map(|b| b.0);
-        if let Some(b) = &before {
-            self.order.remove(id);
-            self.uncount(b.node);
-        }
-        before
-    }
-
-    /// Records in id order from `start`.
-    fn ordered(&self, start: std::ops::Bound<RoomId>) -> impl Iterator<Item = &RoomRecord> {
-        self.order
-            .range((start, std::ops::Bound::Unbounded))
-            .filter_map(|id| self.get(id))
-    }
-
-    fn uncount(&mut self, node: InstanceId) {
-        if let Some(n) = self.per_node.get_mut(&node) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_node.remove(&node);
-            }
-        }
-    }
+struct Progress {
+    synced: AtomicBool,
+    /// The store revision everything up to which is applied.
+    applied: AtomicI64,
+    /// When the store last confirmed the feed, in ms since the mirror began.
+    heard_ms: AtomicU64,
 }
 
 struct Shared {
     store: Store,
-    rooms: RwLock<Rooms>,
+    scope: Scope,
+    rooms: RwLock<RoomTable>,
     nodes: ArcSwap<NodeSet>,
-    synced: AtomicBool,
-    synced_notify: Notify,
-    /// The store revision everything up to which is applied.
-    applied: AtomicI64,
-    applied_notify: Notify,
+    feeds: [Progress; 2],
+    began: Instant,
+    changed: Notify,
     hook: Option<Hook>,
 }
 
-/// A watched copy of the store. Clones share it; the watch task stops when
+/// Why a view is not current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    /// The first full read has not finished.
+    Loading,
+    /// The store has not confirmed the view for [`STALE_AFTER`].
+    Stale,
+}
+
+impl Staleness {
+    /// The error code readiness reports.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Loading => "store_view_loading",
+            Self::Stale => "store_view_stale",
+        }
+    }
+}
+
+/// A watched copy of the store. Clones share it; the watch tasks stop when
 /// the last clone is dropped.
 #[derive(Clone)]
 pub struct Mirror {
@@ -170,21 +169,24 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Starts mirroring `store`; `hook` sees every change (including those
-    /// found by a resynchronisation after a broken watch).
-    pub fn start(store: Store, hook: Option<Hook>) -> Self {
+    /// Starts mirroring `store`'s node registry and the rooms in `scope`;
+    /// `hook` sees every change (including those found by a fresh read
+    /// after the store's history was compacted).
+    pub fn start(store: Store, scope: Scope, hook: Option<Hook>) -> Self {
         let shared = Arc::new(Shared {
             store,
+            scope,
             rooms: RwLock::default(),
             nodes: ArcSwap::from_pointee(NodeSet::new(BTreeMap::new())),
-            synced: AtomicBool::new(false),
-            synced_notify: Notify::new(),
-            applied: AtomicI64::new(0),
-            applied_notify: Notify::new(),
+            feeds: Default::default(),
+            began: Instant::now(),
+            changed: Notify::new(),
             hook,
         });
         let stop = CancellationToken::new();
-        tokio::spawn(run(shared.clone(), stop.clone()));
+        for &feed in scope.feeds() {
+            tokio::spawn(follow::follow(shared.clone(), feed, stop.clone()));
+        }
         Self {
             shared,
             _stop: Arc::new(stop.drop_guard()),
@@ -196,23 +198,36 @@ impl Mirror {
         &self.shared.store
     }
 
-    /// Whether a first snapshot has been loaded.
+    /// Whether every feed has loaded once.
     pub fn is_synced(&self) -> bool {
-        self.shared.synced.load(Ordering::Acquire)
+        self.shared
+            .followed()
+            .all(|f| f.synced.load(Ordering::Acquire))
     }
 
-    /// Waits until the first snapshot is loaded, at most `limit`.
+    /// Why the view is not current, or `None` when it is.
+    pub fn staleness(&self) -> Option<Staleness> {
+        if !self.is_synced() {
+            return Some(Staleness::Loading);
+        }
+        (self.age() > STALE_AFTER).then_some(Staleness::Stale)
+    }
+
+    /// How long since the store last confirmed the less recent feed.
+    pub fn age(&self) -> Duration {
+        let now = self.shared.began.elapsed().as_millis() as u64;
+        let oldest = self
+            .shared
+            .followed()
+            .map(|f| f.heard_ms.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0);
+        Duration::from_millis(now.saturating_sub(oldest))
+    }
+
+    /// Waits until every feed has loaded, at most `limit`.
     pub async fn wait_synced(&self, limit: Duration) -> bool {
-        let wait = async {
-            loop {
-                let notified = self.shared.synced_notify.notified();
-                if self.is_synced() {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        tokio::time::timeout(limit, wait).await.is_ok()
+        self.wait(limit, || self.is_synced()).await
     }
 
     /// Waits (at most `limit`) until the mirror reflects every write this
@@ -223,9 +238,10 @@ impl Mirror {
         self.reach(self.shared.store.last_write(), limit).await
     }
 
-    /// Waits (at most `limit`) until the mirror reflects every change made
+    /// Waits (at most `limit`) until the rooms reflect every change made
     /// anywhere up to now, e.g. by nodes during a rebalance this process
-    /// asked for. Costs one store round trip.
+    /// asked for. Costs one store round trip (and at most a progress
+    /// interval when the rooms are quiet).
     pub async fn sync_with_store(&self, limit: Duration) -> bool {
         match self.shared.store.revision().await {
             Ok(revision) => self.reach(revision, limit).await,
@@ -234,10 +250,15 @@ impl Mirror {
     }
 
     async fn reach(&self, target: i64, limit: Duration) -> bool {
+        self.wait(limit, || self.shared.applied(Feed::Rooms) >= target)
+            .await
+    }
+
+    async fn wait(&self, limit: Duration, done: impl Fn() -> bool) -> bool {
         let wait = async {
             loop {
-                let notified = self.shared.applied_notify.notified();
-                if self.shared.applied.load(Ordering::Acquire) >= target {
+                let notified = self.shared.changed.notified();
+                if done() {
                     return;
                 }
                 notified.await;
@@ -248,12 +269,12 @@ impl Mirror {
 
     /// The room's record as last seen.
     pub fn room(&self, id: &RoomId) -> Option<RoomRecord> {
-        self.read_rooms().get(id).cloned()
+        self.shared.read_rooms().get(id)
     }
 
     /// The room's record: from memory, or read through to the store when
     /// memory has none (a room created a moment ago that the watch has not
-    /// delivered yet).
+    /// delivered yet, or another node's room in a node's scope).
     pub async fn lookup(&self, id: &RoomId) -> Result<Option<RoomRecord>> {
         match self.room(id) {
             Some(rec) => Ok(Some(rec)),
@@ -261,159 +282,171 @@ impl Mirror {
         }
     }
 
-    /// Up to `limit` rooms with id > `after`, optionally only `node`'s.
-    pub fn rooms_page(
-        &self,
-        node: Option<InstanceId>,
-        after: Option<&RoomId>,
-        limit: usize,
-    ) -> Vec<RoomRecord> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let rooms = self.read_rooms();
-        let start = after.map_or(Unbounded, |a| Excluded(a.clone()));
-        rooms
-            .ordered(start)
-            .filter(|r| node.is_none_or(|n| r.node == n))
-            .take(limit)
-            .cloned()
-            .collect()
-    }
-
-    /// Up to `limit` rooms that `pred` picks, in id order (no copies of the
-    /// others).
+    /// Up to `limit` rooms that `pred` picks, in no particular order.
     pub fn rooms_where(
         &self,
         limit: usize,
         mut pred: impl FnMut(&RoomRecord) -> bool,
     ) -> Vec<RoomRecord> {
-        self.read_rooms()
-            .ordered(std::ops::Bound::Unbounded)
+        self.shared
+            .read_rooms()
+            .records()
             .filter(|r| pred(r))
             .take(limit)
-            .cloned()
             .collect()
+    }
+
+    /// Rooms held, in all.
+    pub fn room_count(&self) -> usize {
+        self.shared.read_rooms().len()
     }
 
     /// Rooms assigned to each node.
     pub fn room_counts(&self) -> HashMap<InstanceId, u64> {
-        self.read_rooms().per_node.clone()
+        self.shared.read_rooms().per_node().clone()
     }
 
     /// Rooms assigned to `node`.
     pub fn rooms_of(&self, node: InstanceId) -> u64 {
-        self.read_rooms().per_node.get(&node).copied().unwrap_or(0)
+        self.shared
+            .read_rooms()
+            .per_node()
+            .get(&node)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The live nodes and placement, as one consistent snapshot.
     pub fn nodes(&self) -> Arc<NodeSet> {
         self.shared.nodes.load_full()
     }
-
-    fn read_rooms(&self) -> std::sync::RwLockReadGuard<'_, Rooms> {
-        self.shared.rooms.read().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut pause = RETRY_MIN;
-    loop {
-        let attempt = async {
-            let mut watch = shared.store.watch().await?;
-            shared.load(std::mem::take(&mut watch.snapshot), watch.revision)?;
-            Ok::<_, crate::StoreError>(watch)
-        };
-        let result = tokio::select! {
-            r = attempt => r,
-            () = stop.cancelled() => return,
-        };
-        match result {
-            Ok(mut watch) => {
-                pause = RETRY_MIN;
-                loop {
-                    let ev = tokio::select! {
-                        ev = watch.events.recv() => ev,
-                        () = stop.cancelled() => return,
-                    };
-                    let Some(ev) = ev else { break };
-                    let revision = ev.revision();
-                    if let Err(e) = shared.apply(ev) {
-                        tracing::warn!(error = %e, "ignoring unreadable record");
-                    }
-                    shared.applied_up_to(revision);
-                }
-                tracing::warn!("store watch ended; resynchronising");
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot watch the store; retrying"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = stop.cancelled() => return,
-        }
-        pause = (pause * 2).min(RETRY_MAX);
-    }
 }
 
 impl Shared {
-    fn write_rooms(&self) -> std::sync::RwLockWriteGuard<'_, Rooms> {
+    fn read_rooms(&self) -> std::sync::RwLockReadGuard<'_, RoomTable> {
+        self.rooms.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_rooms(&self) -> std::sync::RwLockWriteGuard<'_, RoomTable> {
         self.rooms.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Replaces everything with a fresh snapshot, reporting the differences.
-    fn applied_up_to(&self, revision: i64) {
-        self.applied.fetch_max(revision, Ordering::AcqRel);
-        self.applied_notify.notify_waiters();
+    fn followed(&self) -> impl Iterator<Item = &Progress> {
+        self.scope.feeds().iter().map(|&f| &self.feeds[f as usize])
     }
 
-    fn load(&self, snapshot: Vec<(String, Vec<u8>)>, revision: i64) -> Result<()> {
-        let mut nodes = BTreeMap::new();
-        let mut rooms = Rooms::default();
-        for (k, v) in &snapshot {
-            match self.store.parse(k, v) {
-                Ok(Some(Record::Node(n))) => {
-                    nodes.insert(n.id, n);
-                }
-                Ok(Some(Record::Room(r))) => {
-                    rooms.insert(r);
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "ignoring unreadable record"),
-            }
+    fn prefix(&self, feed: Feed) -> String {
+        let keys = self.store.keys();
+        match (feed, self.scope) {
+            (Feed::Nodes, _) => keys.nodes(),
+            (Feed::Rooms, Scope::Node(id)) => keys.owned_by(id),
+            (Feed::Rooms, _) => keys.rooms(),
         }
+    }
+
+    fn applied(&self, feed: Feed) -> i64 {
+        self.feeds[feed as usize].applied.load(Ordering::Acquire)
+    }
+
+    /// The store confirmed `feed` up to `revision`.
+    fn reached(&self, feed: Feed, revision: i64) {
+        let p = &self.feeds[feed as usize];
+        p.applied.fetch_max(revision, Ordering::AcqRel);
+        p.heard_ms
+            .store(self.began.elapsed().as_millis() as u64, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Reads `feed`'s prefix whole, in pages at one revision, replaces what
+    /// is held, and tells the hook every difference. Returns the revision.
+    async fn reload(&self, feed: Feed, prefix: &str) -> Result<i64> {
+        let mut nodes = BTreeMap::new();
+        let mut rooms = RoomTable::default();
+        let revision = self
+            .store
+            .load(prefix, |page| {
+                for (k, v) in page {
+                    match self.store.parse(&k, &v) {
+                        Ok(Some(Record::Node(n))) => {
+                            nodes.insert(n.id, n);
+                        }
+                        Ok(Some(Record::Room(r))) => {
+                            rooms.insert(&r);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "ignoring unreadable record"),
+                    }
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
         let mut changes = Vec::new();
-        let old_nodes = self.nodes.load_full();
-        diff(
-            &old_nodes.nodes,
-            &nodes,
-            &mut changes,
-            |id, before, after| Change::Node { id, before, after },
-        );
-        self.nodes.store(Arc::new(NodeSet::new(nodes)));
-        {
-            let mut current = self.write_rooms();
-            diff(
-                &current.by_id,
-                &rooms.by_id,
-                &mut changes,
-                |id, before, after| Change::Room { id, before, after },
-            );
-            *current = rooms;
+        match feed {
+            Feed::Nodes => {
+                let old = self.nodes.load_full();
+                for (id, before) in &old.nodes {
+                    match nodes.get(id) {
+                        Some(after) if after == before => {}
+                        after => changes.push(Change::Node {
+                            id: *id,
+                            before: Some(before.clone()),
+                            after: after.cloned(),
+                        }),
+                    }
+                }
+                for (id, after) in &nodes {
+                    if !old.nodes.contains_key(id) {
+                        changes.push(Change::Node {
+                            id: *id,
+                            before: None,
+                            after: Some(after.clone()),
+                        });
+                    }
+                }
+                self.nodes.store(Arc::new(NodeSet::new(nodes)));
+            }
+            Feed::Rooms => {
+                let mut current = self.write_rooms();
+                // Without a hook nobody needs the differences: a router's
+                // table of a million rooms is swapped without comparing.
+                if self.hook.is_some() {
+                    changes.extend(
+                        rooms
+                            .diff(&current)
+                            .into_iter()
+                            .map(|(id, before, after)| Change::Room { id, before, after }),
+                    );
+                }
+                *current = rooms;
+            }
         }
         // The hook hears of the changes before anyone waiting for the
         // snapshot is let go.
         for c in &changes {
             self.tell(c);
         }
-        self.synced.store(true, Ordering::Release);
-        self.synced_notify.notify_waiters();
-        self.applied_up_to(revision);
-        Ok(())
+        self.feeds[feed as usize]
+            .synced
+            .store(true, Ordering::Release);
+        tracing::debug!(feed = feed.name(), revision, "store view loaded");
+        self.reached(feed, revision);
+        Ok(revision)
     }
 
-    fn apply(&self, ev: KvEvent) -> Result<()> {
-        let change = match ev {
-            KvEvent::Put {
-                key: k, value: v, ..
-            } => match self.store.parse(&k, &v)? {
+    /// Applies one watched change.
+    fn apply(&self, feed: Feed, ev: KvEvent) {
+        let revision = ev.revision();
+        match self.change(ev) {
+            Ok(Some(change)) => self.tell(&change),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "ignoring unreadable record"),
+        }
+        self.reached(feed, revision);
+    }
+
+    fn change(&self, ev: KvEvent) -> Result<Option<Change>> {
+        Ok(Some(match ev {
+            KvEvent::Put { key, value, .. } => match self.store.parse(&key, &value)? {
                 Some(Record::Node(n)) => {
                     let id = n.id;
                     let before = self.update_nodes(|nodes| nodes.insert(id, n.clone()));
@@ -424,17 +457,17 @@ impl Shared {
                     }
                 }
                 Some(Record::Room(r)) => {
-                    let before = self.write_rooms().insert(r.clone());
+                    let before = self.write_rooms().insert(&r);
                     Change::Room {
                         id: r.id.clone(),
                         before,
                         after: Some(r),
                     }
                 }
-                None => return Ok(()),
+                None => return Ok(None),
             },
-            KvEvent::Delete { key: k, .. } => match self.store.keys().parse(&k) {
-                Some(proto::keys::Key::Node(id)) => {
+            KvEvent::Delete { key, .. } => match self.store.keys().parse(&key) {
+                Some(Key::Node(id)) => {
                     let before = self.update_nodes(|nodes| nodes.remove(&id));
                     Change::Node {
                         id,
@@ -442,7 +475,7 @@ impl Shared {
                         after: None,
                     }
                 }
-                Some(proto::keys::Key::Room(id)) => {
+                Some(Key::Room(id) | Key::Owned(_, id)) => {
                     let before = self.write_rooms().remove(&id);
                     Change::Room {
                         id,
@@ -450,11 +483,9 @@ impl Shared {
                         after: None,
                     }
                 }
-                None => return Ok(()),
+                None => return Ok(None),
             },
-        };
-        self.tell(&change);
-        Ok(())
+        }))
     }
 
     fn update_nodes(
@@ -470,50 +501,6 @@ impl Shared {
     fn tell(&self, change: &Change) {
         if let Some(hook) = &self.hook {
             hook(change);
-        }
-    }
-}
-
-/// The two kinds of map the mirror compares.
-trait Entries<K: 'static, V: 'static> {
-    fn entries(&self) -> impl Iterator<Item = (&K, &V)>;
-    fn lookup(&self, key: &K) -> Option<&V>;
-}
-
-impl<K: Ord + 'static, V: 'static> Entries<K, V> for BTreeMap<K, V> {
-    fn entries(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.iter()
-    }
-    fn lookup(&self, key: &K) -> Option<&V> {
-        self.get(key)
-    }
-}
-
-impl Entries<RoomId, RoomRecord> for HashSet<ById> {
-    fn entries(&self) -> impl Iterator<Item = (&RoomId, &RoomRecord)> {
-        self.iter().map(|r| (&r.0.id, &r.0))
-    }
-    fn lookup(&self, key: &RoomId) -> Option<&RoomRecord> {
-        self.get(key).map(|r| &r.0)
-    }
-}
-
-/// Every difference between two maps, as changes.
-fn diff<K: Clone + 'static, V: Clone + PartialEq + 'static, M: Entries<K, V>>(
-    old: &M,
-    new: &M,
-    out: &mut Vec<Change>,
-    make: impl Fn(K, Option<V>, Option<V>) -> Change,
-) {
-    for (k, before) in old.entries() {
-        match new.lookup(k) {
-            Some(after) if after == before => {}
-            after => out.push(make(k.clone(), Some(before.clone()), after.cloned())),
-        }
-    }
-    for (k, after) in new.entries() {
-        if old.lookup(k).is_none() {
-            out.push(make(k.clone(), None, Some(after.clone())));
         }
     }
 }

@@ -9,8 +9,17 @@ use proto::{InstanceId, RoomId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::kv::{Backend, Kv, LeaseId, Swap, Watch};
+use crate::kv::{Backend, Cmp, Kv, LeaseId, MAX_TXN_OPS, Op, Watch};
 use crate::{Result, StoreError};
+
+/// Keys per page when a prefix is read whole: about 200 KB of room records,
+/// far below etcd's 4 MiB answer limit whatever the ids' lengths.
+pub const PAGE: usize = 1000;
+
+/// Rooms per transaction when many move at once: each takes one condition
+/// and three writes (the record, and the entries in the old and the new
+/// owner's index), within etcd's default of [`MAX_TXN_OPS`].
+pub const ROOMS_PER_TXN: usize = MAX_TXN_OPS / 3;
 
 /// The outcome of creating a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +53,9 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+/// The bytes of a record, as stored. Deterministic (fields in declaration
+/// order), so a record read back compares equal to what was written.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records always serialize")
 }
 
@@ -133,22 +144,74 @@ impl Store {
 
     /// Every live node, in id order.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        let prefix = self.keys.nodes();
         let mut out = Vec::new();
-        for (k, v) in self.kv.range(&prefix, None, usize::MAX >> 1).await? {
-            out.push(decode(&k, &v)?);
-        }
+        self.load(&self.keys.nodes(), |page| {
+            for (k, v) in page {
+                out.push(decode(&k, &v)?);
+            }
+            Ok(())
+        })
+        .await?;
         out.sort_by_key(|n: &NodeRecord| n.id);
         Ok(out)
     }
 
-    /// Creates `room` if absent, in one transaction: of two routers creating
-    /// one id at once, both get the same owner back.
+    /// Reads everything under `prefix` in pages of [`PAGE`] keys, all at the
+    /// revision of the first page, so the pages together are one consistent
+    /// snapshot however large the prefix; `each` sees every page in key
+    /// order. Returns the snapshot's revision. A snapshot whose revision is
+    /// compacted away mid-way is [`StoreError::Compacted`]: read again.
+    pub async fn load(
+        &self,
+        prefix: &str,
+        mut each: impl FnMut(Vec<(String, Vec<u8>)>) -> Result<()>,
+    ) -> Result<i64> {
+        let mut after: Option<String> = None;
+        let mut revision = None;
+        loop {
+            let page = self
+                .kv
+                .range_at(prefix, after.as_deref(), PAGE, revision)
+                .await?;
+            revision = Some(page.revision);
+            after = page.pairs.last().map(|(k, _)| k.clone());
+            let more = page.more && after.is_some();
+            each(page.pairs)?;
+            if !more {
+                return Ok(page.revision);
+            }
+        }
+    }
+
+    /// Every change under `prefix` after `revision`.
+    pub(crate) async fn watch(&self, prefix: &str, revision: i64) -> Result<Watch> {
+        self.kv.watch(prefix, revision).await
+    }
+
+    /// Creates `room` if absent, in one transaction with its owner's index
+    /// entry: of two routers creating one id at once, both get the same
+    /// owner back.
     pub async fn create_room(&self, room: &RoomRecord) -> Result<Created> {
         let key = self.keys.room(&room.id);
-        match self.kv.create(&key, encode(room), None).await? {
-            None => Ok(Created::New(room.clone())),
-            Some(existing) => Ok(Created::Existing(decode(&key, &existing)?)),
+        let value = encode(room);
+        loop {
+            let created = self
+                .kv
+                .txn(
+                    vec![Cmp::Absent(key.clone())],
+                    vec![
+                        Op::Put(key.clone(), value.clone()),
+                        Op::Put(self.keys.owned(room.node, &room.id), value.clone()),
+                    ],
+                )
+                .await?;
+            if created {
+                return Ok(Created::New(room.clone()));
+            }
+            // Deleted again between the two calls: try once more.
+            if let Some(existing) = self.room(&room.id).await? {
+                return Ok(Created::Existing(existing));
+            }
         }
     }
 
@@ -165,16 +228,55 @@ impl Store {
     /// Up to `limit` rooms with id > `after`, in id order.
     pub async fn rooms(&self, after: Option<&RoomId>, limit: usize) -> Result<Vec<RoomRecord>> {
         let after = after.map(|a| self.keys.room(a));
-        let page = self
-            .kv
-            .range(&self.keys.rooms(), after.as_deref(), limit)
-            .await?;
-        page.iter().map(|(k, v)| decode(k, v)).collect()
+        self.page(&self.keys.rooms(), after, limit).await
     }
 
-    /// Deletes a room's assignment; whether it existed.
+    /// Up to `limit` of `node`'s rooms with id > `after`, in id order (from
+    /// the owner index).
+    pub async fn rooms_of(
+        &self,
+        node: InstanceId,
+        after: Option<&RoomId>,
+        limit: usize,
+    ) -> Result<Vec<RoomRecord>> {
+        let after = after.map(|a| self.keys.owned(node, a));
+        self.page(&self.keys.owned_by(node), after, limit).await
+    }
+
+    async fn page(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<RoomRecord>> {
+        let page = self
+            .kv
+            .range_at(prefix, after.as_deref(), limit, None)
+            .await?;
+        page.pairs.iter().map(|(k, v)| decode(k, v)).collect()
+    }
+
+    /// Deletes a room's assignment (and its index entry); whether it existed.
     pub async fn delete_room(&self, id: &RoomId) -> Result<bool> {
-        self.kv.delete(&self.keys.room(id)).await
+        let key = self.keys.room(id);
+        loop {
+            let Some(raw) = self.kv.get(&key).await? else {
+                return Ok(false);
+            };
+            let rec: RoomRecord = decode(&key, &raw)?;
+            let then = vec![
+                Op::Delete(key.clone()),
+                Op::Delete(self.keys.owned(rec.node, id)),
+            ];
+            if self
+                .kv
+                .txn(vec![Cmp::Equals(key.clone(), raw)], then)
+                .await?
+            {
+                return Ok(true);
+            }
+            // Moved meanwhile: delete what it is now.
+        }
     }
 
     /// Gives `room` to `to` if its epoch is still `epoch`: the new record has
@@ -193,29 +295,131 @@ impl Store {
                 current.epoch
             )));
         }
-        let next = RoomRecord {
-            node: to,
-            epoch: epoch + 1,
-            ..current
-        };
-        match self.kv.swap(&key, &raw, encode(&next)).await? {
-            Swap::Done => Ok(next),
-            Swap::Changed(_) => Err(StoreError::Conflict(format!(
+        let (when, then, next) = self.move_ops(current, raw, to);
+        if self.kv.txn(vec![when], then).await? {
+            Ok(next)
+        } else {
+            Err(StoreError::Conflict(format!(
                 "room {room} changed while moving it"
-            ))),
+            )))
         }
     }
 
-    /// Watches every record of the cluster (see [`crate::Mirror`]).
-    pub(crate) async fn watch(&self) -> Result<Watch> {
-        self.kv.watch(&self.keys.all()).await
+    /// Moves many rooms, each from the record given (its current one as the
+    /// caller saw it) to its target, in transactions of [`ROOMS_PER_TXN`]
+    /// rooms. A transaction that loses a race (one of its rooms changed) is
+    /// redone room by room, so one stale record costs only its own move.
+    /// Answers one outcome per room, in order.
+    pub async fn move_rooms(
+        &self,
+        moves: Vec<(RoomRecord, InstanceId)>,
+    ) -> Vec<Result<RoomRecord>> {
+        let mut out = Vec::with_capacity(moves.len());
+        for chunk in moves.chunks(ROOMS_PER_TXN) {
+            let mut when = Vec::with_capacity(chunk.len());
+            let mut then = Vec::with_capacity(chunk.len() * 3);
+            let mut next = Vec::with_capacity(chunk.len());
+            for (rec, to) in chunk {
+                let raw = encode(rec);
+                let (w, t, n) = self.move_ops(rec.clone(), raw, *to);
+                when.push(w);
+                then.extend(t);
+                next.push(n);
+            }
+            match self.kv.txn(when, then).await {
+                Ok(true) => out.extend(next.into_iter().map(Ok)),
+                Ok(false) => {
+                    for (rec, to) in chunk {
+                        out.push(self.move_room(&rec.id, rec.epoch, *to).await);
+                    }
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    out.extend(
+                        chunk
+                            .iter()
+                            .map(|_| Err(StoreError::Unavailable(reason.clone()))),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// The condition and writes that move `current` (stored as `raw`) to
+    /// `to`, and the record after.
+    fn move_ops(
+        &self,
+        current: RoomRecord,
+        raw: Vec<u8>,
+        to: InstanceId,
+    ) -> (Cmp, Vec<Op>, RoomRecord) {
+        let key = self.keys.room(&current.id);
+        let then_old = Op::Delete(self.keys.owned(current.node, &current.id));
+        let next = RoomRecord {
+            node: to,
+            epoch: current.epoch + 1,
+            ..current
+        };
+        let value = encode(&next);
+        let then = vec![
+            then_old,
+            Op::Put(key.clone(), value.clone()),
+            Op::Put(self.keys.owned(to, &next.id), value),
+        ];
+        (Cmp::Equals(key, raw), then, next)
+    }
+
+    /// Brings a store written before the owner index (schema 1) to this
+    /// version: every room gets its index entry, in transactions that check
+    /// the record is unchanged. Idempotent, and cheap once done (one read of
+    /// the schema key). Returns how many rooms it indexed.
+    pub async fn migrate(&self) -> Result<u64> {
+        let schema = self.keys.schema();
+        let current = self
+            .kv
+            .get(&schema)
+            .await?
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+            .and_then(|v| v["version"].as_u64());
+        if current.is_some_and(|v| v >= u64::from(proto::keys::SCHEMA_VERSION)) {
+            return Ok(0);
+        }
+        let mut indexed = 0;
+        let mut start: Option<String> = None;
+        loop {
+            let page = self
+                .kv
+                .range_at(&self.keys.rooms(), start.as_deref(), MAX_TXN_OPS, None)
+                .await?;
+            let mut when = Vec::new();
+            let mut then = Vec::new();
+            for (k, v) in &page.pairs {
+                let rec: RoomRecord = decode(k, v)?;
+                when.push(Cmp::Equals(k.clone(), v.clone()));
+                then.push(Op::Put(self.keys.owned(rec.node, &rec.id), v.clone()));
+            }
+            // A room that changed meanwhile was indexed by its writer (this
+            // version's writers keep the index): read the page again.
+            if !self.kv.txn(when, then).await? {
+                continue;
+            }
+            indexed += page.pairs.len() as u64;
+            match page.pairs.last() {
+                Some((k, _)) if page.more => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let version = serde_json::json!({ "version": proto::keys::SCHEMA_VERSION });
+        self.kv.put(&schema, encode(&version), None).await?;
+        Ok(indexed)
     }
 
     /// Parses one watched pair into a record.
     pub(crate) fn parse(&self, key: &str, value: &[u8]) -> Result<Option<Record>> {
         Ok(match self.keys.parse(key) {
             Some(Key::Node(_)) => Some(Record::Node(decode(key, value)?)),
-            Some(Key::Room(_)) => Some(Record::Room(decode(key, value)?)),
+            Some(Key::Room(_) | Key::Owned(..)) => Some(Record::Room(decode(key, value)?)),
             None => None,
         })
     }

@@ -40,7 +40,7 @@ pub async fn watch(
     path: &Path,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mirror = store::Mirror::start(store, None);
+    let mirror = store::Mirror::start(store, store::Scope::Registry, None);
     let mut written: Option<String> = None;
     tokio::pin!(shutdown);
     loop {

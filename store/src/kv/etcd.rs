@@ -8,21 +8,31 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, PutOptions, Txn,
+    TxnOp, WatchClient, WatchOptions,
 };
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use super::{Kv, KvEvent, LeaseId, Swap, WATCH_BUFFER, Watch};
+use super::{
+    Cmp, Kv, KvEvent, LeaseId, Op, PROGRESS_INTERVAL, Page, Swap, WATCH_BUFFER, Watch, WatchMsg,
+};
 use crate::{Result, StoreError};
 
 /// Default bound on one etcd request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The largest answer the client accepts. Every read of a prefix is paged
+/// well below etcd's own 4 MiB default, so this is only a backstop (a
+/// transaction's watch events arrive in one message, for instance).
+const MAX_MESSAGE: usize = 64 << 20;
+
 /// A connection to an etcd cluster. Clones share the underlying channel.
 #[derive(Clone)]
 pub struct EtcdKv {
     client: Client,
+    kv: KvClient,
+    watcher: WatchClient,
     timeout: Duration,
     /// Revision of the latest write through this handle or its clones.
     last_write: Arc<AtomicI64>,
@@ -41,6 +51,8 @@ impl EtcdKv {
             .await
             .map_err(|e| StoreError::Unavailable(format!("etcd {endpoints:?}: {e}")))?;
         Ok(Self {
+            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
+            watcher: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
             client,
             timeout,
             last_write: Arc::default(),
@@ -103,34 +115,42 @@ impl Kv for EtcdKv {
         Ok(resp.take_kvs().pop().map(|kv| kv.into_key_value().1))
     }
 
-    async fn range(
+    async fn range_at(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
+        revision: Option<i64>,
+    ) -> Result<Page> {
         if limit == 0 {
             // etcd reads a limit of 0 as "no limit".
-            return Ok(Vec::new());
+            return Ok(Page::default());
         }
         let start = match after {
             // The smallest key greater than `after`.
             Some(a) if a >= prefix => format!("{a}\0"),
             _ => prefix.to_owned(),
         };
-        let options = GetOptions::new()
+        let mut options = GetOptions::new()
             .with_range(prefix_end(prefix))
             .with_limit(limit as i64);
-        let mut c = self.client.clone();
+        if let Some(r) = revision {
+            options = options.with_revision(r);
+        }
+        let mut c = self.kv.clone();
         let mut resp = self.bounded("range", c.get(start, Some(options))).await?;
-        Ok(resp
-            .take_kvs()
-            .into_iter()
-            .map(|kv| {
-                let (k, v) = kv.into_key_value();
-                (to_string(k), v)
-            })
-            .collect())
+        Ok(Page {
+            revision: resp.header().map_or(0, |h| h.revision()),
+            more: resp.more(),
+            pairs: resp
+                .take_kvs()
+                .into_iter()
+                .map(|kv| {
+                    let (k, v) = kv.into_key_value();
+                    (to_string(k), v)
+                })
+                .collect(),
+        })
     }
 
     async fn create(
@@ -190,6 +210,31 @@ impl Kv for EtcdKv {
         Ok(Swap::Changed(current.map(|kv| kv.into_key_value().1)))
     }
 
+    async fn txn(&self, when: Vec<Cmp>, then: Vec<Op>) -> Result<bool> {
+        let when: Vec<Compare> = when
+            .into_iter()
+            .map(|c| match c {
+                Cmp::Equals(k, v) => Compare::value(k, CompareOp::Equal, v),
+                Cmp::Absent(k) => Compare::create_revision(k, CompareOp::Equal, 0),
+            })
+            .collect();
+        let then: Vec<TxnOp> = then
+            .into_iter()
+            .map(|o| match o {
+                Op::Put(k, v) => TxnOp::put(k, v, None),
+                Op::Delete(k) => TxnOp::delete(k, None),
+            })
+            .collect();
+        let mut c = self.kv.clone();
+        let resp = self
+            .bounded("txn", c.txn(Txn::new().when(when).and_then(then)))
+            .await?;
+        if resp.succeeded() {
+            self.wrote(resp.header());
+        }
+        Ok(resp.succeeded())
+    }
+
     async fn delete(&self, key: &str) -> Result<bool> {
         let mut c = self.client.clone();
         let resp = self.bounded("delete", c.delete(key, None)).await?;
@@ -232,30 +277,15 @@ impl Kv for EtcdKv {
         }
     }
 
-    async fn watch(&self, prefix: &str) -> Result<Watch> {
-        let mut c = self.client.clone();
-        let opts = GetOptions::new().with_prefix();
-        let mut resp = self.bounded("get", c.get(prefix, Some(opts))).await?;
-        let revision = resp.header().map_or(0, |h| h.revision());
-        let snapshot = resp
-            .take_kvs()
-            .into_iter()
-            .map(|kv| {
-                let (k, v) = kv.into_key_value();
-                (to_string(k), v)
-            })
-            .collect();
+    async fn watch(&self, prefix: &str, revision: i64) -> Result<Watch> {
         let opts = WatchOptions::new()
             .with_prefix()
             .with_start_revision(revision + 1);
+        let mut c = self.watcher.clone();
         let stream = self.bounded("watch", c.watch(prefix, Some(opts))).await?;
         let (tx, events) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(forward(stream, tx));
-        Ok(Watch {
-            snapshot,
-            revision,
-            events,
-        })
+        Ok(events)
     }
 
     fn last_write(&self) -> i64 {
@@ -263,19 +293,39 @@ impl Kv for EtcdKv {
     }
 }
 
-/// Copies etcd watch events into the channel until either side ends. Any
-/// error or cancellation (e.g. compaction) closes the channel, which is the
-/// consumer's cue to take a fresh snapshot.
-async fn forward(mut stream: etcd_client::WatchStream, tx: mpsc::Sender<KvEvent>) {
+/// Copies etcd watch events into the channel until either side ends, and
+/// asks etcd for a progress report whenever nothing came for
+/// [`PROGRESS_INTERVAL`]. Any error or cancellation closes the channel,
+/// which is the consumer's cue to resume from where it got; a cancellation
+/// for compaction first says [`WatchMsg::Compacted`].
+async fn forward(mut stream: etcd_client::WatchStream, tx: mpsc::Sender<WatchMsg>) {
+    let mut heard = Instant::now();
     loop {
+        let quiet = tokio::time::sleep_until(heard + PROGRESS_INTERVAL);
         let msg = tokio::select! {
             msg = stream.message() => msg,
+            () = quiet => {
+                heard = Instant::now();
+                if stream.request_progress().await.is_err() {
+                    return;
+                }
+                continue;
+            }
             () = tx.closed() => return,
         };
+        heard = Instant::now();
         let resp = match msg {
             Ok(Some(resp)) if !resp.canceled() => resp,
             Ok(Some(resp)) => {
-                tracing::warn!(reason = resp.cancel_reason(), "etcd watch cancelled");
+                if resp.compact_revision() > 0 {
+                    tracing::info!(
+                        compacted = resp.compact_revision(),
+                        "etcd watch start compacted away; reloading"
+                    );
+                    let _ = tx.send(WatchMsg::Compacted).await;
+                } else {
+                    tracing::warn!(reason = resp.cancel_reason(), "etcd watch cancelled");
+                }
                 return;
             }
             Ok(None) => return,
@@ -284,6 +334,17 @@ async fn forward(mut stream: etcd_client::WatchStream, tx: mpsc::Sender<KvEvent>
                 return;
             }
         };
+        if resp.events().is_empty() {
+            // A progress report, or the watch's creation: everything up to
+            // the header's revision has been delivered.
+            if !resp.created()
+                && let Some(h) = resp.header()
+                && tx.send(WatchMsg::Progress(h.revision())).await.is_err()
+            {
+                return;
+            }
+            continue;
+        }
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -296,7 +357,7 @@ async fn forward(mut stream: etcd_client::WatchStream, tx: mpsc::Sender<KvEvent>
                 },
                 EventType::Delete => KvEvent::Delete { key, revision },
             };
-            if tx.send(ev).await.is_err() {
+            if tx.send(WatchMsg::Event(ev)).await.is_err() {
                 return;
             }
         }

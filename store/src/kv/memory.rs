@@ -3,14 +3,16 @@
 //! behind a mutex. It exists so that `router up` runs a whole cluster in one
 //! process; it is never shared between processes or hosts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Kv, KvEvent, LeaseId, Swap, WATCH_BUFFER, Watch};
+use super::{
+    Cmp, Kv, KvEvent, LeaseId, Op, PROGRESS_INTERVAL, Page, Swap, WATCH_BUFFER, Watch, WatchMsg,
+};
 use crate::{Result, StoreError};
 
 /// How often expired leases are swept (their keys deleted and watchers told).
@@ -30,7 +32,13 @@ struct State {
     leases: HashMap<i64, Lease>,
     next_lease: i64,
     watchers: Vec<Watcher>,
+    /// The latest changes, so a watch can resume from a recent revision;
+    /// older revisions count as compacted.
+    history: VecDeque<KvEvent>,
 }
+
+/// Changes kept for resuming watches.
+const HISTORY: usize = WATCH_BUFFER;
 
 struct Entry {
     value: Vec<u8>,
@@ -45,7 +53,7 @@ struct Lease {
 
 struct Watcher {
     prefix: String,
-    tx: mpsc::Sender<KvEvent>,
+    tx: mpsc::Sender<WatchMsg>,
 }
 
 impl MemoryKv {
@@ -59,6 +67,26 @@ impl MemoryKv {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Tells a watcher the current revision every [`PROGRESS_INTERVAL`], as
+/// etcd answers progress requests, until it goes away.
+async fn report_progress(shared: Weak<Mutex<State>>, tx: mpsc::Sender<WatchMsg>) {
+    let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = tx.closed() => return,
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let revision = shared.lock().unwrap_or_else(|p| p.into_inner()).revision;
+        // Sent outside the lock: a full channel drops the watcher anyway.
+        if tx.try_send(WatchMsg::Progress(revision)).is_err() && tx.is_closed() {
+            return;
+        }
     }
 }
 
@@ -87,9 +115,22 @@ impl State {
     fn notify(&mut self, event: KvEvent) {
         let key = event.key();
         // A watcher that cannot keep up is dropped; its consumer sees the
-        // channel close and resynchronises, as with a broken etcd watch.
-        self.watchers
-            .retain(|w| !key.starts_with(&w.prefix) || w.tx.try_send(event.clone()).is_ok());
+        // channel close and resumes, as with a broken etcd watch.
+        self.watchers.retain(|w| {
+            !key.starts_with(&w.prefix) || w.tx.try_send(WatchMsg::Event(event.clone())).is_ok()
+        });
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(event);
+    }
+
+    /// Whether every condition holds.
+    fn holds(&self, cmp: &Cmp) -> bool {
+        match cmp {
+            Cmp::Equals(k, v) => self.kv.get(k).is_some_and(|e| &e.value == v),
+            Cmp::Absent(k) => !self.kv.contains_key(k),
+        }
     }
 
     fn live_lease(&self, lease: Option<LeaseId>) -> Result<Option<i64>> {
@@ -163,25 +204,37 @@ impl Kv for MemoryKv {
         Ok(self.lock().kv.get(key).map(|e| e.value.clone()))
     }
 
-    async fn range(
+    async fn range_at(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
+        revision: Option<i64>,
+    ) -> Result<Page> {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let state = self.lock();
+        // No older versions are kept: a past revision is compacted.
+        if revision.is_some_and(|r| r != state.revision) {
+            return Err(StoreError::Compacted);
+        }
         let start = match after {
             Some(a) if a >= prefix => Excluded(a.to_owned()),
             _ => Included(prefix.to_owned()),
         };
-        Ok(state
+        let mut keys = state
             .kv
             .range((start, Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let pairs: Vec<_> = keys
+            .by_ref()
             .take(limit)
             .map(|(k, e)| (k.clone(), e.value.clone()))
-            .collect())
+            .collect();
+        Ok(Page {
+            pairs,
+            revision: state.revision,
+            more: keys.next().is_some(),
+        })
     }
 
     async fn create(
@@ -217,6 +270,22 @@ impl Kv for MemoryKv {
         }
         state.write(key, value, lease);
         Ok(Swap::Done)
+    }
+
+    async fn txn(&self, when: Vec<Cmp>, then: Vec<Op>) -> Result<bool> {
+        let mut state = self.lock();
+        if !when.iter().all(|c| state.holds(c)) {
+            return Ok(false);
+        }
+        for op in then {
+            match op {
+                Op::Put(k, v) => state.write(&k, v, None),
+                Op::Delete(k) => {
+                    state.remove(&k);
+                }
+            }
+        }
+        Ok(true)
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -260,24 +329,28 @@ impl Kv for MemoryKv {
         Ok(())
     }
 
-    async fn watch(&self, prefix: &str) -> Result<Watch> {
+    async fn watch(&self, prefix: &str, revision: i64) -> Result<Watch> {
         let mut state = self.lock();
-        let snapshot = state
-            .kv
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, e)| (k.clone(), e.value.clone()))
-            .collect();
+        let kept_from = state
+            .history
+            .front()
+            .map_or(state.revision + 1, KvEvent::revision);
+        if revision + 1 < kept_from && revision < state.revision {
+            return Err(StoreError::Compacted);
+        }
         let (tx, events) = mpsc::channel(WATCH_BUFFER);
+        for ev in state.history.iter().filter(|e| e.revision() > revision) {
+            if ev.key().starts_with(prefix) && tx.try_send(WatchMsg::Event(ev.clone())).is_err() {
+                return Err(StoreError::Compacted);
+            }
+        }
         state.watchers.push(Watcher {
             prefix: prefix.to_owned(),
-            tx,
+            tx: tx.clone(),
         });
-        Ok(Watch {
-            snapshot,
-            revision: state.revision,
-            events,
-        })
+        drop(state);
+        tokio::spawn(report_progress(Arc::downgrade(&self.shared), tx));
+        Ok(events)
     }
 
     fn last_write(&self) -> i64 {
