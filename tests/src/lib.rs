@@ -9,6 +9,7 @@
 //! - [`process`]: [`Proc`], a workspace binary (or any program) as a child
 //!   process with its output in a log file, killed on drop; [`bin_path`].
 //! - [`etcd`]: [`Etcd`], a throwaway single-member etcd on free ports.
+//! - [`bulk`]: writing tens of thousands of rooms straight into the store.
 //! - [`cluster`]: [`Cluster`], etcd plus room nodes and routers as real
 //!   processes, ready to use.
 //! - [`ws`]: [`WsClient`], a WebSocket client speaking JSON text frames.
@@ -20,6 +21,7 @@
 //! Every wait in the kit is bounded and fails with a message that says what
 //! was awaited (plus the relevant log tail for processes).
 
+pub mod bulk;
 pub mod cluster;
 pub mod etcd;
 pub mod http;
