@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -252,6 +253,22 @@ impl Outlet {
                     io.writable().await.map_err(|_| End::Gone)?;
                 }
             }
+        }
+    }
+
+    /// Shuts the socket's write half: the member gets an end of stream after
+    /// what the kernel already holds, while its input can still be read.
+    pub(crate) fn shut_write(&self) {
+        let Some(io) = &self.io else { return };
+        // tokio shuts a stream down only through `&mut`, and the socket is
+        // shared: a duplicate descriptor shuts down the same socket.
+        let shut = io
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::net::TcpStream::from)
+            .and_then(|dup| dup.shutdown(std::net::Shutdown::Write));
+        if let Err(e) = shut {
+            tracing::debug!(error = %e, "shutting the write half failed");
         }
     }
 

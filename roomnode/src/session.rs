@@ -31,11 +31,13 @@ pub(crate) struct Settings {
     pub(crate) lease: Registration,
 }
 
-/// Bound on saying goodbye to a client that may not be reading.
+/// Bound on saying goodbye to a client that may not be reading or
+/// answering: on our close frame getting into a full socket, and on the wait
+/// for the client's close reply.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Most bytes read and thrown away after refusing an oversized frame, so the
-/// close frame is not lost to a TCP reset.
+/// Most bytes read and thrown away after our close frame, so it is not lost
+/// to a TCP reset.
 const DRAIN_LIMIT: usize = 1 << 20;
 
 /// Serves one member (the room's `key`) until it leaves, is dropped, goes
@@ -245,10 +247,16 @@ async fn reply_error(socket: &mut Socket, code: &str, message: &str) -> Result<(
         .map_err(|_| End::Gone)
 }
 
-/// Sends the last frame and the close frame, then reads and discards what
-/// the client still sends until it closes: closing a socket with unread
-/// input makes the kernel send a reset, which can overtake the close frame.
+/// Sends the last frame and the close frame (on the wire at once), then
+/// waits for the client's close reply and returns, so that dropping the
+/// socket ends the connection right away: the server closes the TCP
+/// connection first (RFC 6455 7.1.1), and a client only sees the WebSocket
+/// closed when it does. Reading on to the end of the connection instead
+/// would wait for a client that waits for us, until [`CLOSE_TIMEOUT`].
 async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
+    // After an oversized frame the rest of it is still unread: where the
+    // client's next frame starts is unknown.
+    let framed = reason.code != close::TOO_BIG;
     if let Some(last) = reason.last {
         let _ = socket.feed(Message::Text(last)).await;
     }
@@ -259,6 +267,33 @@ async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
     if socket.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
+    if framed {
+        await_close_reply(socket).await;
+    } else {
+        drain_raw(socket).await;
+    }
+}
+
+/// Reads and discards the client's frames until its close reply or the end
+/// of its connection: closing a socket with unread input makes the kernel
+/// send a reset, which can overtake the close frame.
+async fn await_close_reply(socket: &mut Socket) {
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match socket.next().await {
+            Some(Ok(Message::Close(_))) | None => return,
+            Some(Ok(msg)) => drained += msg.len(),
+            // A frame tungstenite cannot read past.
+            Some(Err(_)) => return drain_raw(socket).await,
+        }
+    }
+}
+
+/// When the client's frames cannot be read: shuts our side of the
+/// connection (the client sees it end right after the close frame), then
+/// reads and discards raw input until the client closes its side.
+async fn drain_raw(socket: &mut Socket) {
+    socket.get_ref().outlet().shut_write();
     let raw = socket.get_mut();
     // On the heap: an array here would sit in every session's future.
     let mut buf = vec![0u8; 8192];
