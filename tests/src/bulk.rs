@@ -59,6 +59,9 @@ pub async fn write_rooms(kv: &impl Kv, prefix: &str, rooms: &[RoomRecord]) {
         .map(|ops| kv.txn(Vec::new(), ops))
         .buffer_unordered(IN_FLIGHT);
     while let Some(done) = writes.next().await {
-        assert!(done.expect("bulk write of rooms"), "an unconditional txn always applies");
+        assert!(
+            done.expect("bulk write of rooms"),
+            "an unconditional txn always applies"
+        );
     }
 }

@@ -79,16 +79,30 @@ async fn a_table_past_etcds_answer_limit_loads_in_pages_in_every_scope() {
     // A node holds its own rooms only, from the owner index.
     let own = synced(&s, Scope::Node(iid(2)), None).await;
     assert_eq!(own.room_count() as u64, cluster.rooms_of(iid(2)));
-    assert_eq!(own.room(&rooms[1].id), Some(rooms[1].clone()), "room 1 is on i2");
-    assert_eq!(own.room(&rooms[0].id), None, "room 0 is on i1, not held by i2");
+    assert_eq!(
+        own.room(&rooms[1].id),
+        Some(rooms[1].clone()),
+        "room 1 is on i2"
+    );
+    assert_eq!(
+        own.room(&rooms[0].id),
+        None,
+        "room 0 is on i1, not held by i2"
+    );
 
     // The paged listing of a node's rooms walks the whole index in order.
     let mut listed = 0;
     let mut after: Option<RoomId> = None;
     loop {
-        let page = s.rooms_of(iid(3), after.as_ref(), 5000).await.expect("page");
+        let page = s
+            .rooms_of(iid(3), after.as_ref(), 5000)
+            .await
+            .expect("page");
         let Some(last) = page.last() else { break };
-        assert!(after.as_ref().is_none_or(|a| &page[0].id > a), "pages move forward");
+        assert!(
+            after.as_ref().is_none_or(|a| &page[0].id > a),
+            "pages move forward"
+        );
         after = Some(last.id.clone());
         listed += page.len() as u64;
     }
@@ -105,13 +119,18 @@ async fn a_watch_from_compacted_history_says_so() {
     etcd.compact(now).await;
     let kv = etcd.kv(SETTLE).await;
     let mut watch = kv.watch(PREFIX, 1).await.expect("open a watch");
-    let first = tokio::time::timeout(SETTLE, watch.recv()).await.expect("an answer");
+    let first = tokio::time::timeout(SETTLE, watch.recv())
+        .await
+        .expect("an answer");
     assert_eq!(first, Some(WatchMsg::Compacted));
     // From the compacted revision on, the watch is fine.
     let mut watch = kv.watch(PREFIX, now).await.expect("open a watch");
     create(&s, &room("c", 1)).await;
     loop {
-        match tokio::time::timeout(SETTLE, watch.recv()).await.expect("an event") {
+        match tokio::time::timeout(SETTLE, watch.recv())
+            .await
+            .expect("an event")
+        {
             Some(WatchMsg::Event(ev)) => {
                 assert!(ev.key().ends_with("/c"), "only c is new: {ev:?}");
                 break;
@@ -178,13 +197,23 @@ async fn the_mirror_survives_compaction_and_an_etcd_restart_and_says_when_it_is_
     })
     .await;
     create(&writer, &room("restarted", 2)).await;
-    assert!(writer.delete_room(&"before".parse().unwrap()).await.expect("delete"));
-    etcd.compact(writer.revision().await.expect("revision")).await;
-    eventually(SETTLE, "the mirror catches up after the restart", async || {
-        mirror.room(&"restarted".parse().unwrap()).is_some()
-            && mirror.room(&"before".parse().unwrap()).is_none()
-            && mirror.staleness().is_none()
-    })
+    assert!(
+        writer
+            .delete_room(&"before".parse().unwrap())
+            .await
+            .expect("delete")
+    );
+    etcd.compact(writer.revision().await.expect("revision"))
+        .await;
+    eventually(
+        SETTLE,
+        "the mirror catches up after the restart",
+        async || {
+            mirror.room(&"restarted".parse().unwrap()).is_some()
+                && mirror.room(&"before".parse().unwrap()).is_none()
+                && mirror.staleness().is_none()
+        },
+    )
     .await;
     assert_eq!(mirror.room_count(), 3);
 }
@@ -197,19 +226,39 @@ async fn migrate_indexes_a_table_written_without_the_index() {
     // The previous layout: room records only.
     for n in 0..300 {
         let rec = room(&format!("old-{n:03}"), 1 + (n % 2) as u16);
-        kv.put(&keys.room(&rec.id), encode(&rec), None).await.expect("put");
+        kv.put(&keys.room(&rec.id), encode(&rec), None)
+            .await
+            .expect("put");
     }
     let s = etcd.store(PREFIX).await;
     assert!(s.rooms_of(iid(1), None, 10).await.expect("page").is_empty());
     assert_eq!(s.migrate().await.expect("migrate"), 300);
-    assert_eq!(s.rooms_of(iid(1), None, 1000).await.expect("page").len(), 150);
-    assert_eq!(s.rooms_of(iid(2), None, 1000).await.expect("page").len(), 150);
+    assert_eq!(
+        s.rooms_of(iid(1), None, 1000).await.expect("page").len(),
+        150
+    );
+    assert_eq!(
+        s.rooms_of(iid(2), None, 1000).await.expect("page").len(),
+        150
+    );
     assert_eq!(s.migrate().await.expect("migrate again"), 0, "done once");
     // Moves and deletes keep the migrated index right.
-    s.move_room(&"old-000".parse().unwrap(), 1, iid(2)).await.expect("move");
-    assert!(s.delete_room(&"old-001".parse().unwrap()).await.expect("delete"));
-    assert_eq!(s.rooms_of(iid(1), None, 1000).await.expect("page").len(), 149);
-    assert_eq!(s.rooms_of(iid(2), None, 1000).await.expect("page").len(), 150);
+    s.move_room(&"old-000".parse().unwrap(), 1, iid(2))
+        .await
+        .expect("move");
+    assert!(
+        s.delete_room(&"old-001".parse().unwrap())
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        s.rooms_of(iid(1), None, 1000).await.expect("page").len(),
+        149
+    );
+    assert_eq!(
+        s.rooms_of(iid(2), None, 1000).await.expect("page").len(),
+        150
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +271,10 @@ async fn move_rooms_moves_a_batch_and_redoes_a_lost_transaction_room_by_room() {
     }
     // Another router moves one of them first: the batch's record is stale.
     let other = etcd.store(PREFIX).await;
-    other.move_room(&rooms[50].id, 1, iid(3)).await.expect("move");
+    other
+        .move_room(&rooms[50].id, 1, iid(3))
+        .await
+        .expect("move");
 
     let outcomes = s
         .move_rooms(rooms.iter().map(|r| (r.clone(), iid(2))).collect())
@@ -236,9 +288,17 @@ async fn move_rooms_moves_a_batch_and_redoes_a_lost_transaction_room_by_room() {
             (_, Err(e)) => panic!("room {i}: {e}"),
         }
     }
-    assert_eq!(s.rooms_of(iid(2), None, 1000).await.expect("page").len(), 99);
+    assert_eq!(
+        s.rooms_of(iid(2), None, 1000).await.expect("page").len(),
+        99
+    );
     assert_eq!(s.rooms_of(iid(3), None, 1000).await.expect("page").len(), 1);
-    assert!(s.rooms_of(iid(1), None, 1000).await.expect("page").is_empty());
+    assert!(
+        s.rooms_of(iid(1), None, 1000)
+            .await
+            .expect("page")
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,16 +310,22 @@ async fn a_nodes_mirror_hears_its_rooms_come_and_go() {
     let hook: Hook = Arc::new(move |c: &Change| {
         if let Change::Room { id, before, after } = c {
             let side = |r: &Option<RoomRecord>| r.as_ref().map(|r| r.node);
-            sink.lock().unwrap().push((id.to_string(), side(before), side(after)));
+            sink.lock()
+                .unwrap()
+                .push((id.to_string(), side(before), side(after)));
         }
     });
     let mine = synced(&s, Scope::Node(iid(1)), Some(hook)).await;
     create(&s, &room("here", 1)).await;
     create(&s, &room("elsewhere", 2)).await;
-    s.move_room(&"here".parse().unwrap(), 1, iid(2)).await.expect("move");
-    eventually(SETTLE, "the node hears its room arrive and leave", async || {
-        seen.lock().unwrap().len() == 2
-    })
+    s.move_room(&"here".parse().unwrap(), 1, iid(2))
+        .await
+        .expect("move");
+    eventually(
+        SETTLE,
+        "the node hears its room arrive and leave",
+        async || seen.lock().unwrap().len() == 2,
+    )
     .await;
     assert_eq!(
         *seen.lock().unwrap(),
