@@ -3,7 +3,7 @@
 //! set when scraped.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 use proto::InstanceId;
@@ -33,6 +33,8 @@ pub(crate) struct Metrics {
     pub(crate) moves_failed: IntCounter,
     /// Time a handoff held the room frozen.
     pub(crate) move_duration: Histogram,
+    /// Seconds since the store last confirmed this node's view.
+    pub(crate) store_view_age: Gauge,
 }
 
 impl Metrics {
@@ -118,7 +120,16 @@ impl Metrics {
         registry
             .register(Box::new(move_duration.clone()))
             .expect("unique histogram");
+        let store_view_age = Gauge::with_opts(Opts::new(
+            "roomnode_store_view_age_seconds",
+            "Seconds since the store last confirmed this node's view of the node registry and its own rooms; the node takes no part in moves past 6.",
+        ))
+        .expect("valid gauge");
+        registry
+            .register(Box::new(store_view_age.clone()))
+            .expect("unique gauge");
         Self {
+            store_view_age,
             rejected,
             moves,
             moves_failed,

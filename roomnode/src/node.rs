@@ -155,7 +155,8 @@ impl Node {
 
     pub(crate) fn render_metrics(&self) -> String {
         let m = &self.inner.metrics;
-        m.rooms.set(self.inner.mirror.rooms_of(self.id()) as i64);
+        m.rooms.set(self.inner.mirror.room_count() as i64);
+        m.store_view_age.set(self.inner.mirror.age().as_secs_f64());
         m.active_rooms.set(self.inner.rooms.active() as i64);
         m.render()
     }
