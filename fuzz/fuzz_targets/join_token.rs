@@ -65,18 +65,21 @@ fn free(data: &[u8]) {
     let (room, tok) = text.split_once('\n').unwrap_or(("r", &text));
     let room: RoomId = room.parse().unwrap_or_else(|_| "r".parse().unwrap());
 
-    let result = token::verify(&secrets, tok, &room, now);
+    // The incarnation a token names: any, from the input.
+    let created = u64::from(data.get(0).copied().unwrap_or(0));
+    let result = token::verify(&secrets, tok, &room, created, now);
     // The error kinds stay within the documented set and codes.
     if let Err(e) = &result {
         assert!(matches!(
             e.code(),
-            "invalid_token" | "token_expired" | "wrong_room"
+            "invalid_token" | "token_expired" | "wrong_room" | "token_revoked"
         ));
     }
     let Ok(claims) = result else {
         return;
     };
     assert_eq!(claims.room, room);
+    assert_eq!(claims.created, created);
     assert!(claims.exp > now);
     let parts: Vec<&str> = tok.split('.').collect();
     assert_eq!(parts.len(), 3, "accepted {tok:?}");
@@ -131,8 +134,10 @@ fn structured(data: &[u8]) {
     };
     let edits = data.get(at..).unwrap_or_default();
 
+    let created = exp.rotate_left(17);
     let claims = Claims {
         room: room.clone(),
+        created,
         exp,
         name,
     };
@@ -140,7 +145,7 @@ fn structured(data: &[u8]) {
     let now = exp.saturating_sub(1);
     if exp > 0 {
         assert_eq!(
-            token::verify(&[SECRET], &signed, &room, now),
+            token::verify(&[SECRET], &signed, &room, created, now),
             Ok(claims.clone()),
             "a fresh token does not verify: {signed:?}"
         );
@@ -171,7 +176,7 @@ fn structured(data: &[u8]) {
     }
     let altered = String::from_utf8_lossy(&bytes).into_owned();
     for secrets in [&[SECRET][..], &[OTHER, SECRET][..]] {
-        let result = token::verify(secrets, &altered, &room, now);
+        let result = token::verify(secrets, &altered, &room, created, now);
         if altered == signed {
             if exp > 0 {
                 assert_eq!(result, Ok(claims.clone()));

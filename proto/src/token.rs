@@ -3,6 +3,11 @@
 //! parts base64url without padding; the payload is the JSON [`Claims`], the
 //! signature HMAC-SHA256 over the payload with the cluster secret. Nodes
 //! accept the current and the previous secret, so the secret can rotate.
+//!
+//! A token names the room's incarnation (its record's `created_at`): a room
+//! deleted and created again under the same id does not honour tokens of
+//! the one before (except one re-created within the same second, which
+//! `created_at`'s resolution cannot tell apart).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -51,6 +56,9 @@ impl std::str::FromStr for Secret {
 pub struct Claims {
     /// The one room it opens.
     pub room: RoomId,
+    /// That room's `created_at`: the incarnation of the id it opens.
+    #[serde(default)]
+    pub created: u64,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     /// The display name it binds the member to, if any.
@@ -73,6 +81,9 @@ pub enum TokenError {
     /// Issued for another room.
     #[error("token is for another room")]
     WrongRoom,
+    /// Issued for an earlier room with this id, since deleted.
+    #[error("token is for an earlier room with this id, since deleted")]
+    Revoked,
 }
 
 impl TokenError {
@@ -82,6 +93,7 @@ impl TokenError {
             Self::Malformed | Self::BadSignature => "invalid_token",
             Self::Expired => "token_expired",
             Self::WrongRoom => "wrong_room",
+            Self::Revoked => "token_revoked",
         }
     }
 }
@@ -99,12 +111,13 @@ pub fn sign(secret: &[u8], claims: &Claims) -> String {
     format!("{VERSION}.{payload}.{sig}")
 }
 
-/// Checks `token` for `room` at time `now` against any of `secrets`
-/// (current first, then previous).
+/// Checks `token` for `room`, created at `created`, at time `now` against
+/// any of `secrets` (current first, then previous).
 pub fn verify(
     secrets: &[&[u8]],
     token: &str,
     room: &RoomId,
+    created: u64,
     now: u64,
 ) -> Result<Claims, TokenError> {
     let mut parts = token.split('.');
@@ -127,6 +140,9 @@ pub fn verify(
     if &claims.room != room {
         return Err(TokenError::WrongRoom);
     }
+    if claims.created != created {
+        return Err(TokenError::Revoked);
+    }
     if claims.exp <= now {
         return Err(TokenError::Expired);
     }
@@ -142,6 +158,7 @@ mod tests {
     fn claims(room: &str, exp: u64) -> Claims {
         Claims {
             room: room.parse().unwrap(),
+            created: 7,
             exp,
             name: Some("ann".into()),
         }
@@ -159,30 +176,30 @@ mod tests {
         let room: RoomId = "r1".parse().unwrap();
         let t = sign(b"secret", &claims("r1", 100));
         assert_eq!(
-            verify(&[b"secret"], &t, &room, 99).unwrap(),
+            verify(&[b"secret"], &t, &room, 7, 99).unwrap(),
             claims("r1", 100)
         );
         assert_eq!(
-            verify(&[b"other", b"secret"], &t, &room, 99)
+            verify(&[b"other", b"secret"], &t, &room, 7, 99)
                 .unwrap()
                 .name
                 .as_deref(),
             Some("ann")
         );
         assert_eq!(
-            verify(&[b"other"], &t, &room, 99),
+            verify(&[b"other"], &t, &room, 7, 99),
             Err(TokenError::BadSignature)
         );
         assert_eq!(
-            verify(&[b"secret"], &t, &room, 100),
+            verify(&[b"secret"], &t, &room, 7, 100),
             Err(TokenError::Expired)
         );
         assert_eq!(
-            verify(&[b"secret"], &t, &"r2".parse().unwrap(), 1),
+            verify(&[b"secret"], &t, &"r2".parse().unwrap(), 7, 1),
             Err(TokenError::WrongRoom)
         );
         assert_eq!(
-            verify(&[b"secret"], "garbage", &room, 1),
+            verify(&[b"secret"], "garbage", &room, 7, 1),
             Err(TokenError::Malformed)
         );
         // A payload swapped for another room's breaks the signature.
@@ -193,15 +210,20 @@ mod tests {
             t.split('.').nth(2).unwrap()
         );
         assert_eq!(
-            verify(&[b"secret"], &forged, &room, 1),
+            verify(&[b"secret"], &forged, &room, 7, 1),
             Err(TokenError::BadSignature)
+        );
+        // The same id, created again: the old incarnation's token is void.
+        assert_eq!(
+            verify(&[b"secret"], &t, &room, 8, 1),
+            Err(TokenError::Revoked)
         );
     }
 
     proptest! {
         #[test]
         fn verify_never_panics(s in "\\PC{0,200}") {
-            let _ = verify(&[b"k"], &s, &"r".parse().unwrap(), 0);
+            let _ = verify(&[b"k"], &s, &"r".parse().unwrap(), 7, 0);
         }
 
         #[test]
@@ -212,7 +234,7 @@ mod tests {
             prop_assume!(bytes[i] != b);
             bytes[i] = b;
             if let Ok(s) = String::from_utf8(bytes) {
-                prop_assert!(verify(&[b"k"], &s, &"r".parse().unwrap(), 0).is_err() || s == t);
+                prop_assert!(verify(&[b"k"], &s, &"r".parse().unwrap(), 7, 0).is_err() || s == t);
             }
         }
     }

@@ -136,7 +136,7 @@ async fn join(
         ));
     }
     if hosted.is_private() {
-        let claims = check_token(&node, &room, &params, &headers)?;
+        let claims = check_token(&node, &hosted, &params, &headers)?;
         if claims.name.is_some() {
             params.name = claims.name;
         }
@@ -160,7 +160,7 @@ async fn join(
 /// secret: no store round trip.
 fn check_token(
     node: &Node,
-    room: &RoomId,
+    room: &Room,
     params: &JoinParams,
     headers: &HeaderMap,
 ) -> Result<Claims, ApiError> {
@@ -183,13 +183,15 @@ fn check_token(
             StatusCode::UNAUTHORIZED,
             "token_required",
             format!(
-                "room {room} is private: pass a join token as ?token= or Authorization: Bearer"
+                "room {} is private: pass a join token as ?token= or Authorization: Bearer",
+                room.id()
             ),
         ));
     };
-    token::verify(&secrets, token, room, store::store::unix_now()).map_err(|e| {
+    let now = store::store::unix_now();
+    token::verify(&secrets, token, room.id(), room.created_at(), now).map_err(|e| {
         let status = match e {
-            TokenError::WrongRoom => StatusCode::FORBIDDEN,
+            TokenError::WrongRoom | TokenError::Revoked => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         };
         ApiError::new(status, e.code(), e.to_string())

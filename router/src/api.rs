@@ -73,7 +73,7 @@ pub(crate) async fn create(
             tracing::info!(room = %rec.id, node = %rec.node, private = rec.private, "room created");
             let mut view = RoomView::new(&rec, &ws);
             if rec.private {
-                view.token = Some(issue(&app, &rec.id, None, app.config().token_ttl)?.token);
+                view.token = Some(issue(&app, &rec, None, app.config().token_ttl)?.token);
             }
             (StatusCode::CREATED, Json(view)).into_response()
         }
@@ -84,10 +84,10 @@ pub(crate) async fn create(
     })
 }
 
-/// A signed join token for `room`.
+/// A signed join token for `room`, this incarnation of it.
 fn issue(
     app: &App,
-    room: &RoomId,
+    room: &RoomRecord,
     name: Option<String>,
     ttl_secs: u64,
 ) -> Result<IssuedToken, ApiError> {
@@ -99,7 +99,8 @@ fn issue(
     })?;
     let expires_at = store::store::unix_now() + ttl_secs;
     let claims = Claims {
-        room: room.clone(),
+        room: room.id.clone(),
+        created: room.created_at,
         exp: expires_at,
         name,
     };
@@ -155,7 +156,7 @@ pub(crate) async fn mint(
             format!("room {id} is public: joining needs no token"),
         ));
     }
-    Ok((StatusCode::CREATED, Json(issue(&app, &id, req.name, ttl)?)))
+    Ok((StatusCode::CREATED, Json(issue(&app, &rec, req.name, ttl)?)))
 }
 
 /// Parses a JSON body; an empty body is the type's default.
