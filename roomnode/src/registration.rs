@@ -2,6 +2,11 @@
 //! the TTL (at most every second), and the fence that stops the node serving anything once its
 //! lease may have expired.
 //!
+//! The renewals run on a thread of their own with its own runtime and its
+//! own store connection ([`spawn_keeper`]): however busy the rooms keep
+//! the node's workers (a join storm, a huge fan-out), the lease is renewed
+//! on time, so a crowded room can never make its node fence itself.
+//!
 //! The node cannot know when etcd expires its lease, only when it last got
 //! a renewal through. It counts the TTL from the moment it *sent* that
 //! renewal, on its own monotonic clock, minus a margin: past that deadline
@@ -13,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus::Histogram;
 use proto::record::{NodeRecord, NodeState};
 use store::{LeaseId, Store, StoreError};
 use tokio::time::Instant;
@@ -140,9 +146,16 @@ impl Registration {
         sent + self.shared.ttl - margin(self.shared.ttl)
     }
 
-    /// Renews until `stop`; `fence` runs whenever the deadline passes
+    /// Renews through `store` until `stop`, observing each renewal's
+    /// latency in `latency`; `fence` runs whenever the deadline passes
     /// (before re-registering). Returns when stopped.
-    pub(crate) async fn keep(self, stop: CancellationToken, fence: impl Fn()) {
+    async fn keep(
+        self,
+        store: Store,
+        stop: CancellationToken,
+        latency: Histogram,
+        fence: impl Fn(),
+    ) {
         let interval = renew_interval(self.shared.ttl);
         let retry = (interval / 2).max(Duration::from_millis(100));
         let mut next = Instant::now() + interval;
@@ -155,7 +168,7 @@ impl Registration {
                 self.shared.fenced.store(true, Ordering::Release);
                 tracing::error!(node = %self.record().id, "lease may have expired; fencing: closing every room until registered again");
                 fence();
-                let Some(sent) = self.register_again(&stop).await else {
+                let Some(sent) = self.register_again(&store, &stop).await else {
                     return;
                 };
                 self.set_valid_until(self.deadline(sent));
@@ -165,8 +178,10 @@ impl Registration {
                 continue;
             }
             let sent = Instant::now();
-            let renewal = self.shared.store.renew(self.lease());
-            match tokio::time::timeout_at(self.valid_until(), renewal).await {
+            let renewal = store.renew(self.lease());
+            let result = tokio::time::timeout_at(self.valid_until(), renewal).await;
+            latency.observe(sent.elapsed().as_secs_f64());
+            match result {
                 Ok(Ok(())) => {
                     self.set_valid_until(self.deadline(sent));
                     next = sent + interval;
@@ -184,19 +199,14 @@ impl Registration {
     /// Registers under a new lease, retrying until it works or `stop`. The
     /// old lease comes first: if it somehow survived, the record is still
     /// ours and renewing it is all it takes.
-    async fn register_again(&self, stop: &CancellationToken) -> Option<Instant> {
+    async fn register_again(&self, store: &Store, stop: &CancellationToken) -> Option<Instant> {
         let mut pause = REREGISTER_MIN;
         loop {
             let sent = Instant::now();
-            if self.shared.store.renew(self.lease()).await.is_ok() {
+            if store.renew(self.lease()).await.is_ok() {
                 return Some(sent);
             }
-            match self
-                .shared
-                .store
-                .register_node(&self.record(), self.shared.ttl)
-                .await
-            {
+            match store.register_node(&self.record(), self.shared.ttl).await {
                 Ok(lease) => {
                     *self.shared.lease.lock().unwrap_or_else(|p| p.into_inner()) = lease;
                     return Some(sent);
@@ -218,4 +228,33 @@ impl Registration {
             tracing::warn!(error = %e, "could not release the lease; it expires by itself");
         }
     }
+}
+
+/// Runs [`Registration`]'s renewals on a thread of its own, with a
+/// single-threaded runtime and a store connection of its own (an etcd
+/// connection's tasks run where it was made), until `stop`. Join the handle
+/// to wait for it.
+pub(crate) fn spawn_keeper(
+    registration: Registration,
+    stop: CancellationToken,
+    latency: Histogram,
+    fence: impl Fn() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("lease-keeper".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let store = match registration.shared.store.reconnect().await {
+                    Ok(own) => own,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no store connection of its own for the lease keeper; sharing the node's");
+                        registration.shared.store.clone()
+                    }
+                };
+                registration.keep(store, stop, latency, fence).await;
+            });
+        })
 }

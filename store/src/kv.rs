@@ -199,6 +199,17 @@ pub enum Backend {
     Memory(memory::MemoryKv),
 }
 
+impl Backend {
+    /// The same store over a connection of its own (see
+    /// [`etcd::EtcdKv::reconnect`]); the in-process store is shared.
+    pub async fn reconnect(&self) -> Result<Self> {
+        Ok(match self {
+            Self::Etcd(kv) => Self::Etcd(Box::new(kv.reconnect().await?)),
+            Self::Memory(kv) => Self::Memory(kv.clone()),
+        })
+    }
+}
+
 macro_rules! dispatch {
     ($self:ident, $kv:ident => $call:expr) => {
         match $self {

@@ -75,6 +75,15 @@ impl Store {
         }
     }
 
+    /// The same store over a connection of its own, whose background work
+    /// runs on the calling runtime.
+    pub async fn reconnect(&self) -> Result<Self> {
+        Ok(Self {
+            kv: self.kv.reconnect().await?,
+            keys: self.keys.clone(),
+        })
+    }
+
     /// The key schema in use.
     pub fn keys(&self) -> &Keys {
         &self.keys

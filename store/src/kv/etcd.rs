@@ -33,6 +33,7 @@ pub struct EtcdKv {
     client: Client,
     kv: KvClient,
     watcher: WatchClient,
+    endpoints: Arc<[String]>,
     timeout: Duration,
     /// Revision of the latest write through this handle or its clones.
     last_write: Arc<AtomicI64>,
@@ -51,12 +52,20 @@ impl EtcdKv {
             .await
             .map_err(|e| StoreError::Unavailable(format!("etcd {endpoints:?}: {e}")))?;
         Ok(Self {
+            endpoints: endpoints.into(),
             kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
             watcher: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
             client,
             timeout,
             last_write: Arc::default(),
         })
+    }
+
+    /// A new connection to the same cluster, with its own channel and
+    /// background tasks on the runtime that calls this: a runtime kept free
+    /// of other work (the node's lease keeper) stays free of it.
+    pub async fn reconnect(&self) -> Result<Self> {
+        Self::connect(&self.endpoints, self.timeout).await
     }
 
     async fn bounded<T>(
