@@ -155,6 +155,14 @@ pub enum ServerMsg<'a> {
         /// Members now in the room.
         members: usize,
     },
+    /// The member count of a crowded room (more members than the node's
+    /// presence limit), sent instead of one `joined`/`left` per member, at
+    /// most once a second, when it changed: a join storm then costs each
+    /// member one frame a second, not one per join.
+    Members {
+        /// Members now in the room.
+        members: usize,
+    },
     /// Something went wrong; see [`code`].
     Error {
         /// Machine-readable code.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use proto::record::RoomRecord;
 use serde_json::value::RawValue;
 
+use crate::history::HistoryLimits;
 use crate::metrics::Metrics;
 use crate::outlet::{Outlet, OutletConfig};
 use crate::room::{JoinRequest, Room, RoomLimits};
@@ -29,8 +30,12 @@ impl BenchRoom {
             created_at: 0,
         };
         let limits = RoomLimits {
-            history: 1000,
+            history: HistoryLimits {
+                count: 1000,
+                bytes: usize::MAX,
+            },
             members: members + 1,
+            presence: crate::config::DEFAULT_PRESENCE_LIMIT,
             flush_window: None,
         };
         let metrics = Arc::new(Metrics::new(rec.node));

@@ -11,6 +11,14 @@ use proto::token::Secret;
 pub const DEFAULT_LEASE_TTL_SECS: u64 = 10;
 /// Default retained messages per room (SPEC).
 pub const DEFAULT_HISTORY: usize = 1000;
+/// Default bytes of retained history per room: a thousand 1 KiB messages,
+/// or sixteen 64 KiB ones.
+pub const DEFAULT_HISTORY_BYTES: usize = 1 << 20;
+/// Default seconds a room with nobody in it keeps its history.
+pub const DEFAULT_HISTORY_IDLE_SECS: u64 = 3600;
+/// Default most members of a room whose joins and leaves are announced one
+/// by one.
+pub const DEFAULT_PRESENCE_LIMIT: usize = 100;
 /// Default largest client frame, bytes (SPEC: 64 KiB).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Default frames queued per member before it is a slow consumer (SPEC).
@@ -53,6 +61,20 @@ pub struct Config {
     /// Messages retained per room for resume (`since`).
     #[arg(long, env = "ROOMNODE_HISTORY", default_value_t = DEFAULT_HISTORY)]
     pub history: usize,
+    /// Bytes of retained history per room (the oldest messages go first);
+    /// with `--history` it bounds what a room holds, whatever its senders do.
+    #[arg(long, env = "ROOMNODE_HISTORY_BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
+    pub history_bytes: usize,
+    /// Seconds a room nobody is in keeps its history; after that it is
+    /// dropped from memory, and the next join starts a new stream (resuming
+    /// clients get `history_gap`). 0 keeps it for as long as the node runs.
+    #[arg(long, env = "ROOMNODE_HISTORY_IDLE", default_value_t = DEFAULT_HISTORY_IDLE_SECS)]
+    pub history_idle: u64,
+    /// Most members of a room whose joins and leaves are announced one by
+    /// one (`joined`/`left`); a larger room announces only its member count
+    /// (`members`), at most once a second, so a join storm costs O(N).
+    #[arg(long, env = "ROOMNODE_PRESENCE_LIMIT", default_value_t = DEFAULT_PRESENCE_LIMIT)]
+    pub presence_limit: usize,
     /// Largest client frame in bytes; larger closes with 1009.
     #[arg(long, env = "ROOMNODE_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
@@ -132,6 +154,9 @@ impl Config {
             lease_ttl: DEFAULT_LEASE_TTL_SECS,
             auto_create: false,
             history: DEFAULT_HISTORY,
+            history_bytes: DEFAULT_HISTORY_BYTES,
+            history_idle: DEFAULT_HISTORY_IDLE_SECS,
+            presence_limit: DEFAULT_PRESENCE_LIMIT,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue: DEFAULT_MAX_QUEUE,
             grace: DEFAULT_GRACE_SECS,

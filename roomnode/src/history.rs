@@ -1,5 +1,7 @@
-//! A room's retained history: the last N encoded message frames, by seq, so
-//! a reconnecting client can resume with `since` and miss nothing.
+//! A room's retained history: the latest encoded message frames, by seq, so
+//! a reconnecting client can resume with `since` and miss nothing. Bounded
+//! by count and by bytes, whichever binds first: a room's memory does not
+//! depend on how large its senders make their messages.
 
 use std::collections::VecDeque;
 
@@ -9,34 +11,70 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Gap;
 
+/// How much history a room keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HistoryLimits {
+    /// Most messages.
+    pub(crate) count: usize,
+    /// Most bytes of encoded frames.
+    pub(crate) bytes: usize,
+}
+
 /// The ring of the latest frames. Seqs are contiguous: entry `i` holds seq
 /// `oldest + i`.
 pub(crate) struct History {
     frames: VecDeque<Utf8Bytes>,
-    capacity: usize,
+    limits: HistoryLimits,
+    /// Bytes of the frames held.
+    bytes: usize,
     /// The seq of the newest message (0 before any).
     latest: u64,
 }
 
 impl History {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(limits: HistoryLimits) -> Self {
         Self {
-            frames: VecDeque::with_capacity(capacity.min(64)),
-            capacity,
+            frames: VecDeque::with_capacity(limits.count.min(64)),
+            limits,
+            bytes: 0,
             latest: 0,
         }
     }
 
-    /// A ring holding `frames`, the newest of which has seq `latest` (a
-    /// room moved here from another node).
-    pub(crate) fn restore(capacity: usize, latest: u64, mut frames: Vec<Utf8Bytes>) -> Self {
-        let keep = frames.len().min(capacity);
-        frames.drain(..frames.len() - keep);
-        Self {
-            frames: frames.into(),
-            capacity,
-            latest,
+    /// A ring holding the newest of `frames` that fit, the newest of which
+    /// has seq `latest` (a room moved here from another node).
+    pub(crate) fn restore(limits: HistoryLimits, latest: u64, frames: Vec<Utf8Bytes>) -> Self {
+        let mut ring = Self::new(limits);
+        for frame in frames {
+            ring.retain(frame);
         }
+        ring.latest = latest;
+        ring
+    }
+
+    /// Bytes of the frames held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Keeps `frame` as the newest, dropping the oldest beyond the limits;
+    /// a frame larger than the byte limit leaves the ring empty (seqs held
+    /// must stay contiguous up to the newest).
+    fn retain(&mut self, frame: Utf8Bytes) {
+        if self.limits.count == 0 || frame.len() > self.limits.bytes {
+            self.frames.clear();
+            self.bytes = 0;
+            return;
+        }
+        while self.frames.len() >= self.limits.count || self.bytes + frame.len() > self.limits.bytes
+        {
+            let Some(old) = self.frames.pop_front() else {
+                break;
+            };
+            self.bytes -= old.len();
+        }
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
     }
 
     /// Every retained frame, oldest first.
@@ -53,12 +91,7 @@ impl History {
     pub(crate) fn push(&mut self, encode: impl FnOnce(u64) -> Utf8Bytes) -> (u64, Utf8Bytes) {
         self.latest += 1;
         let frame = encode(self.latest);
-        if self.capacity > 0 {
-            if self.frames.len() == self.capacity {
-                self.frames.pop_front();
-            }
-            self.frames.push_back(frame.clone());
-        }
+        self.retain(frame.clone());
         (self.latest, frame)
     }
 
@@ -84,8 +117,15 @@ impl History {
 mod tests {
     use super::*;
 
+    fn limits(count: usize) -> HistoryLimits {
+        HistoryLimits {
+            count,
+            bytes: usize::MAX,
+        }
+    }
+
     fn filled(capacity: usize, n: u64) -> History {
-        let mut h = History::new(capacity);
+        let mut h = History::new(limits(capacity));
         for _ in 0..n {
             h.push(|seq| seq.to_string().into());
         }
@@ -108,7 +148,7 @@ mod tests {
     #[test]
     fn a_restored_ring_resumes_where_the_old_one_was() {
         let old = filled(5, 12);
-        let mut new = History::restore(3, old.latest(), old.frames());
+        let mut new = History::restore(limits(3), old.latest(), old.frames());
         assert_eq!(seqs(new.since(9).unwrap()), [10, 11, 12]);
         assert_eq!(new.since(8), Err(Gap));
         assert_eq!(new.push(|seq| seq.to_string().into()).0, 13);
@@ -122,5 +162,30 @@ mod tests {
         assert_eq!(h.since(13), Err(Gap));
         assert_eq!(filled(0, 2).since(1), Err(Gap));
         assert!(filled(0, 2).since(2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bytes_bound_the_ring_as_well_as_the_count() {
+        let mut h = History::new(HistoryLimits {
+            count: 100,
+            bytes: 10,
+        });
+        for _ in 0..8 {
+            // "1".."8": one byte each
+            h.push(|seq| seq.to_string().into());
+        }
+        assert_eq!(h.bytes(), 8);
+        h.push(|_| "abcd".into()); // seq 9, four bytes: 1..=2 go
+        assert_eq!(h.bytes(), 10);
+        assert_eq!(h.since(2).unwrap().len(), 7);
+        assert_eq!(h.since(1), Err(Gap));
+        // Larger than the whole budget: nothing can be replayed, and the
+        // seqs go on.
+        h.push(|_| "x".repeat(11).into());
+        assert_eq!((h.bytes(), h.latest()), (0, 10));
+        assert_eq!(h.since(9), Err(Gap));
+        assert!(h.since(10).unwrap().is_empty());
+        h.push(|seq| seq.to_string().into());
+        assert_eq!(seqs(h.since(10).unwrap()), [11]);
     }
 }

@@ -35,6 +35,10 @@ pub(crate) struct Metrics {
     pub(crate) move_duration: Histogram,
     /// Seconds since the store last confirmed this node's view.
     pub(crate) store_view_age: Gauge,
+    /// Time each lease renewal took.
+    pub(crate) lease_renewal: Histogram,
+    /// Bytes of retained history in every hosted room.
+    pub(crate) history_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -128,7 +132,26 @@ impl Metrics {
         registry
             .register(Box::new(store_view_age.clone()))
             .expect("unique gauge");
+        let lease_renewal = Histogram::with_opts(
+            HistogramOpts::new(
+                "roomnode_lease_renewal_seconds",
+                "Time each renewal of the node's lease took (renewals run on a thread of their own).",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(lease_renewal.clone()))
+            .expect("unique histogram");
+        let history_bytes = gauge(
+            "roomnode_history_bytes",
+            "Bytes of message history retained by the rooms hosted here (each room at most --history-bytes).",
+        );
         Self {
+            history_bytes,
+            lease_renewal,
             store_view_age,
             rejected,
             moves,

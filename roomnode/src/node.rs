@@ -158,6 +158,7 @@ impl Node {
         m.rooms.set(self.inner.mirror.room_count() as i64);
         m.store_view_age.set(self.inner.mirror.age().as_secs_f64());
         m.active_rooms.set(self.inner.rooms.active() as i64);
+        m.history_bytes.set(self.inner.rooms.history_bytes() as i64);
         m.render()
     }
 }

@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::history::{Gap, History};
+use crate::history::{Gap, History, HistoryLimits};
 use crate::metrics::Metrics;
 use crate::outlet::{Outlet, text_frame};
 
@@ -133,19 +133,30 @@ struct State {
     moving: bool,
     /// With a flush window: a flush of the members' held frames is due.
     flush_due: bool,
+    /// A crowded room's member count is to be announced.
+    presence_due: bool,
+    /// Since when nobody has been in the room (`None` while someone is).
+    idle_since: Option<Instant>,
 }
 
 /// Sizes a room lives by.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RoomLimits {
-    /// Messages kept for resume.
-    pub(crate) history: usize,
+    /// Messages and bytes kept for resume.
+    pub(crate) history: HistoryLimits,
     /// Hold frames this long so each member gets a window's frames in one
     /// `write` (off: written as they come).
     pub(crate) flush_window: Option<Duration>,
     /// Most members at once.
     pub(crate) members: usize,
+    /// Up to this many members, every join and leave is announced to
+    /// everyone (`joined`/`left`); beyond it, a `members` count at most once
+    /// per [`PRESENCE_INTERVAL`], so N joins cost O(N) frames, not O(N²).
+    pub(crate) presence: usize,
 }
+
+/// How often a crowded room announces its member count when it changed.
+pub(crate) const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A room hosted here.
 pub(crate) struct Room {
@@ -155,6 +166,7 @@ pub(crate) struct Room {
     node: InstanceId,
     epoch: u64,
     private: bool,
+    created_at: u64,
     stream: String,
     limits: RoomLimits,
     metrics: Arc<Metrics>,
@@ -211,6 +223,7 @@ impl Room {
             node: rec.node,
             epoch: rec.epoch,
             private: rec.private,
+            created_at: rec.created_at,
             stream,
             limits,
             metrics,
@@ -221,6 +234,8 @@ impl Room {
                 closed: false,
                 moving: false,
                 flush_due: false,
+                presence_due: false,
+                idle_since: Some(Instant::now()),
             }),
         })
     }
@@ -232,6 +247,11 @@ impl Room {
     /// Whether joining needs a token.
     pub(crate) fn is_private(&self) -> bool {
         self.private
+    }
+
+    /// The incarnation of the room's id: its record's `created_at`.
+    pub(crate) fn created_at(&self) -> u64 {
+        self.created_at
     }
 
     /// The owner epoch this instance serves; another epoch means another
@@ -293,19 +313,21 @@ impl Room {
                 ),
             }
         }
-        let joined: Utf8Bytes = ServerMsg::Joined {
-            member: &id,
-            name: name.as_deref(),
-            members,
-        }
-        .encode()
-        .into();
         for text in first {
             // A failed queue is a connection already gone: its session ends
             // and leaves.
             let _ = outlet.queue(text_frame(&text));
         }
-        self.fan_out(&mut st, joined, None);
+        if self.crowded(members) {
+            self.presence_changed(&mut st);
+        } else {
+            let joined = ServerMsg::Joined {
+                member: &id,
+                name: name.as_deref(),
+                members,
+            };
+            self.fan_out(&mut st, joined.encode().into(), None);
+        }
         st.members.insert(
             key,
             Member {
@@ -314,6 +336,7 @@ impl Room {
                 outlet: outlet.clone(),
             },
         );
+        st.idle_since = None;
         Ok(key)
     }
 
@@ -346,9 +369,45 @@ impl Room {
     pub(crate) fn leave(&self, key: u64) {
         let mut st = self.lock();
         if let Some(m) = st.members.remove(&key) {
-            let left = m.left_frame(st.members.len());
-            self.fan_out(&mut st, left, None);
+            if st.members.is_empty() {
+                st.idle_since = Some(Instant::now());
+            }
+            if self.crowded(st.members.len() + 1) {
+                self.presence_changed(&mut st);
+            } else {
+                let left = m.left_frame(st.members.len());
+                self.fan_out(&mut st, left, None);
+            }
         }
+    }
+
+    /// Whether a room of `members` (the member joining or leaving counted)
+    /// announces presence by count only.
+    fn crowded(&self, members: usize) -> bool {
+        members > self.limits.presence
+    }
+
+    /// Schedules the announcement of a crowded room's member count, once
+    /// per [`PRESENCE_INTERVAL`] however many joins and leaves it covers.
+    fn presence_changed(&self, st: &mut State) {
+        if st.presence_due {
+            return;
+        }
+        st.presence_due = true;
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PRESENCE_INTERVAL).await;
+            if let Some(room) = me.upgrade() {
+                let mut st = room.lock();
+                st.presence_due = false;
+                if !st.closed {
+                    let members = ServerMsg::Members {
+                        members: st.members.len(),
+                    };
+                    room.fan_out(&mut st, members.encode().into(), None);
+                }
+            }
+        });
     }
 
     /// Sends `text` to every member; members with too much waiting are
@@ -368,7 +427,14 @@ impl Room {
                     self.metrics.slow_consumers.inc();
                     tracing::info!(room = %self.id, member = %m.id, "disconnecting slow consumer");
                     m.outlet.end(CloseReason::slow_consumer(), true);
-                    pending.push((text_frame(&m.left_frame(st.members.len())), None));
+                    if st.members.is_empty() {
+                        st.idle_since = Some(Instant::now());
+                    }
+                    if self.crowded(st.members.len() + 1) {
+                        self.presence_changed(st);
+                    } else {
+                        pending.push((text_frame(&m.left_frame(st.members.len())), None));
+                    }
                 }
             }
         }
@@ -439,6 +505,23 @@ impl Room {
         self.lock().members.len()
     }
 
+    /// Closes the room if nobody has been in it for `idle` (and it is not
+    /// moving); whether it did. Its history goes with it.
+    pub(crate) fn close_if_idle(&self, idle: Duration) -> bool {
+        let mut st = self.lock();
+        let idle_long = st.members.is_empty()
+            && !st.moving
+            && !st.closed
+            && st.idle_since.is_some_and(|t| t.elapsed() >= idle);
+        st.closed |= idle_long;
+        idle_long
+    }
+
+    /// Bytes of history held.
+    pub(crate) fn history_bytes(&self) -> usize {
+        self.lock().history.bytes()
+    }
+
     /// Closes the room: every member gets the reason after what is already
     /// queued for it, and no one can join any more.
     pub(crate) fn close(&self, reason: &CloseReason) {
@@ -470,8 +553,12 @@ mod tests {
 
     fn limits(history: usize, members: usize) -> RoomLimits {
         RoomLimits {
-            history,
+            history: HistoryLimits {
+                count: history,
+                bytes: usize::MAX,
+            },
             members,
+            presence: usize::MAX,
             flush_window: None,
         }
     }

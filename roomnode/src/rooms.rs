@@ -136,6 +136,39 @@ impl Rooms {
         }
     }
 
+    /// Drops every room nobody has been in for `idle`, with its history;
+    /// how many.
+    pub(crate) fn drop_idle(&self, idle: Duration) -> usize {
+        let candidates: Vec<Arc<Room>> = self
+            .lock()
+            .live
+            .values()
+            .filter(|r| !r.is_active())
+            .cloned()
+            .collect();
+        let mut dropped = 0;
+        for room in candidates {
+            if room.close_if_idle(idle) {
+                let mut st = self.lock();
+                if st
+                    .live
+                    .get(room.id())
+                    .is_some_and(|r| Arc::ptr_eq(r, &room))
+                {
+                    st.live.remove(room.id());
+                }
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Bytes of history held by every hosted room.
+    pub(crate) fn history_bytes(&self) -> usize {
+        let rooms: Vec<Arc<Room>> = self.lock().live.values().cloned().collect();
+        rooms.iter().map(|r| r.history_bytes()).sum()
+    }
+
     /// Rooms with at least one member.
     pub(crate) fn active(&self) -> usize {
         self.lock().live.values().filter(|r| r.is_active()).count()

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::client::InternalClient;
 use crate::config::{Config, ConfigError};
+use crate::history::HistoryLimits;
 use crate::http_server::{HEAD_TIMEOUT, serve};
 use crate::limits::Connections;
 use crate::metrics::Metrics;
@@ -60,8 +61,12 @@ pub async fn run(
     let id = config.id;
     let metrics = Arc::new(Metrics::new(id));
     let limits = RoomLimits {
-        history: config.history,
+        history: HistoryLimits {
+            count: config.history,
+            bytes: config.history_bytes,
+        },
         members: config.max_members,
+        presence: config.presence_limit,
         flush_window: config.flush_window(),
     };
     let rooms = Rooms::new(id, limits, metrics.clone());
@@ -90,12 +95,13 @@ pub async fn run(
         .as_ref()
         .map(|s| (InternalClient::new(s), proto::handoff::internal_key(s)));
     let grace = Duration::from_secs(config.grace);
+    let idle = (config.history_idle > 0).then(|| Duration::from_secs(config.history_idle));
     let node = Node::new(Parts {
         config,
         store,
         mirror,
         rooms: rooms.clone(),
-        metrics,
+        metrics: metrics.clone(),
         registration: registration.clone(),
         sessions: sessions.clone(),
         stopping: stopping.clone(),
@@ -103,9 +109,15 @@ pub async fn run(
         connections: Connections::new(config_max_connections),
     });
     let fence_rooms = rooms.clone();
-    let keeper = tokio::spawn(registration.clone().keep(stopping.clone(), move || {
-        fence_rooms.close_all(&CloseReason::fenced());
-    }));
+    let keeper = crate::registration::spawn_keeper(
+        registration.clone(),
+        stopping.clone(),
+        metrics.lease_renewal.clone(),
+        move || fence_rooms.close_all(&CloseReason::fenced()),
+    )?;
+    if let Some(idle) = idle {
+        tokio::spawn(drop_idle_rooms(rooms.clone(), idle, stopping.clone()));
+    }
     let signal = stopping.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -132,8 +144,24 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!(node = %id, "grace period over; dropping what is left");
     }
-    let _ = keeper.await;
+    let _ = tokio::task::spawn_blocking(move || keeper.join()).await;
     registration.deregister().await;
     tracing::info!(node = %id, "stopped");
     Ok(())
+}
+
+/// Drops rooms nobody has been in for `idle`, checking a few times per
+/// `idle` (at most once a second, at least once a minute), until `stop`.
+async fn drop_idle_rooms(rooms: Rooms, idle: Duration, stop: CancellationToken) {
+    let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        let dropped = rooms.drop_idle(idle);
+        if dropped > 0 {
+            tracing::debug!(dropped, idle = ?idle, "dropped the history of rooms nobody is in");
+        }
+    }
 }
