@@ -14,6 +14,7 @@
 //!   processes, ready to use.
 //! - [`ws`]: [`WsClient`], a WebSocket client speaking JSON text frames.
 //! - [`http`]: [`Http`], a JSON HTTP client that never follows redirects.
+//! - [`metrics`]: reading a `/metrics` page.
 //! - [`traffic`]: [`LiveClient`], a client that keeps talking in its room
 //!   through moves and faults and records what it received, for tests that
 //!   check no body is lost or accepted twice.
@@ -25,6 +26,7 @@ pub mod bulk;
 pub mod cluster;
 pub mod etcd;
 pub mod http;
+pub mod metrics;
 pub mod port;
 pub mod process;
 pub mod traffic;

@@ -1,0 +1,187 @@
+//! What one anonymous client could do to a node before (issue 11), each now
+//! a test against real processes: a join storm on one room, a flood of
+//! large messages into history, and a join token outliving its room.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use testkit::{Cluster, WsClient, eventually, join, metrics};
+
+/// Bound on any one frame or state change.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Connections opened on the crowded room.
+const STORM: usize = 5000;
+
+/// The next `message` frame, skipping presence frames.
+async fn next_message(c: &mut WsClient) -> Value {
+    loop {
+        let v = c.recv_json(WAIT).await;
+        match v["type"].as_str() {
+            Some("joined" | "left" | "members") => {}
+            _ => return v,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_storm_on_one_room_leaves_the_node_registered_and_other_rooms_untouched() {
+    let cluster = Cluster::start(1, 1).await;
+    cluster.create_room("quiet").await;
+    cluster.create_room("crowded").await;
+    let base = cluster.node(1).ws_base();
+    let (mut talker, welcome) = join(&format!("{base}/i1/room/quiet")).await;
+    let stream = welcome["stream"].clone();
+    let (mut listener, _) = join(&format!("{base}/i1/room/quiet")).await;
+
+    // The quiet room talks all through the storm.
+    let (storm_over, mut over) = tokio::sync::watch::channel(false);
+    let talk = tokio::spawn(async move {
+        let mut sent = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while !*over.borrow_and_update() {
+            tick.tick().await;
+            sent += 1;
+            talker
+                .send_json(&json!({"type": "send", "body": {"n": sent}}))
+                .await;
+            let echo = next_message(&mut talker).await;
+            assert_eq!(echo["type"], "message", "the talker was cut off: {echo}");
+            assert_eq!(echo["body"]["n"], sent, "{echo}");
+        }
+        (talker, sent)
+    });
+
+    let url = format!("{base}/i1/room/crowded");
+    let crowd: Vec<WsClient> = futures_util::stream::iter(0..STORM)
+        .map(|i| {
+            let url = url.clone();
+            async move {
+                WsClient::connect(&url)
+                    .await
+                    .unwrap_or_else(|e| panic!("join {i} of the storm: {e}"))
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert_eq!(crowd.len(), STORM);
+    storm_over.send(true).expect("the talker listens");
+    let (_talker, sent) = talk.await.expect("the talker ran");
+    assert!(sent > 10, "the quiet room talked during the storm");
+    for n in 1..=sent {
+        let m = next_message(&mut listener).await;
+        assert_eq!(m["body"]["n"], n, "the listener missed or reordered: {m}");
+    }
+    let (_late, again) = join(&format!("{base}/i1/room/quiet")).await;
+    assert_eq!(again["stream"], stream, "the quiet room kept its stream");
+    assert_eq!(again["seq"], sent, "{again}");
+
+    // The crowded room works, and counts its members instead of naming
+    // each arrival.
+    let mut crowd = crowd;
+    let mut first = crowd.pop().expect("a member");
+    let mut second = crowd.pop().expect("a member");
+    let welcome = first.recv_json(WAIT).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    first
+        .send_json(&json!({"type": "send", "body": "still here"}))
+        .await;
+    assert_eq!(second.recv_json(WAIT).await["type"], "welcome");
+    let m = next_message(&mut second).await;
+    assert_eq!(m["body"], "still here", "{m}");
+    let mut counted = false;
+    while !counted {
+        let v = first.recv_json(WAIT).await;
+        counted = v["type"] == "members" && v["members"].as_u64() >= Some(STORM as u64 - 10);
+        assert_ne!(v["type"], "joined", "a crowded room names no arrivals: {v}");
+    }
+
+    let node = cluster.node(1);
+    assert!(
+        !node.proc.log().contains("fencing"),
+        "the node fenced itself:\n{}",
+        node.proc.log_tail(30)
+    );
+    let nodes = cluster.router(0).http().get("/nodes").await;
+    assert_eq!(nodes.body[0]["id"], "i1", "{}", nodes.text);
+    let text = node.http().get("/metrics").await.text;
+    assert!(
+        metrics::sum(&text, "roomnode_lease_renewal_seconds_count") > Some(0.0),
+        "renewals are measured"
+    );
+    assert_eq!(
+        metrics::sum(&text, "roomnode_slow_consumers_total"),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_large_messages_keeps_history_within_its_byte_bound_and_idle_rooms_drop_it() {
+    const ROOMS: usize = 4;
+    const BOUND: usize = 1 << 20;
+    let cluster = Cluster::start_with(
+        1,
+        1,
+        &["--history-bytes", &BOUND.to_string(), "--history-idle", "2"],
+    )
+    .await;
+    let base = cluster.node(1).ws_base();
+    let body = "x".repeat(60_000);
+    let mut members = Vec::new();
+    for r in 0..ROOMS {
+        let room = format!("flood-{r}");
+        cluster.create_room(&room).await;
+        let (mut c, _) = join(&format!("{base}/i1/room/{room}")).await;
+        for _ in 0..100 {
+            c.send_json(&json!({"type": "send", "body": body})).await;
+            assert_eq!(next_message(&mut c).await["type"], "message");
+        }
+        members.push(c);
+    }
+    let http = cluster.node(1).http();
+    let held = metrics::sum(&http.get("/metrics").await.text, "roomnode_history_bytes")
+        .expect("roomnode_history_bytes");
+    // 100 messages of 60 KB per room would be 6 MB each without the bound.
+    assert!(held > 0.0, "history is kept");
+    assert!(
+        held <= (ROOMS * BOUND) as f64,
+        "{held} bytes held, more than {ROOMS} rooms x {BOUND}"
+    );
+    drop(members);
+    eventually(WAIT, "rooms nobody is in drop their history", async || {
+        metrics::sum(&http.get("/metrics").await.text, "roomnode_history_bytes") == Some(0.0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_a_deleted_room_does_not_open_the_room_created_again() {
+    let cluster = Cluster::start(1, 1).await;
+    let http = cluster.router(0).http();
+    let first = http
+        .post_json("/rooms", &json!({"id": "again", "private": true}))
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let old = first.body["token"].as_str().expect("a token").to_owned();
+    let created = store::store::unix_now();
+    assert_eq!(http.delete("/rooms/again").await.status, 204);
+    // created_at counts seconds: the next incarnation must be another one.
+    eventually(WAIT, "the clock moves to the next second", async || {
+        store::store::unix_now() > created
+    })
+    .await;
+    let second = http
+        .post_json("/rooms", &json!({"id": "again", "private": true}))
+        .await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    let url = format!("{}/i1/room/again", cluster.node(1).ws_base());
+    let refused = WsClient::connect(&format!("{url}?token={old}")).await;
+    assert_eq!(
+        testkit::ws::refusal(refused, &url),
+        (403, Some("token_revoked".to_owned()))
+    );
+    let fresh = second.body["token"].as_str().expect("a token");
+    join(&format!("{url}?token={fresh}")).await;
+}
