@@ -112,6 +112,17 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::Conflict(message) => {
                 Self::new(StatusCode::CONFLICT, "conflict", message)
             }
+            store::StoreError::NoSpace(detail) => {
+                tracing::error!(
+                    error = detail,
+                    "the store refuses writes: its space quota is exhausted"
+                );
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_full",
+                    "the coordination store refuses writes (space quota exhausted); reads still work".into(),
+                )
+            }
             other => Self::internal(&other),
         }
     }

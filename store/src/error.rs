@@ -15,6 +15,11 @@ pub enum StoreError {
     /// The lease is gone (expired or revoked): the registration is lost.
     #[error("lease expired or revoked")]
     LeaseExpired,
+    /// The store refused the write for good measure: etcd's space quota is
+    /// exhausted (the NOSPACE alarm). Nothing was written; deletes still
+    /// work, and an operator must compact, defragment and disarm.
+    #[error("coordination store is full (etcd NOSPACE alarm): {0}")]
+    NoSpace(String),
     /// A read at, or a watch from, a revision the store has compacted away.
     #[error("revision compacted away")]
     Compacted,
@@ -37,6 +42,11 @@ impl From<etcd_client::Error> for StoreError {
             etcd_client::Error::LeaseKeepAliveError(_) => Self::LeaseExpired,
             etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => {
                 Self::Compacted
+            }
+            etcd_client::Error::GRpcStatus(s)
+                if s.message().contains("database space exceeded") =>
+            {
+                Self::NoSpace(s.message().to_owned())
             }
             other => Self::Unavailable(other.to_string()),
         }
