@@ -8,15 +8,38 @@ use serde::{Deserialize, Serialize};
 use crate::id::{InstanceId, RoomId};
 use crate::token::Secret;
 
-/// `POST {node}/internal/rooms/{id}/handoff`: asks the owner to move a room.
-pub fn handoff_path(room: &RoomId) -> String {
-    format!("/internal/rooms/{room}/handoff")
+/// `POST {owner}/internal/handoff` with a [`HandoffBatch`]: asks a room's
+/// owner to move some of its rooms to one target, answered with a
+/// [`HandoffAnswer`] (one outcome per room).
+pub const HANDOFF_PATH: &str = "/internal/handoff";
+
+/// `POST {target}/internal/adopt` with an [`AdoptBatch`]: gives a target
+/// several rooms' state at once, answered with an [`AdoptAnswer`].
+pub const ADOPT_PATH: &str = "/internal/adopt";
+
+/// The route of [`adopt_path`]: one room's snapshot, a batch of one.
+pub const ADOPT_ONE_ROUTE: &str = "/internal/rooms/{room}/adopt";
+
+/// `POST {target}/internal/rooms/{id}/adopt` with one [`RoomSnapshot`]: a
+/// batch of one (what a move of a single room sends), answered with an
+/// [`Adopted`].
+pub fn adopt_path(room: &RoomId) -> String {
+    ADOPT_ONE_ROUTE.replace("{room}", room.as_str())
 }
 
-/// `POST {node}/internal/rooms/{id}/adopt`: gives a target a room's state.
-pub fn adopt_path(room: &RoomId) -> String {
-    format!("/internal/rooms/{room}/adopt")
-}
+/// Most rooms a [`HandoffBatch`] may name. Callers send batches of one
+/// store transaction's worth (`store::store::ROOMS_PER_TXN`); the bound
+/// only keeps a request's work finite.
+pub const MAX_HANDOFF_ROOMS: usize = 1000;
+
+/// Snapshot bytes (JSON) an owner freezes and sends in one adopt request
+/// before it commits them. Empty rooms take a few hundred bytes each, so a
+/// whole batch goes at once; a room's history can reach `--history` ×
+/// `--max-frame-bytes` (1000 × 64 KiB), so rooms with long histories go a
+/// few (or one) at a time. One adopt body is at most this plus one room's
+/// snapshot, which bounds both the owner's memory per request and the
+/// target's body limit.
+pub const ADOPT_BATCH_BYTES: usize = 8 << 20;
 
 /// `POST {node}/internal/state` with a [`StateRequest`]: the node stops (or
 /// starts again) taking new rooms.
@@ -43,16 +66,62 @@ pub fn internal_key(secret: &Secret) -> String {
         .collect()
 }
 
-/// Body of a handoff request.
+/// Body of a handoff request: move these rooms to `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HandoffRequest {
-    /// The new owner.
+pub struct HandoffBatch {
+    /// The new owner of every room of the batch.
     pub to: InstanceId,
+    /// The rooms, each with the epoch the caller saw.
+    pub rooms: Vec<HandoffRoom>,
+}
+
+/// One room of a [`HandoffBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffRoom {
+    /// The room.
+    pub room: RoomId,
     /// The epoch the caller saw; the move happens only from this epoch.
     pub epoch: u64,
 }
 
-/// Answer to a successful handoff.
+/// Answer to a handoff request that was taken up: one outcome per room, in
+/// the order of the request. A request refused as a whole (no cluster key,
+/// the target not registered, this node fenced) is an error answer instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffAnswer {
+    /// The outcomes.
+    pub rooms: Vec<HandoffOutcome>,
+}
+
+/// What happened to one room of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum HandoffOutcome {
+    /// It moved.
+    Moved(HandoffDone),
+    /// It did not move; it goes on where it was (or, if the store's answer
+    /// was lost, its clients reconnect through the router).
+    Failed {
+        /// The room.
+        room: RoomId,
+        /// Machine-readable reason, e.g. `stale`, `adopt_failed`.
+        error: String,
+        /// Human-readable text.
+        message: String,
+    },
+}
+
+impl HandoffOutcome {
+    /// The room this outcome is about.
+    pub fn room(&self) -> &RoomId {
+        match self {
+            Self::Moved(done) => &done.room,
+            Self::Failed { room, .. } => room,
+        }
+    }
+}
+
+/// A room that moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandoffDone {
     /// The room.
@@ -67,6 +136,32 @@ pub struct HandoffDone {
     pub members: usize,
     /// Messages of history carried over.
     pub history: usize,
+}
+
+/// Body of a batch adopt request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptBatch {
+    /// The rooms' state.
+    pub rooms: Vec<RoomSnapshot>,
+}
+
+/// Answer to a batch adopt request: one entry per snapshot, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdoptAnswer {
+    /// The entries.
+    pub rooms: Vec<Adopted>,
+}
+
+/// Whether the target holds one room's state now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adopted {
+    /// The room.
+    pub room: RoomId,
+    /// `true` when it holds it until the store names it owner.
+    pub adopted: bool,
+    /// Why not, when it does not (e.g. it already hosts a newer epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Everything a room is, handed from its old owner to its new one.

@@ -16,8 +16,8 @@ use proto::token::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Bound on one internal call (a handoff includes the target's adoption and
-/// a store transaction).
+/// Bound on one internal call (a handoff batch includes the target's
+/// adoption and the store transactions of up to a batch of rooms).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why an internal call failed.
@@ -79,18 +79,30 @@ impl InternalClient {
         path: &str,
         body: &B,
     ) -> Result<R, CallError> {
+        let json = serde_json::to_vec(body).expect("internal bodies serialize");
+        self.post_json(base, path, Bytes::from(json)).await
+    }
+
+    /// `POST {base}{path}` with a body that is JSON already (assembled by
+    /// the caller, e.g. from snapshots it has serialized one by one to size
+    /// its requests); the JSON answer on 2xx.
+    pub async fn post_json<R: DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        json: Bytes,
+    ) -> Result<R, CallError> {
         let url = format!("{}{path}", base.trim_end_matches('/'));
         let unreachable = |reason: String| CallError::Unreachable {
             url: url.clone(),
             reason,
         };
-        let json = serde_json::to_vec(body).expect("internal bodies serialize");
         let req = Request::builder()
             .method(Method::POST)
             .uri(&url)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(json)))
+            .body(Full::new(json))
             .map_err(|e| unreachable(e.to_string()))?;
         let call = async {
             let resp = self

@@ -29,19 +29,25 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 /// The node's routes.
 pub(crate) fn routes(node: Node) -> Router {
-    // A snapshot carries up to the whole history, JSON-escaped.
+    // A snapshot carries up to the whole history, JSON-escaped; a batch
+    // adopt carries up to ADOPT_BATCH_BYTES of snapshots plus one more.
     let config = node.config();
     let snapshot_limit = config
         .history
         .saturating_mul(config.max_frame_bytes)
         .saturating_mul(2)
         + (1 << 20);
+    let adopt_limit = snapshot_limit.saturating_add(proto::handoff::ADOPT_BATCH_BYTES);
     Router::new()
         .route("/{instance}/room/{room}", get(join))
-        .route("/internal/rooms/{room}/handoff", post(internal::handoff))
+        .route(proto::handoff::HANDOFF_PATH, post(internal::handoff))
         .route(
-            "/internal/rooms/{room}/adopt",
+            proto::handoff::ADOPT_ONE_ROUTE,
             post(internal::adopt).layer(DefaultBodyLimit::max(snapshot_limit)),
+        )
+        .route(
+            proto::handoff::ADOPT_PATH,
+            post(internal::adopt_batch).layer(DefaultBodyLimit::max(adopt_limit)),
         )
         .route(proto::handoff::STATE_PATH, post(internal::set_state))
         .route("/healthz", get(healthz))

@@ -30,9 +30,6 @@ pub(crate) struct RebalanceAnswer {
     summary: Option<Summary>,
 }
 
-/// Default moves in flight.
-const CONCURRENCY: usize = 8;
-
 /// Plans from this router's mirror and, unless `dry_run`, moves.
 pub(crate) async fn rebalance(
     State(app): State<App>,
@@ -70,7 +67,7 @@ pub(crate) async fn rebalance(
     if let Some(max) = req.max_moves {
         plan.moves.truncate(max);
     }
-    let concurrency = req.concurrency.unwrap_or(CONCURRENCY);
+    let concurrency = req.concurrency.unwrap_or(rebalance::DEFAULT_CONCURRENCY);
     let summary = rebalance::execute(client, &nodes, plan.moves.clone(), concurrency, |_| {}).await;
     // The nodes wrote the moves; this router's next answers should show them.
     app.mirror()

@@ -129,8 +129,9 @@ struct ClusterArgs {
         required = true
     )]
     secret: Option<Secret>,
-    /// Moves in flight at once.
-    #[arg(long, env = "ROUTER_MOVE_CONCURRENCY", default_value_t = 8)]
+    /// Handoff requests in flight at once, each a batch of up to 42 rooms
+    /// with one owner and one target.
+    #[arg(long, env = "ROUTER_MOVE_CONCURRENCY", default_value_t = router::rebalance::DEFAULT_CONCURRENCY)]
     concurrency: usize,
 }
 

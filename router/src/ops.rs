@@ -115,7 +115,7 @@ pub struct RebalanceOptions {
     pub dry_run: bool,
     /// Move at most this many rooms.
     pub max_moves: Option<usize>,
-    /// Moves in flight at once.
+    /// Handoff requests (batches of rooms) in flight at once.
     pub concurrency: usize,
 }
 

@@ -1,7 +1,12 @@
 //! Rebalancing: compute, for every room, its HRW owner over the active nodes
-//! and move the rooms whose owner changed, each by a live handoff on its
-//! current node. Adding an N+1st equal node moves about 1/(N+1) of the rooms,
-//! all to the new node; a second run right after moves nothing.
+//! and move the rooms whose owner changed, by live handoffs on their current
+//! nodes. Adding an N+1st equal node moves about 1/(N+1) of the rooms, all to
+//! the new node; a second run right after moves nothing.
+//!
+//! Moves go in batches: the plan's moves grouped by (owner, target), up to
+//! [`BATCH`] rooms (one store transaction's worth) in one handoff request,
+//! [`DEFAULT_CONCURRENCY`] requests in flight unless told otherwise; each
+//! room of a batch still gets its own outcome.
 //!
 //! The plan is made from records (the store's, for the command; the
 //! mirror's, for the admin endpoint); every move re-checks its epoch, so a
@@ -10,12 +15,20 @@
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
-use proto::handoff::{HandoffDone, HandoffRequest, handoff_path};
+use proto::handoff::{HANDOFF_PATH, HandoffAnswer, HandoffBatch, HandoffOutcome, HandoffRoom};
 use proto::placement::Placement;
 use proto::record::{NodeRecord, RoomRecord};
 use proto::{InstanceId, RoomId};
 use roomnode::client::{CallError, InternalClient};
 use serde::Serialize;
+
+/// Rooms per handoff request: one store transaction's worth, so a batch
+/// freezes its rooms for one adopt call and one transaction.
+pub const BATCH: usize = store::store::ROOMS_PER_TXN;
+
+/// Handoff requests in flight at once, by default: measured with
+/// `bench/moves` (100,000 rooms, a 4th node; see BENCHMARKS.md).
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// One room to move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,8 +108,9 @@ pub struct Summary {
     pub failed: Vec<Outcome>,
 }
 
-/// Runs `moves` as live handoffs, `concurrency` at a time; `progress` sees
-/// each outcome as it lands.
+/// Runs `moves` as live handoffs, in batches of up to [`BATCH`] rooms with
+/// one owner and one target, `concurrency` batches at a time; `progress`
+/// sees each room's outcome as its batch lands.
 pub async fn execute(
     client: &InternalClient,
     nodes: &BTreeMap<InstanceId, NodeRecord>,
@@ -105,51 +119,124 @@ pub async fn execute(
     mut progress: impl FnMut(&Outcome),
 ) -> Summary {
     let mut summary = Summary::default();
-    let mut results = futures_util::stream::iter(moves)
-        .map(|m| async move {
-            let result = hand_off(client, nodes, &m).await;
-            (m, result)
+    let mut results = futures_util::stream::iter(batches(moves))
+        .map(|batch| async move {
+            let result = hand_off(client, nodes, &batch).await;
+            (batch, result)
         })
         .buffer_unordered(concurrency.max(1));
-    while let Some((planned, result)) = results.next().await {
-        let outcome = match result {
-            Ok(done) => {
-                summary.moved += 1;
-                summary.members += done.members as u64;
-                Outcome {
-                    planned,
-                    error: None,
+    while let Some((batch, result)) = results.next().await {
+        for (planned, result) in outcomes(batch, result) {
+            let outcome = match result {
+                Ok(members) => {
+                    summary.moved += 1;
+                    summary.members += members as u64;
+                    Outcome {
+                        planned,
+                        error: None,
+                    }
                 }
+                Err(error) => Outcome {
+                    planned,
+                    error: Some(error),
+                },
+            };
+            progress(&outcome);
+            if outcome.error.is_some() {
+                summary.failed.push(outcome);
             }
-            Err(e) => Outcome {
-                planned,
-                error: Some(e.to_string()),
-            },
-        };
-        progress(&outcome);
-        if outcome.error.is_some() {
-            summary.failed.push(outcome);
         }
     }
     summary
 }
 
+/// The moves grouped by (owner, target), in plan order within a group, cut
+/// into batches of at most [`BATCH`]; the groups' batches interleaved, so
+/// the requests in flight spread over the owners.
+fn batches(moves: Vec<Move>) -> Vec<Vec<Move>> {
+    let mut groups: BTreeMap<(InstanceId, InstanceId), Vec<Vec<Move>>> = BTreeMap::new();
+    for m in moves {
+        let group = groups.entry((m.from, m.to)).or_default();
+        match group.last_mut() {
+            Some(batch) if batch.len() < BATCH => batch.push(m),
+            _ => group.push(vec![m]),
+        }
+    }
+    let mut groups: Vec<_> = groups
+        .into_values()
+        .map(|g| g.into_iter().peekable())
+        .collect();
+    let mut out = Vec::new();
+    while groups.iter_mut().any(|g| g.peek().is_some()) {
+        out.extend(groups.iter_mut().filter_map(Iterator::next));
+    }
+    out
+}
+
+/// Each move of `batch` with its members told to reconnect, or why it did
+/// not happen.
+fn outcomes(
+    batch: Vec<Move>,
+    result: Result<HandoffAnswer, CallError>,
+) -> Vec<(Move, Result<usize, String>)> {
+    let answer = match result {
+        Ok(answer) if answer.rooms.len() == batch.len() => answer,
+        Ok(answer) => {
+            let why = format!(
+                "the owner answered {} outcomes for {} rooms",
+                answer.rooms.len(),
+                batch.len()
+            );
+            return batch.into_iter().map(|m| (m, Err(why.clone()))).collect();
+        }
+        Err(e) => {
+            let why = e.to_string();
+            return batch.into_iter().map(|m| (m, Err(why.clone()))).collect();
+        }
+    };
+    batch
+        .into_iter()
+        .zip(answer.rooms)
+        .map(|(m, outcome)| {
+            let result = match outcome {
+                HandoffOutcome::Moved(done) if done.room == m.room => Ok(done.members),
+                HandoffOutcome::Moved(done) => Err(format!(
+                    "the owner answered for {} in place of {}",
+                    done.room, m.room
+                )),
+                HandoffOutcome::Failed { error, message, .. } => {
+                    Err(format!("{}: {error}: {message}", m.from))
+                }
+            };
+            (m, result)
+        })
+        .collect()
+}
+
+/// One handoff request for `batch` (one owner, one target).
 async fn hand_off(
     client: &InternalClient,
     nodes: &BTreeMap<InstanceId, NodeRecord>,
-    m: &Move,
-) -> Result<HandoffDone, CallError> {
-    let Some(owner) = nodes.get(&m.from) else {
+    batch: &[Move],
+) -> Result<HandoffAnswer, CallError> {
+    let first = &batch[0];
+    let Some(owner) = nodes.get(&first.from) else {
         return Err(CallError::Unreachable {
-            url: m.from.to_string(),
+            url: first.from.to_string(),
             reason: "the owner is no longer registered".into(),
         });
     };
-    let req = HandoffRequest {
-        to: m.to,
-        epoch: m.epoch,
+    let req = HandoffBatch {
+        to: first.to,
+        rooms: batch
+            .iter()
+            .map(|m| HandoffRoom {
+                room: m.room.clone(),
+                epoch: m.epoch,
+            })
+            .collect(),
     };
-    client.post(&owner.addr, &handoff_path(&m.room), &req).await
+    client.post(&owner.addr, HANDOFF_PATH, &req).await
 }
 
 /// The plan as text lines, for people.
@@ -222,6 +309,58 @@ mod tests {
         assert!(plan.moves.iter().all(|m| m.to.number() == 4));
         assert_eq!(plan.before[&InstanceId::new(4).unwrap()], 0);
         assert_eq!(plan.after.values().sum::<u64>(), 3000);
+    }
+
+    #[test]
+    fn batches_keep_one_owner_and_target_and_spread_over_owners() {
+        let rooms = rooms_on(&nodes(3), 3000);
+        let plan = plan(&nodes(4), &rooms);
+        let total = plan.moves.len();
+        let batches = batches(plan.moves);
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), total);
+        for b in &batches {
+            assert!(!b.is_empty() && b.len() <= BATCH);
+            assert!(b.iter().all(|m| (m.from, m.to) == (b[0].from, b[0].to)));
+        }
+        let owners: Vec<_> = batches.iter().take(3).map(|b| b[0].from).collect();
+        assert_eq!(owners.len(), 3);
+        assert!(owners.windows(2).all(|w| w[0] != w[1]), "{owners:?}");
+    }
+
+    #[test]
+    fn a_batch_answer_becomes_one_outcome_per_room() {
+        let rooms = rooms_on(&nodes(3), 300);
+        let plan = plan(&nodes(4), &rooms);
+        let batch = batches(plan.moves).remove(0);
+        let answer = HandoffAnswer {
+            rooms: batch
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    if i == 0 {
+                        HandoffOutcome::Failed {
+                            room: m.room.clone(),
+                            error: "stale".into(),
+                            message: "moved meanwhile".into(),
+                        }
+                    } else {
+                        HandoffOutcome::Moved(proto::handoff::HandoffDone {
+                            room: m.room.clone(),
+                            from: m.from,
+                            to: m.to,
+                            epoch: m.epoch + 1,
+                            members: 2,
+                            history: 0,
+                        })
+                    }
+                })
+                .collect(),
+        };
+        let n = batch.len();
+        let got = outcomes(batch, Ok(answer));
+        assert_eq!(got.len(), n);
+        assert!(got[0].1.as_ref().is_err_and(|e| e.contains("stale")));
+        assert!(got[1..].iter().all(|(_, r)| r == &Ok(2)));
     }
 
     #[test]
