@@ -11,9 +11,11 @@ use proto::token::Secret;
 pub const DEFAULT_LEASE_TTL_SECS: u64 = 10;
 /// Default retained messages per room (SPEC).
 pub const DEFAULT_HISTORY: usize = 1000;
-/// Default bytes of retained history per room: a thousand 1 KiB messages,
-/// or sixteen 64 KiB ones.
-pub const DEFAULT_HISTORY_BYTES: usize = 1 << 20;
+/// Default bytes of retained history per room: the default thousand
+/// messages at 256 bytes each, or four 64 KiB ones.
+pub const DEFAULT_HISTORY_BYTES: usize = 256 << 10;
+/// Default bytes of history all rooms nobody is in may hold together.
+pub const DEFAULT_HISTORY_BUDGET: usize = 1 << 30;
 /// Default seconds a room with nobody in it keeps its history.
 pub const DEFAULT_HISTORY_IDLE_SECS: u64 = 3600;
 /// Default most members of a room whose joins and leaves are announced one
@@ -70,6 +72,10 @@ pub struct Config {
     /// clients get `history_gap`). 0 keeps it for as long as the node runs.
     #[arg(long, env = "ROOMNODE_HISTORY_IDLE", default_value_t = DEFAULT_HISTORY_IDLE_SECS)]
     pub history_idle: u64,
+    /// Bytes of history that rooms nobody is in may hold together; beyond
+    /// it the longest idle are dropped first (checked every few seconds).
+    #[arg(long, env = "ROOMNODE_HISTORY_BUDGET", default_value_t = DEFAULT_HISTORY_BUDGET)]
+    pub history_budget: usize,
     /// Most members of a room whose joins and leaves are announced one by
     /// one (`joined`/`left`); a larger room announces only its member count
     /// (`members`), at most once a second, so a join storm costs O(N).
@@ -103,6 +109,20 @@ pub struct Config {
     /// `node_full` before the upgrade.
     #[arg(long, env = "ROOMNODE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Seconds a client may take to send a request's body after its head;
+    /// past it the request gets 408 and its connection is closed. Joins
+    /// have no body; internal moves post room state, and their sender
+    /// gives up after the same 30 s.
+    #[arg(long, env = "ROOMNODE_BODY_TIMEOUT", default_value_t = crate::client::CALL_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Most connections open at once from one client address (an IPv6
+    /// /64), members included; more are closed unanswered and counted in
+    /// `roomnode_rejected_total{reason="per_ip"}`. 0, the default, is no
+    /// limit: behind a load balancer or a router every connection comes
+    /// from the balancer's address.
+    #[arg(long, env = "ROOMNODE_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
     /// Messages per second one connection may send, sustained; above it a
     /// send is refused with `rate_limited`, and a client that keeps at it
     /// for a whole burst more is closed with 1008.
@@ -156,6 +176,7 @@ impl Config {
             history: DEFAULT_HISTORY,
             history_bytes: DEFAULT_HISTORY_BYTES,
             history_idle: DEFAULT_HISTORY_IDLE_SECS,
+            history_budget: DEFAULT_HISTORY_BUDGET,
             presence_limit: DEFAULT_PRESENCE_LIMIT,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue: DEFAULT_MAX_QUEUE,
@@ -164,6 +185,8 @@ impl Config {
             flush_window_ms: 0,
             max_members: DEFAULT_MAX_MEMBERS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            body_timeout: crate::client::CALL_TIMEOUT.as_secs(),
+            max_connections_per_ip: 0,
             rate: DEFAULT_RATE,
             burst: DEFAULT_BURST,
             allowed_origins: Vec::new(),

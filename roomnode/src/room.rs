@@ -505,6 +505,11 @@ impl Room {
         self.lock().members.len()
     }
 
+    /// Since when nobody has been in the room, if nobody is.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        self.lock().idle_since
+    }
+
     /// Closes the room if nobody has been in it for `idle` (and it is not
     /// moving); whether it did. Its history goes with it.
     pub(crate) fn close_if_idle(&self, idle: Duration) -> bool {

@@ -136,19 +136,28 @@ impl Rooms {
         }
     }
 
-    /// Drops every room nobody has been in for `idle`, with its history;
-    /// how many.
-    pub(crate) fn drop_idle(&self, idle: Duration) -> usize {
-        let candidates: Vec<Arc<Room>> = self
+    /// Drops every room nobody has been in for `idle`, with its history,
+    /// then the longest idle of the others until the history of rooms
+    /// nobody is in fits `budget`; how many it dropped.
+    pub(crate) fn drop_idle(&self, idle: Duration, budget: usize) -> usize {
+        let mut idle_rooms: Vec<(Instant, Arc<Room>)> = self
             .lock()
             .live
             .values()
-            .filter(|r| !r.is_active())
-            .cloned()
+            .filter_map(|r| r.idle_since().map(|t| (t, r.clone())))
             .collect();
+        idle_rooms.sort_by_key(|(t, _)| *t);
+        let mut held: usize = idle_rooms.iter().map(|(_, r)| r.history_bytes()).sum();
         let mut dropped = 0;
-        for room in candidates {
-            if room.close_if_idle(idle) {
+        for (since, room) in idle_rooms {
+            let over = held > budget;
+            if !over && since.elapsed() < idle {
+                // The rest are idle for less still.
+                break;
+            }
+            let bytes = room.history_bytes();
+            // A zero wait drops it now: it is over the budget or idle long.
+            if room.close_if_idle(Duration::ZERO) {
                 let mut st = self.lock();
                 if st
                     .live
@@ -157,6 +166,7 @@ impl Rooms {
                 {
                     st.live.remove(room.id());
                 }
+                held -= bytes.min(held);
                 dropped += 1;
             }
         }

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::client::InternalClient;
 use crate::config::{Config, ConfigError};
 use crate::history::HistoryLimits;
-use crate::http_server::{HEAD_TIMEOUT, serve};
+use crate::http_server::{node_limits, serve};
 use crate::limits::Connections;
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
@@ -95,7 +95,12 @@ pub async fn run(
         .as_ref()
         .map(|s| (InternalClient::new(s), proto::handoff::internal_key(s)));
     let grace = Duration::from_secs(config.grace);
-    let idle = (config.history_idle > 0).then(|| Duration::from_secs(config.history_idle));
+    // 0 keeps idle rooms for as long as the budget allows.
+    let idle = match config.history_idle {
+        0 => Duration::MAX,
+        secs => Duration::from_secs(secs),
+    };
+    let history_budget = config.history_budget;
     let node = Node::new(Parts {
         config,
         store,
@@ -115,22 +120,21 @@ pub async fn run(
         metrics.lease_renewal.clone(),
         move || fence_rooms.close_all(&CloseReason::fenced()),
     )?;
-    if let Some(idle) = idle {
-        tokio::spawn(drop_idle_rooms(rooms.clone(), idle, stopping.clone()));
-    }
+    tokio::spawn(drop_idle_rooms(
+        rooms.clone(),
+        idle,
+        history_budget,
+        stopping.clone(),
+    ));
     let signal = stopping.clone();
     tokio::spawn(async move {
         shutdown.await;
         signal.cancel();
     });
 
+    let limits = node_limits(&node);
     let app = crate::http::routes(node);
-    let serve = serve(
-        listener,
-        app,
-        stopping.clone().cancelled_owned(),
-        HEAD_TIMEOUT,
-    );
+    let serve = serve(listener, app, stopping.clone().cancelled_owned(), limits);
     let serving = tokio::spawn(serve);
     stopping.cancelled().await;
     tracing::info!(node = %id, "shutting down: closing every room");
@@ -150,18 +154,22 @@ pub async fn run(
     Ok(())
 }
 
-/// Drops rooms nobody has been in for `idle`, checking a few times per
-/// `idle` (at most once a second, at least once a minute), until `stop`.
-async fn drop_idle_rooms(rooms: Rooms, idle: Duration, stop: CancellationToken) {
-    let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+/// Drops rooms nobody has been in for `idle`, and the longest idle beyond
+/// `budget` bytes of their history, checking every few seconds, until
+/// `stop`.
+async fn drop_idle_rooms(rooms: Rooms, idle: Duration, budget: usize, stop: CancellationToken) {
+    let every = (idle / 4).clamp(Duration::from_secs(1), IDLE_CHECK);
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
         }
-        let dropped = rooms.drop_idle(idle);
+        let dropped = rooms.drop_idle(idle, budget);
         if dropped > 0 {
             tracing::debug!(dropped, idle = ?idle, "dropped the history of rooms nobody is in");
         }
     }
 }
+
+/// Longest pause between checks for idle rooms (and the history budget).
+const IDLE_CHECK: Duration = Duration::from_secs(5);
