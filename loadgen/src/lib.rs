@@ -2,7 +2,8 @@
 //! Redis baseline. `run` drives rooms × members with senders at a rate and
 //! reports delivery latency, loss, errors and server CPU; `floor` measures
 //! the kernel's cost of writing frames to loopback sockets, the floor under
-//! any server's CPU per delivery.
+//! any server's CPU per delivery; `bulk-rooms` fills a store with a room
+//! table for scale benchmarks.
 //!
 //! Layout:
 //! - `config` — the command line, validated once.
@@ -18,9 +19,11 @@
 //! - `scenario` — `run` from plan to report.
 //! - `report` — the `run` report: JSON fields and the table.
 //! - `floor` — `floor`, with its report.
+//! - `bulk` — `bulk-rooms`: a room table written straight into etcd.
 //! - `procstat`, `sys` — `/proc` sampling, rlimits, rusage, clock ticks.
 
 pub mod body;
+pub mod bulk;
 pub mod clock;
 pub mod config;
 pub mod conn;

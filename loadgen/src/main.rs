@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use clap::Parser as _;
 use loadgen::config::{Cli, Command};
-use loadgen::{floor, scenario, sys};
+use loadgen::{bulk, floor, scenario, sys};
 use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
@@ -53,6 +53,12 @@ async fn command(command: Command, nofile: u64) -> anyhow::Result<()> {
         Command::Floor(args) => {
             args.validate().map_err(anyhow::Error::msg)?;
             let report = floor::run(&args, nofile).await?;
+            print!("{}", report.table());
+            write_json(args.json.as_deref(), &report)
+        }
+        Command::BulkRooms(args) => {
+            args.validate().map_err(anyhow::Error::msg)?;
+            let report = bulk::run(&args).await?;
             print!("{}", report.table());
             write_json(args.json.as_deref(), &report)
         }
