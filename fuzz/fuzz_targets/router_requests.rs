@@ -108,6 +108,8 @@ fn empty_world() -> Router {
                 create_token: None,
                 secret: Some("fuzz-secret-0123456789".parse().unwrap()),
                 token_ttl: 60,
+                body_timeout: 10,
+                max_connections_per_ip: 0,
             };
             router::server::app(config, store)
         }));
@@ -151,6 +153,8 @@ async fn seeded_app() -> Router {
         create_token: Some(CREATOR.parse().unwrap()),
         secret: Some("fuzz-secret-0123456789".parse().unwrap()),
         token_ttl: 60,
+        body_timeout: 10,
+        max_connections_per_ip: 0,
     };
     let app = router::server::app(config, store);
     // Wait for the mirror's first snapshot: both nodes listed.

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::task::TaskTracker;
 
 use crate::conn::Conn;
+use crate::http_server::PeerSlot;
 use crate::outlet::Outlet;
 
 /// The server side of an accepted WebSocket.
@@ -44,6 +45,9 @@ impl Accepted {
 pub(crate) struct Upgrade {
     accept: String,
     on_upgrade: OnUpgrade,
+    /// The connection's place in its client address's count, held for as
+    /// long as the session runs.
+    slot: Option<PeerSlot>,
 }
 
 /// Why a request is not a WebSocket upgrade.
@@ -105,7 +109,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             .extensions
             .remove::<OnUpgrade>()
             .ok_or(NotWebSocket("this connection cannot be upgraded"))?;
-        Ok(Self { accept, on_upgrade })
+        let slot = parts.extensions.get::<PeerSlot>().cloned();
+        Ok(Self {
+            accept,
+            on_upgrade,
+            slot,
+        })
     }
 }
 
@@ -122,8 +131,13 @@ impl Upgrade {
         F: FnOnce(Accepted) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let Self { accept, on_upgrade } = self;
+        let Self {
+            accept,
+            on_upgrade,
+            slot,
+        } = self;
         tracker.spawn(async move {
+            let _slot = slot;
             match on_upgrade.await {
                 // The node's HTTP server serves plain TCP streams, so the
                 // downcast holds; the session needs the socket itself to

@@ -2,6 +2,7 @@
 //! environment variable, checked once at start.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
 use proto::token::Secret;
@@ -10,6 +11,9 @@ use proto::token::Secret;
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
 /// Longest lifetime of a join token, seconds (a week).
 pub const MAX_TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Default bound on receiving a request's body, seconds: the API's bodies
+/// are a few hundred bytes of JSON.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 10;
 
 /// How a router serves.
 #[derive(Debug, Clone, Args)]
@@ -38,6 +42,19 @@ pub struct RouterConfig {
     /// Lifetime of join tokens issued at room creation, seconds.
     #[arg(long, env = "ROUTER_TOKEN_TTL", default_value_t = DEFAULT_TOKEN_TTL_SECS)]
     pub token_ttl: u64,
+    /// Seconds a client may take to send a request's body after its head;
+    /// past it the request gets 408 and its connection is closed.
+    #[arg(long, env = "ROUTER_BODY_TIMEOUT", default_value_t = DEFAULT_BODY_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout: u64,
+    /// Most connections open at once from one client address (an IPv6
+    /// /64), proxied WebSockets included; more are closed unanswered and
+    /// counted in `router_rejected_total{reason="per_ip"}`. 0, the default,
+    /// is no limit: behind a load balancer every connection comes from the
+    /// balancer's address, so set it only where clients reach the router
+    /// directly.
+    #[arg(long, env = "ROUTER_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
 }
 
 /// A configuration that cannot work, naming the flag.
@@ -54,6 +71,20 @@ pub enum ConfigError {
 }
 
 impl RouterConfig {
+    /// How the router's listener bounds its clients (the refusals counted
+    /// in `rejected`).
+    pub(crate) fn limits(
+        &self,
+        rejected: prometheus::IntCounterVec,
+    ) -> roomnode::http_server::Limits {
+        roomnode::http_server::Limits {
+            body: Duration::from_secs(self.body_timeout),
+            per_ip: self.max_connections_per_ip,
+            rejected: Some(rejected),
+            ..Default::default()
+        }
+    }
+
     /// Checks what clap cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(u) = &self.public_url {

@@ -21,6 +21,9 @@ pub(crate) struct Metrics {
     pub(crate) store_up: IntGauge,
     /// Seconds since the store last confirmed this router's view.
     store_view_age: Gauge,
+    /// Connections and requests refused by a limit of the listener, by
+    /// reason.
+    pub(crate) rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -63,8 +66,17 @@ impl Metrics {
             "Seconds since the store last confirmed this router's view of nodes and rooms (a watch event or progress report); the router is not ready past 6.",
         )
         .expect("valid gauge");
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "router_rejected_total",
+                "Connections and requests refused by a limit of the listener (per_ip, body_timeout, head_too_large).",
+            ),
+            &["reason"],
+        )
+        .expect("valid counter");
         for m in [
             Box::new(store_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejected.clone()),
             Box::new(store_view_age.clone()),
             Box::new(failovers.clone()),
             Box::new(rooms.clone()),
@@ -83,6 +95,7 @@ impl Metrics {
             failovers,
             store_up,
             store_view_age,
+            rejected,
         }
     }
 

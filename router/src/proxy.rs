@@ -21,6 +21,7 @@ use proto::path::RoomPath;
 use proto::record::NodeRecord;
 use proto::{InstanceId, RoomId};
 use roomnode::error::ApiError;
+use roomnode::http_server::PeerSlot;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -140,8 +141,9 @@ async fn forward(
 ) -> Result<Response, ApiError> {
     let client_upgrade = is_websocket(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
+    let slot = parts.extensions.get::<PeerSlot>().cloned();
     let resp = send(node, &parts.method, &parts.headers, path, peer, body).await?;
-    Ok(splice(app, resp, client_upgrade))
+    Ok(splice(app, resp, client_upgrade, slot))
 }
 
 /// A WebSocket join on the legacy path, to the owner at `path`. A node that
@@ -158,6 +160,7 @@ async fn forward_join(
 ) -> Result<Response, ApiError> {
     let client_upgrade = Some(hyper::upgrade::on(&mut req));
     let (parts, _) = req.into_parts();
+    let slot = parts.extensions.get::<PeerSlot>().cloned();
     let mut redirects = 0;
     loop {
         let resp = send(
@@ -179,7 +182,7 @@ async fn forward_join(
             })
             .flatten();
         let Some(location) = next else {
-            return Ok(splice(app, resp, client_upgrade));
+            return Ok(splice(app, resp, client_upgrade, slot));
         };
         let target = location
             .split('?')
@@ -191,7 +194,7 @@ async fn forward_join(
                 path = location;
                 redirects += 1;
             }
-            _ => return Ok(splice(app, resp, client_upgrade)),
+            _ => return Ok(splice(app, resp, client_upgrade, slot)),
         }
     }
 }
@@ -244,17 +247,23 @@ async fn send(
     }
 }
 
-/// The node's answer for the client; a 101 starts the tunnel.
+/// The node's answer for the client; a 101 starts the tunnel, which holds
+/// the client connection's `slot` in its address's count while it lasts.
 fn splice(
     app: &App,
     mut resp: axum::http::Response<hyper::body::Incoming>,
     client_upgrade: Option<OnUpgrade>,
+    slot: Option<PeerSlot>,
 ) -> Response {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client) = client_upgrade
     {
         let upstream = hyper::upgrade::on(&mut resp);
-        app.tunnels().spawn(tunnel(app.clone(), client, upstream));
+        let tunnel = tunnel(app.clone(), client, upstream);
+        app.tunnels().spawn(async move {
+            let _slot = slot;
+            tunnel.await;
+        });
     }
     resp.map(Body::new)
 }

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use roomnode::error::ApiError;
-use roomnode::http_server::{HEAD_TIMEOUT, serve};
+use roomnode::http_server::{Limits, serve};
 use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -142,6 +142,7 @@ pub async fn run(
     };
     let public_metrics = metrics_listener.is_none();
     let app = App::new(config, store, tunnels.clone(), stopping.clone());
+    let limits = app.config().limits(app.metrics().rejected.clone());
     tokio::spawn(app.clone().probe_store());
     tokio::spawn(crate::failover::reconcile(app.clone()));
     let signal = stopping.clone();
@@ -158,18 +159,12 @@ pub async fn run(
             ml,
             metrics_app,
             stopping.clone().cancelled_owned(),
-            HEAD_TIMEOUT,
+            Limits::default(),
         ));
     }
     tracing::info!(listen = %listener.local_addr()?, "router serving");
     let shutdown = stopping.clone().cancelled_owned();
-    serve(
-        listener,
-        routes(app, public_metrics),
-        shutdown,
-        HEAD_TIMEOUT,
-    )
-    .await;
+    serve(listener, routes(app, public_metrics), shutdown, limits).await;
     tunnels.close();
     let _ = tokio::time::timeout(GRACE, tunnels.wait()).await;
     tracing::info!("router stopped");
@@ -199,6 +194,8 @@ mod tests {
             create_token: None,
             secret: Some("secret-0123456789abcdef".parse().unwrap()),
             token_ttl: 60,
+            body_timeout: 10,
+            max_connections_per_ip: 0,
         }
     }
 
