@@ -5,7 +5,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::Response;
 use std::sync::Arc;
 
@@ -84,6 +84,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, NotWebSocket> {
         if parts.method != Method::GET {
             return Err(NotWebSocket("a WebSocket upgrade must be a GET"));
+        }
+        if parts.version != Version::HTTP_11 {
+            return Err(NotWebSocket("a WebSocket upgrade needs HTTP/1.1"));
         }
         if !has_token(&parts.headers, header::CONNECTION, "upgrade")
             || !has_token(&parts.headers, header::UPGRADE, "websocket")

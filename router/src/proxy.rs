@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::uri::{Authority, PathAndQuery};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -73,7 +73,7 @@ pub(crate) async fn legacy(
         path.push('?');
         path.push_str(q);
     }
-    if !is_websocket(req.headers()) {
+    if !upgradable(&req)? {
         let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
         let location = HeaderValue::from_str(&path).map_err(|e| ApiError::internal(&e))?;
         resp.headers_mut().insert(header::LOCATION, location);
@@ -93,6 +93,7 @@ pub(crate) async fn instance(
     let instance: InstanceId = instance
         .parse()
         .map_err(|e: proto::IdError| ApiError::not_found(&e.to_string()))?;
+    upgradable(&req)?;
     let node = live_node(&app, instance)?;
     let path = req
         .uri()
@@ -119,6 +120,24 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         })
     };
     has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+/// Whether `req` asks for a WebSocket upgrade; an error when it does over
+/// HTTP/1.0, which cannot upgrade (RFC 6455 4.1 needs HTTP/1.1): passed
+/// on, the node would accept and the client would get 101 and then the
+/// end of its connection. Refused as the node refuses it.
+fn upgradable(req: &Request) -> Result<bool, ApiError> {
+    if !is_websocket(req.headers()) {
+        return Ok(false);
+    }
+    if req.version() != Version::HTTP_11 {
+        return Err(ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "join with a WebSocket upgrade: a WebSocket upgrade needs HTTP/1.1".into(),
+        ));
+    }
+    Ok(true)
 }
 
 fn bad_gateway(node: &NodeRecord, what: &str) -> ApiError {
