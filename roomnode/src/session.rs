@@ -10,7 +10,9 @@ use futures_util::{SinkExt, StreamExt};
 use proto::wire::{ClientMsg, close, code};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::limits::{RateLimit, Verdict};
@@ -181,7 +183,7 @@ async fn handle(
                 reason: "frame too large",
             }));
         }
-        Some(Err(_)) => return Err(End::Gone),
+        Some(Err(e)) => return Err(violation(e)),
         Some(Ok(Message::Text(text))) => text,
         Some(Ok(Message::Binary(_))) => {
             return reply_error(
@@ -222,6 +224,26 @@ async fn handle(
     }
 }
 
+/// How a read error ends the session: a client that broke the protocol
+/// (reserved bits or opcodes, an unmasked or fragmented frame, a control
+/// frame over 125 bytes) is closed with 1002, a text frame that is not
+/// UTF-8 with 1007 (RFC 6455 7.4.1); a connection that just ended needs
+/// no goodbye.
+fn violation(e: WsError) -> End {
+    let (code, reason) = match &e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return End::Gone,
+        WsError::Protocol(_) => (CloseCode::Protocol, "protocol error"),
+        WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8"),
+        _ => return End::Gone,
+    };
+    tracing::debug!(error = %e, "protocol violation");
+    End::Close(CloseReason {
+        last: None,
+        code: code.into(),
+        reason,
+    })
+}
+
 /// Whether the rate limit refuses this message; an error when the client
 /// has ignored refusals for a whole burst.
 fn rate_limited(rate: &mut RateLimit, metrics: &Metrics) -> Result<bool, End> {
@@ -254,9 +276,10 @@ async fn reply_error(socket: &mut Socket, code: &str, message: &str) -> Result<(
 /// closed when it does. Reading on to the end of the connection instead
 /// would wait for a client that waits for us, until [`CLOSE_TIMEOUT`].
 async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
-    // After an oversized frame the rest of it is still unread: where the
-    // client's next frame starts is unknown.
-    let framed = reason.code != close::TOO_BIG;
+    // After an oversized frame the rest of it is still unread, and after a
+    // protocol violation tungstenite reads no more: where the client's next
+    // frame starts is unknown.
+    let framed = !unreadable(reason.code);
     if let Some(last) = reason.last {
         let _ = socket.feed(Message::Text(last)).await;
     }
@@ -272,6 +295,14 @@ async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
     } else {
         drain_raw(socket).await;
     }
+}
+
+/// Whether a goodbye with `code` follows input that cannot be read as
+/// frames any more.
+fn unreadable(code: u16) -> bool {
+    code == close::TOO_BIG
+        || code == u16::from(CloseCode::Protocol)
+        || code == u16::from(CloseCode::Invalid)
 }
 
 /// Reads and discards the client's frames until its close reply or the end
