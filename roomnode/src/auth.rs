@@ -5,12 +5,14 @@
 use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
-/// The bearer credential of a request, if any.
+/// The bearer credential of a request, if any. The scheme is matched
+/// without regard to case and may be followed by several spaces (RFC 9110
+/// 11.1, 11.4): `bearer abc` is `Bearer abc`.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    let credential = credential.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
 }
 
 /// Whether `given` is `expected`, in time independent of where they differ.
@@ -35,6 +37,17 @@ mod tests {
             HeaderValue::from_static("Bearer abc"),
         );
         assert_eq!(bearer(&h), Some("abc"));
+        for (value, want) in [
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc", Some("abc")),
+            ("BeArEr abc", Some("abc")),
+            ("Bearer ", None),
+            ("Bearerabc", None),
+            ("Bearer_ abc", None),
+        ] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(bearer(&h), want, "{value:?}");
+        }
         assert!(secret_eq("abc", "abc") && !secret_eq("abc", "abd") && !secret_eq("ab", "abc"));
     }
 }
