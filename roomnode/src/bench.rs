@@ -36,6 +36,8 @@ impl BenchRoom {
             },
             members: members + 1,
             presence: crate::config::DEFAULT_PRESENCE_LIMIT,
+            join_rate: u32::MAX,
+            join_burst: u32::MAX,
             flush_window: None,
         };
         let metrics = Arc::new(Metrics::new(rec.node));

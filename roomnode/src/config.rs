@@ -18,6 +18,12 @@ pub const DEFAULT_HISTORY_BYTES: usize = 256 << 10;
 pub const DEFAULT_HISTORY_BUDGET: usize = 1 << 30;
 /// Default seconds a room with nobody in it keeps its history.
 pub const DEFAULT_HISTORY_IDLE_SECS: u64 = 3600;
+/// Default joins in progress on one node (request to admission).
+pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
+/// Default joins per second one room admits, sustained.
+pub const DEFAULT_ROOM_JOIN_RATE: u32 = 200;
+/// Default joins one room admits at once above the sustained rate.
+pub const DEFAULT_ROOM_JOIN_BURST: u32 = 1000;
 /// Default most members of a room whose joins and leaves are announced one
 /// by one.
 pub const DEFAULT_PRESENCE_LIMIT: usize = 100;
@@ -81,6 +87,18 @@ pub struct Config {
     /// (`members`), at most once a second, so a join storm costs O(N).
     #[arg(long, env = "ROOMNODE_PRESENCE_LIMIT", default_value_t = DEFAULT_PRESENCE_LIMIT)]
     pub presence_limit: usize,
+    /// Most joins in progress on this node (from the request to the
+    /// member's admission); beyond: 503 `too_many_handshakes` with
+    /// `Retry-After`.
+    #[arg(long, env = "ROOMNODE_MAX_HANDSHAKES", default_value_t = DEFAULT_MAX_HANDSHAKES)]
+    pub max_handshakes: usize,
+    /// Joins per second one room admits, sustained; beyond: 503
+    /// `join_rate_limited` with `Retry-After`.
+    #[arg(long, env = "ROOMNODE_ROOM_JOIN_RATE", default_value_t = DEFAULT_ROOM_JOIN_RATE)]
+    pub room_join_rate: u32,
+    /// Joins one room admits at once above its sustained rate.
+    #[arg(long, env = "ROOMNODE_ROOM_JOIN_BURST", default_value_t = DEFAULT_ROOM_JOIN_BURST)]
+    pub room_join_burst: u32,
     /// Largest client frame in bytes; larger closes with 1009.
     #[arg(long, env = "ROOMNODE_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
@@ -178,6 +196,9 @@ impl Config {
             history_idle: DEFAULT_HISTORY_IDLE_SECS,
             history_budget: DEFAULT_HISTORY_BUDGET,
             presence_limit: DEFAULT_PRESENCE_LIMIT,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            room_join_rate: DEFAULT_ROOM_JOIN_RATE,
+            room_join_burst: DEFAULT_ROOM_JOIN_BURST,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue: DEFAULT_MAX_QUEUE,
             grace: DEFAULT_GRACE_SECS,
@@ -207,6 +228,9 @@ impl Config {
             || self.max_frame_bytes == 0
             || self.max_members == 0
             || self.max_connections == 0
+            || self.max_handshakes == 0
+            || self.room_join_rate == 0
+            || self.room_join_burst == 0
             || self.rate == 0
             || self.burst == 0
         {

@@ -13,6 +13,8 @@ pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
     location: Option<String>,
+    /// Seconds for `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +27,15 @@ impl ApiError {
                 message,
             },
             location: None,
+            retry_after: None,
+        }
+    }
+
+    /// 503 with `Retry-After`: a limit that frees up by itself.
+    pub fn busy(code: &str, message: String, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
         }
     }
 
@@ -100,6 +111,10 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(self.body)).into_response();
         if let Some(loc) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             resp.headers_mut().insert(header::LOCATION, loc);
+        }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -116,6 +116,7 @@ async fn join(
     }
     check_origin(&node, &headers)?;
     let slot = node.reserve_connection()?;
+    let handshake = node.reserve_handshake()?;
     let hosted = match node.rooms().get(&room) {
         Some(r) => r,
         None => activate(&node, &room, raw_query.as_deref()).await?,
@@ -154,10 +155,24 @@ async fn join(
             format!("join with a WebSocket upgrade: {}", e.reason()),
         )
     })?;
+    if let Err(wait) = hosted.admit_join() {
+        node.metrics()
+            .rejected
+            .with_label_values(&["join_rate"])
+            .inc();
+        return Err(ApiError::busy(
+            "join_rate_limited",
+            format!(
+                "room {room} admits {} joins per second; retry in {wait} s",
+                node.config().room_join_rate
+            ),
+            wait,
+        ));
+    }
     let config = node.websocket_config();
     let tracker = node.sessions().clone();
     Ok(upgrade.accept(config, &tracker, move |socket| {
-        enter(socket, node, hosted, params, slot)
+        enter(socket, node, hosted, params, (slot, handshake))
     }))
 }
 
@@ -276,8 +291,15 @@ fn check_origin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The member's session; `slot` holds its place in the node's connection
-/// limit until it ends.
-async fn enter(accepted: Accepted, node: Node, room: Arc<Room>, params: JoinParams, slot: Slot) {
+/// limit until it ends, `handshake` its place among joins in progress until
+/// it is in the room.
+async fn enter(
+    accepted: Accepted,
+    node: Node,
+    room: Arc<Room>,
+    params: JoinParams,
+    (slot, handshake): (Slot, Slot),
+) {
     let config = node.config();
     let outlet_config = OutletConfig {
         max_queue: config.max_queue,
@@ -294,7 +316,9 @@ async fn enter(accepted: Accepted, node: Node, room: Arc<Room>, params: JoinPara
         since: params.since,
         stream: params.stream.as_deref(),
     };
-    let key = match room.join(req, &outlet) {
+    let joined = room.join(req, &outlet);
+    drop(handshake);
+    let key = match joined {
         Ok(key) => key,
         // Full, closed or frozen between the checks and the upgrade: the
         // client tries again (through the router).

@@ -1,15 +1,16 @@
-//! The node's limits on what clients may take: connections per node (a slot
-//! reserved before the upgrade), and messages per connection (a token
-//! bucket). Each refusal is answered clearly and counted.
+//! The node's limits on what clients may take: connections and handshakes
+//! in progress per node (a slot reserved before the upgrade), and joins per
+//! room and messages per connection (token buckets). Each refusal is
+//! answered clearly and counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::time::Instant;
 
-/// Member connections of the node, bounded.
+/// Things in progress at once (member connections, handshakes), bounded.
 #[derive(Clone)]
-pub(crate) struct Connections {
+pub(crate) struct Slots {
     open: Arc<AtomicUsize>,
     max: usize,
 }
@@ -23,7 +24,7 @@ impl Drop for Slot {
     }
 }
 
-impl Connections {
+impl Slots {
     pub(crate) fn new(max: usize) -> Self {
         Self {
             open: Arc::default(),
@@ -31,7 +32,7 @@ impl Connections {
         }
     }
 
-    /// A slot, unless the node is full.
+    /// A slot, unless all are taken.
     pub(crate) fn reserve(&self) -> Option<Slot> {
         let reserved = self
             .open
@@ -86,11 +87,23 @@ impl RateLimit {
             return Verdict::Accept;
         }
         self.refused += 1;
+        if self.rate <= 0.0 {
+            return Verdict::Close;
+        }
         if f64::from(self.refused) > self.burst {
             Verdict::Close
         } else {
             Verdict::Refuse
         }
+    }
+}
+
+impl RateLimit {
+    /// How long until the next token, as whole seconds (at least one), for
+    /// a `Retry-After`.
+    pub(crate) fn retry_after(&self) -> u64 {
+        let missing = (1.0 - self.tokens).max(0.0);
+        (missing / self.rate).ceil().max(1.0) as u64
     }
 }
 
@@ -102,7 +115,7 @@ mod tests {
 
     #[test]
     fn slots_are_bounded_and_freed() {
-        let c = Connections::new(2);
+        let c = Slots::new(2);
         let (a, _b) = (c.reserve().unwrap(), c.reserve().unwrap());
         assert!(c.reserve().is_none());
         drop(a);

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::client::InternalClient;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::limits::{Connections, Slot};
+use crate::limits::{Slot, Slots};
 use crate::metrics::Metrics;
 use crate::registration::Registration;
 use crate::rooms::Rooms;
@@ -37,7 +37,10 @@ pub(crate) struct Parts {
     /// Calls to other nodes, when a cluster secret is set.
     pub(crate) internal: Option<(InternalClient, String)>,
     /// Member connections, bounded.
-    pub(crate) connections: Connections,
+    pub(crate) connections: Slots,
+    /// Joins between their request and their admission to the room,
+    /// bounded.
+    pub(crate) handshakes: Slots,
 }
 
 impl Node {
@@ -96,6 +99,25 @@ impl Node {
                     "this node serves its limit of {} connections",
                     self.inner.config.max_connections
                 ),
+            )
+        })
+    }
+
+    /// A handshake slot, or 503 `too_many_handshakes` (retry in a second).
+    pub(crate) fn reserve_handshake(&self) -> Result<Slot, ApiError> {
+        self.inner.handshakes.reserve().ok_or_else(|| {
+            self.inner
+                .metrics
+                .rejected
+                .with_label_values(&["handshakes"])
+                .inc();
+            ApiError::busy(
+                "too_many_handshakes",
+                format!(
+                    "this node has its limit of {} joins in progress",
+                    self.inner.config.max_handshakes
+                ),
+                1,
             )
         })
     }

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::history::{Gap, History, HistoryLimits};
+use crate::limits::{RateLimit, Verdict};
 use crate::metrics::Metrics;
 use crate::outlet::{Outlet, text_frame};
 
@@ -137,6 +138,8 @@ struct State {
     presence_due: bool,
     /// Since when nobody has been in the room (`None` while someone is).
     idle_since: Option<Instant>,
+    /// Joins admitted, per second.
+    joins: RateLimit,
 }
 
 /// Sizes a room lives by.
@@ -153,6 +156,10 @@ pub(crate) struct RoomLimits {
     /// everyone (`joined`/`left`); beyond it, a `members` count at most once
     /// per [`PRESENCE_INTERVAL`], so N joins cost O(N) frames, not O(N²).
     pub(crate) presence: usize,
+    /// Joins per second admitted, sustained.
+    pub(crate) join_rate: u32,
+    /// Joins admitted at once above the rate.
+    pub(crate) join_burst: u32,
 }
 
 /// How often a crowded room announces its member count when it changed.
@@ -236,6 +243,7 @@ impl Room {
                 flush_due: false,
                 presence_due: false,
                 idle_since: Some(Instant::now()),
+                joins: RateLimit::new(limits.join_rate, limits.join_burst),
             }),
         })
     }
@@ -495,6 +503,16 @@ impl Room {
         self.lock().moving
     }
 
+    /// Admits one more join under the room's join rate, or says in how many
+    /// seconds to try again.
+    pub(crate) fn admit_join(&self) -> Result<(), u64> {
+        let mut st = self.lock();
+        match st.joins.check() {
+            Verdict::Accept => Ok(()),
+            Verdict::Refuse | Verdict::Close => Err(st.joins.retry_after()),
+        }
+    }
+
     /// Whether the room is at its member limit.
     pub(crate) fn is_full(&self) -> bool {
         self.lock().members.len() >= self.limits.members
@@ -564,6 +582,8 @@ mod tests {
             },
             members,
             presence: usize::MAX,
+            join_rate: u32::MAX,
+            join_burst: u32::MAX,
             flush_window: None,
         }
     }

@@ -15,7 +15,7 @@ use crate::client::InternalClient;
 use crate::config::{Config, ConfigError};
 use crate::history::HistoryLimits;
 use crate::http_server::{node_limits, serve};
-use crate::limits::Connections;
+use crate::limits::Slots;
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
 use crate::registration::Registration;
@@ -67,6 +67,8 @@ pub async fn run(
         },
         members: config.max_members,
         presence: config.presence_limit,
+        join_rate: config.room_join_rate,
+        join_burst: config.room_join_burst,
         flush_window: config.flush_window(),
     };
     let rooms = Rooms::new(id, limits, metrics.clone());
@@ -90,6 +92,7 @@ pub async fn run(
     let stopping = CancellationToken::new();
     let sessions = TaskTracker::new();
     let config_max_connections = config.max_connections;
+    let max_handshakes = config.max_handshakes;
     let internal = config
         .secret
         .as_ref()
@@ -111,7 +114,8 @@ pub async fn run(
         sessions: sessions.clone(),
         stopping: stopping.clone(),
         internal,
-        connections: Connections::new(config_max_connections),
+        connections: Slots::new(config_max_connections),
+        handshakes: Slots::new(max_handshakes),
     });
     let fence_rooms = rooms.clone();
     let keeper = crate::registration::spawn_keeper(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use testkit::ws::tungstenite::Error;
 use testkit::{Cluster, WsClient, eventually, join, metrics};
 
 /// Bound on any one frame or state change.
@@ -13,6 +14,25 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Connections opened on the crowded room.
 const STORM: usize = 5000;
+
+/// Joins `url`, waiting as long as a 503's `Retry-After` says each time, as a
+/// well-behaved client does.
+async fn join_retrying(url: &str, i: usize) -> WsClient {
+    loop {
+        match WsClient::connect(url).await {
+            Ok(c) => return c,
+            Err(Error::Http(resp)) if resp.status() == 503 => {
+                let secs: u64 = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or_else(|| panic!("a 503 without Retry-After for join {i}"));
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+            }
+            Err(e) => panic!("join {i} of the storm: {e}"),
+        }
+    }
+}
 
 /// A process's resident memory, bytes.
 fn rss(pid: u32) -> usize {
@@ -38,7 +58,14 @@ async fn next_message(c: &mut WsClient) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_storm_on_one_room_leaves_the_node_registered_and_other_rooms_untouched() {
-    let cluster = Cluster::start(1, 1).await;
+    // Admission lets 1,000 joins a second into a room: the storm is
+    // admitted in about five seconds, its clients retrying as told.
+    let cluster = Cluster::start_with(
+        1,
+        1,
+        &["--room-join-rate", "1000", "--room-join-burst", "1000"],
+    )
+    .await;
     cluster.create_room("quiet").await;
     cluster.create_room("crowded").await;
     let base = cluster.node(1).ws_base();
@@ -68,11 +95,7 @@ async fn a_join_storm_on_one_room_leaves_the_node_registered_and_other_rooms_unt
     let crowd: Vec<WsClient> = futures_util::stream::iter(0..STORM)
         .map(|i| {
             let url = url.clone();
-            async move {
-                WsClient::connect(&url)
-                    .await
-                    .unwrap_or_else(|e| panic!("join {i} of the storm: {e}"))
-            }
+            async move { join_retrying(&url, i).await }
         })
         .buffer_unordered(64)
         .collect()
@@ -126,6 +149,38 @@ async fn a_join_storm_on_one_room_leaves_the_node_registered_and_other_rooms_unt
         metrics::sum(&text, "roomnode_slow_consumers_total"),
         Some(0.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_beyond_a_rooms_join_rate_are_told_when_to_come_back() {
+    let cluster =
+        Cluster::start_with(1, 1, &["--room-join-rate", "1", "--room-join-burst", "2"]).await;
+    cluster.create_room("door").await;
+    let url = format!("{}/i1/room/door", cluster.node(1).ws_base());
+    let _first = join(&url).await;
+    let _second = join(&url).await;
+    match WsClient::connect(&url).await {
+        Err(Error::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+            assert_eq!(
+                resp.headers().get("retry-after").map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+        }
+        Ok(_) => panic!("a third join within the second was admitted"),
+        Err(e) => panic!("{e}"),
+    }
+    let text = cluster.node(1).http().get("/metrics").await.text;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("roomnode_rejected_total{")
+                && l.contains("reason=\"join_rate\"")
+                && l.ends_with(" 1")),
+        "counted as join_rate:\n{text}"
+    );
+    // Other rooms are not affected.
+    cluster.create_room("other").await;
+    join(&format!("{}/i1/room/other", cluster.node(1).ws_base())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
