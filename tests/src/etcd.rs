@@ -58,6 +58,8 @@ pub struct Etcd {
     peer_port: u16,
     /// Holds `data/` and `etcd.log`; deleted on drop (after the process).
     dir: TempDir,
+    /// Flags beyond the kit's own (e.g. a small `--quota-backend-bytes`).
+    extra: Vec<String>,
 }
 
 impl Etcd {
@@ -65,6 +67,11 @@ impl Etcd {
     /// serves reads, at most [`READY_TIMEOUT`]; panics with its log tail if
     /// it does not.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Etcd::start`] with extra etcd flags, kept across restarts.
+    pub async fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("etcd-")
             .tempdir()
@@ -74,6 +81,7 @@ impl Etcd {
             client_port: 0,
             peer_port: 0,
             dir,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
         };
         for attempt in 1..=PORT_ATTEMPTS {
             etcd.client_port = free_port();
@@ -205,6 +213,7 @@ impl Etcd {
         let data = self.data_dir();
         let log_start = self.log().len();
         let proc = Proc::program("etcd", etcd_binary())
+            .args(&self.extra)
             .arg("--name=default")
             .arg(format!("--data-dir={}", data.display()))
             .arg(format!("--listen-client-urls={client}"))

@@ -337,3 +337,38 @@ async fn a_nodes_mirror_hears_its_rooms_come_and_go() {
     );
     assert_eq!(mine.room_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_says_so_and_still_deletes() {
+    // etcd refuses writes past its space quota (the NOSPACE alarm).
+    let etcd = Etcd::start_with(&["--quota-backend-bytes=4194304"]).await;
+    let s = etcd.store(PREFIX).await;
+    let kv = etcd.kv(SETTLE).await;
+    let big = vec![b'x'; 100_000];
+    let mut n = 0;
+    let refusal = loop {
+        match kv
+            .put(&format!("{PREFIX}/filler/{n}"), big.clone(), None)
+            .await
+        {
+            Ok(()) => n += 1,
+            Err(e) => break e,
+        }
+        assert!(n < 1000, "4 MiB of quota never filled");
+    };
+    assert!(
+        matches!(refusal, StoreError::NoSpace(_)),
+        "a write past the quota is NoSpace, got {refusal:?}"
+    );
+    match s.create_room(&room("late", 1)).await {
+        Err(StoreError::NoSpace(_)) => {}
+        other => panic!("creating a room in a full store: {other:?}"),
+    }
+    assert_eq!(s.room(&"late".parse().unwrap()).await.expect("read"), None);
+    // Deleting still works (it is how an operator makes room).
+    assert!(
+        kv.delete(&format!("{PREFIX}/filler/0"))
+            .await
+            .expect("delete")
+    );
+}
