@@ -45,6 +45,19 @@ pub struct RoomRecord {
     pub created_at: u64,
 }
 
+impl RoomRecord {
+    /// A room just created on `node`: epoch 1.
+    pub fn new(id: RoomId, node: InstanceId, private: bool, created_at: u64) -> Self {
+        Self {
+            id,
+            node,
+            epoch: 1,
+            private,
+            created_at,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

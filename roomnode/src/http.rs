@@ -261,13 +261,7 @@ async fn create_here(node: &Node, room: &RoomId) -> Result<RoomRecord, ApiError>
             "this node takes no new rooms".into(),
         ));
     }
-    let rec = RoomRecord {
-        id: room.clone(),
-        node: node.id(),
-        epoch: 1,
-        private: false,
-        created_at: store::store::unix_now(),
-    };
+    let rec = RoomRecord::new(room.clone(), node.id(), false, store::store::unix_now());
     match node.store().create_room(&rec).await? {
         Created::New(r) | Created::Existing(r) => Ok(r),
     }

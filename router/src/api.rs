@@ -60,13 +60,7 @@ pub(crate) async fn create(
             )),
         };
     };
-    let rec = RoomRecord {
-        id,
-        node,
-        epoch: 1,
-        private: req.private,
-        created_at: store::store::unix_now(),
-    };
+    let rec = RoomRecord::new(id, node, req.private, store::store::unix_now());
     Ok(match app.store().create_room(&rec).await? {
         Created::New(rec) => {
             app.mirror().catch_up(READ_YOUR_WRITES).await;

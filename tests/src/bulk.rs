@@ -27,13 +27,7 @@ pub fn long_id(n: usize, len: usize) -> RoomId {
 pub fn records(ids: impl IntoIterator<Item = RoomId>, nodes: &[InstanceId]) -> Vec<RoomRecord> {
     ids.into_iter()
         .enumerate()
-        .map(|(i, id)| RoomRecord {
-            id,
-            node: nodes[i % nodes.len()],
-            epoch: 1,
-            private: false,
-            created_at: 1_700_000_000,
-        })
+        .map(|(i, id)| RoomRecord::new(id, nodes[i % nodes.len()], false, 1_700_000_000))
         .collect()
 }
 
