@@ -26,9 +26,14 @@ use serde::Serialize;
 /// freezes its rooms for one adopt call and one transaction.
 pub const BATCH: usize = store::store::ROOMS_PER_TXN;
 
-/// Handoff requests in flight at once, by default: measured with
-/// `bench/moves` (100,000 rooms, a 4th node; see BENCHMARKS.md).
-pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Handoff requests in flight at once, by default. Measured with
+/// `bench/moves` (100,000 rooms on 3 nodes, a 4th added, 2 cores shared
+/// with etcd): one batch at a time moved about as many rooms per second as
+/// two or four (etcd's CPU is the limit, so more in flight only queue
+/// there) and kept the longest freeze of a live room lowest; each batch in
+/// flight adds its turn at etcd to every frozen room's wait. Raise it where
+/// etcd has cores of its own.
+pub const DEFAULT_CONCURRENCY: usize = 1;
 
 /// One room to move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -63,9 +63,26 @@ pub(crate) async fn handoff(
         ));
     };
 
-    let mut outcomes: Vec<Option<HandoffOutcome>> = vec![None; req.rooms.len()];
-    let mut ready = Vec::with_capacity(req.rooms.len());
-    for (index, asked) in req.rooms.iter().enumerate() {
+    // On a task of its own: if the caller gives up (its timeout, its
+    // death), the batch still ends with every room moved or unfrozen,
+    // never left frozen by a dropped request.
+    let work = tokio::spawn(run(node, client, target, req.rooms));
+    match work.await {
+        Ok(rooms) => Ok(Json(HandoffAnswer { rooms })),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+/// Moves `rooms` to `target`: one outcome per room, in order.
+async fn run(
+    node: Node,
+    client: InternalClient,
+    target: NodeRecord,
+    rooms: Vec<HandoffRoom>,
+) -> Vec<HandoffOutcome> {
+    let mut outcomes: Vec<Option<HandoffOutcome>> = vec![None; rooms.len()];
+    let mut ready = Vec::with_capacity(rooms.len());
+    for (index, asked) in rooms.iter().enumerate() {
         match current(&node, asked).await {
             Ok(rec) => ready.push((index, rec)),
             Err((code, message)) => outcomes[index] = Some(refusal(&asked.room, code, message)),
@@ -81,11 +98,10 @@ pub(crate) async fn handoff(
             outcomes[index] = Some(outcome);
         }
     }
-    let rooms = outcomes
+    outcomes
         .into_iter()
         .map(|o| o.expect("every room of the batch has an outcome"))
-        .collect();
-    Ok(Json(HandoffAnswer { rooms }))
+        .collect()
 }
 
 /// The target's record, if it can take rooms.
