@@ -2,7 +2,7 @@
 //! join after ownership was checked, and removed when the store says it is
 //! deleted or owned by someone else: removing it closes every connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -35,6 +35,12 @@ struct State {
     /// Rooms handed to this node by their old owner, waiting for the store
     /// to name this node their owner at the snapshot's epoch.
     adopted: HashMap<RoomId, Adopted>,
+    /// When expired adoptions are next swept (not on every adoption: a
+    /// move of thousands of rooms would sweep thousands of times).
+    next_sweep: Option<Instant>,
+    /// Rooms that left this node's index while frozen for a move: the move
+    /// decides; if it fails, the store is asked where they went.
+    left_while_moving: HashSet<RoomId>,
 }
 
 struct Adopted {
@@ -102,7 +108,10 @@ impl Rooms {
     pub(crate) fn adopt(&self, snapshot: RoomSnapshot) -> Result<(), AdoptionRefused> {
         let mut st = self.lock();
         let now = Instant::now();
-        st.adopted.retain(|_, a| a.expires > now);
+        if st.next_sweep.is_none_or(|t| t <= now) {
+            st.adopted.retain(|_, a| a.expires > now);
+            st.next_sweep = Some(now + ADOPTION_TTL / 4);
+        }
         if let Some(live) = st.live.get(&snapshot.room)
             && live.epoch() >= snapshot.epoch
         {
@@ -124,6 +133,7 @@ impl Rooms {
         if st.live.get(room.id()).is_some_and(|r| Arc::ptr_eq(r, room)) {
             st.live.remove(room.id());
         }
+        st.left_while_moving.remove(room.id());
         drop(st);
         room.close(reason);
     }
@@ -191,25 +201,60 @@ impl Rooms {
         let Change::Room { id, after, .. } = change else {
             return;
         };
-        let Some(room) = self.get(id) else { return };
+        let Some(room) = self.get(id) else {
+            // A room moved here: live at once, with the history its old
+            // owner handed over (not only at the first join, which may
+            // come after the adoption expired).
+            if let Some(rec) = after
+                && rec.node == self.shared.node
+                && self.lock().adopted.contains_key(id)
+            {
+                self.activate(rec);
+            }
+            return;
+        };
         match after {
             Some(rec) if rec.node == self.shared.node && rec.epoch == room.epoch() => {}
             Some(rec) => self.close_for(&room, Some(rec)),
-            // The index says only that the room is no longer ours; the
-            // record says whether it was deleted or where it went.
             None => {
-                let (rooms, store, id) = (self.clone(), store.clone(), id.clone());
-                tokio::spawn(async move {
-                    match store.room(&id).await {
-                        Ok(rec) => rooms.close_for(&room, rec.as_ref()),
-                        Err(e) => {
-                            tracing::warn!(room = %id, error = %e, "room left this node; store unreadable, closing it");
-                            rooms.remove(&room, &CloseReason::fenced());
-                        }
-                    }
-                });
+                let mut st = self.lock();
+                // Its own move: the handoff closes it (or, if the move
+                // fails, looks where it went: see `unfreeze`).
+                if room.is_moving() {
+                    st.left_while_moving.insert(id.clone());
+                    return;
+                }
+                drop(st);
+                self.look_up_and_close(room, store);
             }
         }
+    }
+
+    /// Lets a room frozen for a move that did not happen go on, unless it
+    /// left this node's index meanwhile: then the store says where it is.
+    pub(crate) fn unfreeze(&self, room: &Arc<Room>, store: &Store) {
+        let mut st = self.lock();
+        room.unfreeze();
+        let left = st.left_while_moving.remove(room.id());
+        drop(st);
+        if left {
+            self.look_up_and_close(room.clone(), store);
+        }
+    }
+
+    /// The index says only that the room is no longer ours; the record says
+    /// whether it was deleted or where it went.
+    fn look_up_and_close(&self, room: Arc<Room>, store: &Store) {
+        let (rooms, store) = (self.clone(), store.clone());
+        tokio::spawn(async move {
+            match store.room(room.id()).await {
+                Ok(rec) => rooms.close_for(&room, rec.as_ref()),
+                Err(e) => {
+                    tracing::warn!(room = %room.id(), error = %e, "room left this node; store unreadable, closing it");
+                    rooms.remove(&room, &CloseReason::fenced());
+                }
+            }
+        });
     }
 
     /// Closes `room` unless `rec` (its record now) still names it.

@@ -264,3 +264,36 @@ async fn a_target_that_refuses_the_adoption_leaves_every_room_live_on_its_owner(
         assert_eq!(say(c, "after the refusal").await, 3, "{room}");
     }
 }
+
+#[tokio::test]
+async fn a_room_nobody_is_in_moves_with_its_history_and_is_live_on_arrival() {
+    let mut cluster = Cluster::start(1, 1).await;
+    let rooms = rooms_with_members(&cluster, "q", 3).await;
+    let streams: Vec<String> = rooms.iter().map(|(_, _, s)| s.clone()).collect();
+    drop(rooms);
+    cluster.add_node(2, &["--weight", "1000"]).await;
+    cluster.wait_nodes_seen(2).await;
+    let (status, out) = cluster
+        .run_router_command(&["rebalance"], Duration::from_secs(30))
+        .await;
+    assert!(status.success(), "{out}");
+    // The new owner holds their history at once, not only once someone
+    // joins (an adoption waits at most a minute for that).
+    let http = cluster.node(2).http();
+    testkit::eventually(WAIT, "i2 holds the moved history", async || {
+        testkit::metrics::sum(&http.get("/metrics").await.text, "roomnode_history_bytes")
+            > Some(0.0)
+    })
+    .await;
+    for (i, stream) in streams.iter().enumerate() {
+        let room = format!("q{i}");
+        assert_eq!(record(&cluster, &room).await["node"], "i2");
+        let ws = cluster.router(0).ws_base();
+        let (mut c, welcome) = join(&format!("{ws}/room/{room}?since=0&stream={stream}")).await;
+        assert_eq!(welcome["stream"], stream.as_str(), "{welcome}");
+        for n in 1..=2 {
+            let m = c.recv_json(WAIT).await;
+            assert_eq!(m["body"], format!("{room}-{n}"), "{m}");
+        }
+    }
+}

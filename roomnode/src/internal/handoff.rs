@@ -339,7 +339,7 @@ fn finish(node: &Node, frozen: &Frozen, moved: &RoomRecord) -> HandoffDone {
 
 /// The move did not happen: the room goes on here.
 fn give_back(node: &Node, frozen: Frozen, code: &str, message: String) -> HandoffOutcome {
-    frozen.room.unfreeze();
+    node.rooms().unfreeze(&frozen.room, node.store());
     node.metrics().moves_failed.inc();
     tracing::warn!(room = %frozen.rec.id, error = code, reason = %message, "handoff failed; room stays here");
     refusal(&frozen.rec.id, code, message)
