@@ -86,9 +86,11 @@ pub async fn undrain(
     Ok(())
 }
 
-/// Live nodes and every room, from the store.
+/// Live nodes and every room (or only `of` that node's, from its index),
+/// from the store, page by page.
 pub async fn load(
     store: &Store,
+    of: Option<InstanceId>,
 ) -> Result<(BTreeMap<InstanceId, NodeRecord>, Vec<RoomRecord>), StoreError> {
     let nodes = store
         .nodes()
@@ -99,7 +101,10 @@ pub async fn load(
     let mut rooms: Vec<RoomRecord> = Vec::new();
     loop {
         let after = rooms.last().map(|r| r.id.clone());
-        let page = store.rooms(after.as_ref(), PAGE).await?;
+        let page = match of {
+            Some(node) => store.rooms_of(node, after.as_ref(), PAGE).await?,
+            None => store.rooms(after.as_ref(), PAGE).await?,
+        };
         let full = page.len() == PAGE;
         rooms.extend(page);
         if !full {
@@ -126,7 +131,7 @@ pub async fn rebalance(
     opts: RebalanceOptions,
     out: &mut impl FnMut(&str),
 ) -> Result<(Plan, Summary), OpsError> {
-    let (nodes, rooms) = load(store).await?;
+    let (nodes, rooms) = load(store, None).await?;
     let mut plan = rebalance::plan(&nodes, &rooms);
     out(&format!("plan: {}", rebalance::describe(&plan)));
     if opts.dry_run {
@@ -152,7 +157,7 @@ pub async fn rebalance(
         }
     })
     .await;
-    let (nodes_after, rooms_after) = load(store).await?;
+    let (nodes_after, rooms_after) = load(store, None).await?;
     let now = rebalance::plan(&nodes_after, &rooms_after);
     out(&format!(
         "moved {} room(s), {} member(s) told to reconnect, {} failed\nnow: {}",
@@ -196,7 +201,10 @@ pub async fn drain(
     }
     let mut left = 0;
     for round in 1..=DRAIN_ROUNDS {
-        let (nodes, rooms) = load(store).await?;
+        // Without the index (no router of this version has run yet), only
+        // the records themselves tell which rooms are the node's.
+        let of = store.indexed().await?.then_some(node);
+        let (nodes, rooms) = load(store, of).await?;
         if !nodes.contains_key(&node) {
             return Err(OpsError::NoSuchNode(node));
         }

@@ -379,21 +379,28 @@ impl Store {
         (Cmp::Equals(key, raw), then, next)
     }
 
+    /// Whether the store is at this layout, owner index included (a router
+    /// of this version has migrated it). Until then, a node's rooms can be
+    /// listed only from the room records.
+    pub async fn indexed(&self) -> Result<bool> {
+        let version = self
+            .kv
+            .get(&self.keys.schema())
+            .await?
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
+            .and_then(|v| v["version"].as_u64());
+        Ok(version.is_some_and(|v| v >= u64::from(proto::keys::SCHEMA_VERSION)))
+    }
+
     /// Brings a store written before the owner index (schema 1) to this
     /// version: every room gets its index entry, in transactions that check
     /// the record is unchanged. Idempotent, and cheap once done (one read of
     /// the schema key). Returns how many rooms it indexed.
     pub async fn migrate(&self) -> Result<u64> {
-        let schema = self.keys.schema();
-        let current = self
-            .kv
-            .get(&schema)
-            .await?
-            .and_then(|v| serde_json::from_slice::<serde_json::Value>(&v).ok())
-            .and_then(|v| v["version"].as_u64());
-        if current.is_some_and(|v| v >= u64::from(proto::keys::SCHEMA_VERSION)) {
+        if self.indexed().await? {
             return Ok(0);
         }
+        let schema = self.keys.schema();
         let mut indexed = 0;
         let mut start: Option<String> = None;
         loop {
