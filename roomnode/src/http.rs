@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use proto::record::{NodeState, RoomRecord};
 use proto::token::{self, Claims, TokenError};
 use proto::wire::{JoinParams, check_name, code};
@@ -29,27 +28,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 /// The node's routes.
 pub(crate) fn routes(node: Node) -> Router {
-    // A snapshot carries up to the whole history, JSON-escaped; a batch
-    // adopt carries up to ADOPT_BATCH_BYTES of snapshots plus one more.
-    let config = node.config();
-    let snapshot_limit = config
-        .history
-        .saturating_mul(config.max_frame_bytes)
-        .saturating_mul(2)
-        + (1 << 20);
-    let adopt_limit = snapshot_limit.saturating_add(proto::handoff::ADOPT_BATCH_BYTES);
     Router::new()
         .route("/{instance}/room/{room}", get(join))
-        .route(proto::handoff::HANDOFF_PATH, post(internal::handoff))
-        .route(
-            proto::handoff::ADOPT_ONE_ROUTE,
-            post(internal::adopt).layer(DefaultBodyLimit::max(snapshot_limit)),
-        )
-        .route(
-            proto::handoff::ADOPT_PATH,
-            post(internal::adopt_batch).layer(DefaultBodyLimit::max(adopt_limit)),
-        )
-        .route(proto::handoff::STATE_PATH, post(internal::set_state))
+        .merge(internal::routes(&node))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -5,14 +5,22 @@
 //! (draining or active). They sit outside `/iN/room/*`, so no load-balancer
 //! rule reaches them, and need the key derived from the cluster secret.
 //!
-//! Layout: this file (authorization, adopt, state), [`handoff`] (the owner's
-//! side of a move).
+//! The key is checked by a layer in front of every internal route, before
+//! a byte of the body is read: an unauthenticated caller costs the node a
+//! request head, not a parsed 100 MB body, and learns nothing of the
+//! bodies' shape.
+//!
+//! Layout: this file (routes, authorization, adopt, state), [`handoff`] (the
+//! owner's side of a move).
 
 mod handoff;
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Json, Router};
 use proto::RoomId;
 use proto::handoff::{AdoptAnswer, AdoptBatch, Adopted, RoomSnapshot, StateRequest};
 use serde_json::{Value, json};
@@ -21,7 +29,44 @@ use crate::auth::{bearer, secret_eq};
 use crate::error::ApiError;
 use crate::node::Node;
 
-pub(crate) use handoff::handoff;
+use handoff::handoff;
+
+/// The internal routes, behind the key check. A snapshot is bounded by
+/// the node's history limits (JSON-escaped, so twice), a batch adopt by
+/// `ADOPT_BATCH_BYTES` of snapshots plus one more.
+pub(crate) fn routes(node: &Node) -> Router<Node> {
+    let config = node.config();
+    let history = config
+        .history_bytes
+        .min(config.history.saturating_mul(config.max_frame_bytes));
+    let snapshot_limit = history.saturating_mul(2) + (1 << 20);
+    let adopt_limit = snapshot_limit.saturating_add(proto::handoff::ADOPT_BATCH_BYTES);
+    Router::new()
+        .route(proto::handoff::HANDOFF_PATH, post(handoff))
+        .route(
+            proto::handoff::ADOPT_ONE_ROUTE,
+            post(adopt).layer(DefaultBodyLimit::max(snapshot_limit)),
+        )
+        .route(
+            proto::handoff::ADOPT_PATH,
+            post(adopt_batch).layer(DefaultBodyLimit::max(adopt_limit)),
+        )
+        .route(proto::handoff::STATE_PATH, post(set_state))
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            require_key,
+        ))
+}
+
+/// Lets a request through only with the cluster key, before its body.
+async fn require_key(
+    State(node): State<Node>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    authorize(&node, req.headers())?;
+    Ok(next.run(req).await)
+}
 
 /// Refuses a call without the cluster key.
 fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -51,10 +96,8 @@ fn conflict(code: &str, message: String) -> ApiError {
 pub(crate) async fn adopt(
     State(node): State<Node>,
     Path(room): Path<String>,
-    headers: HeaderMap,
     Json(snapshot): Json<RoomSnapshot>,
 ) -> Result<Json<Adopted>, ApiError> {
-    authorize(&node, &headers)?;
     let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
     if snapshot.room != room {
         return Err(ApiError::bad_request(
@@ -79,10 +122,8 @@ pub(crate) async fn adopt(
 /// say if a newer epoch of it is live here already) on its own.
 pub(crate) async fn adopt_batch(
     State(node): State<Node>,
-    headers: HeaderMap,
     Json(batch): Json<AdoptBatch>,
 ) -> Result<Json<AdoptAnswer>, ApiError> {
-    authorize(&node, &headers)?;
     if let Some(err) = node.unavailable().or_else(|| node.stale_view()) {
         return Err(err);
     }
@@ -112,10 +153,8 @@ pub(crate) async fn adopt_batch(
 /// new rooms), `active` puts it back.
 pub(crate) async fn set_state(
     State(node): State<Node>,
-    headers: HeaderMap,
     Json(req): Json<StateRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&node, &headers)?;
     node.registration().set_state(req.state).await?;
     tracing::info!(node = %node.id(), state = ?req.state, "state changed");
     Ok(Json(json!({"node": node.id(), "state": req.state})))

@@ -314,3 +314,47 @@ async fn a_token_of_a_deleted_room_does_not_open_the_room_created_again() {
     let fresh = second.body["token"].as_str().expect("a token");
     join(&format!("{url}?token={fresh}")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_internal_call_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = Cluster::start(1, 1).await;
+    let node = cluster.node(1);
+    let pid = node.proc.pid().expect("the node runs");
+    let before = rss(pid);
+    let addr = node.http().base().trim_start_matches("http://").to_owned();
+    for _ in 0..6 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST /internal/adopt HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            120 << 20
+        );
+        tcp.write_all(head.as_bytes()).await.expect("send the head");
+        let started = tokio::time::Instant::now();
+        // The refusal comes before any of the 120 MB is sent (the old node
+        // read and parsed the body first, then said 401).
+        let mut answer = vec![0u8; 512];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut answer))
+            .await
+            .expect("an answer before the body")
+            .expect("read");
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+        assert!(text.contains("\"unauthorized\""), "{text}");
+        assert!(!text.contains("snapshot"), "no schema is echoed: {text}");
+        eprintln!("refused {took:?} after the head, before any of the body");
+        // Whatever of the body follows is not kept.
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..16 {
+            if tcp.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    }
+    let grown = rss(pid).saturating_sub(before);
+    assert!(grown < 16 << 20, "the node grew {grown} bytes");
+}

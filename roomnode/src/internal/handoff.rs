@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use bytes::Bytes;
 use proto::handoff::{
     ADOPT_BATCH_BYTES, ADOPT_PATH, AdoptAnswer, Adopted, HandoffAnswer, HandoffBatch, HandoffDone,
@@ -25,7 +24,7 @@ use proto::record::{NodeRecord, NodeState, RoomRecord};
 use store::StoreError;
 use tokio::time::Instant;
 
-use super::{authorize, conflict};
+use super::conflict;
 use crate::client::{CallError, InternalClient};
 use crate::error::ApiError;
 use crate::node::Node;
@@ -34,12 +33,10 @@ use crate::room::{CloseReason, Refused, Room};
 /// `POST /internal/handoff`: moves the batch's rooms to `to`. A refusal of
 /// the whole batch (key, target, this node's state) is an error answer;
 /// otherwise every room gets its outcome.
-pub(crate) async fn handoff(
+pub(super) async fn handoff(
     State(node): State<Node>,
-    headers: HeaderMap,
     Json(req): Json<HandoffBatch>,
 ) -> Result<Json<HandoffAnswer>, ApiError> {
-    authorize(&node, &headers)?;
     if let Some(err) = node.unavailable().or_else(|| node.stale_view()) {
         return Err(err);
     }
