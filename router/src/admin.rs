@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use roomnode::error::ApiError;
 use serde::{Deserialize, Serialize};
 
@@ -33,17 +33,8 @@ pub(crate) struct RebalanceAnswer {
 /// Plans from this router's mirror and, unless `dry_run`, moves.
 pub(crate) async fn rebalance(
     State(app): State<App>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<RebalanceAnswer>, ApiError> {
-    if app.config().admin_token.is_none() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "admin endpoints need the router to run with --admin-token".into(),
-        ));
-    }
-    app.require_admin(&headers)?;
     let req: RebalanceRequest = crate::api::json_body(
         &body,
         "{\"dry_run\"?: bool, \"max_moves\"?: int, \"concurrency\"?: int}",

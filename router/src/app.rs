@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use roomnode::auth::{bearer, secret_eq};
 use roomnode::client::InternalClient;
 use roomnode::error::ApiError;
@@ -185,6 +188,44 @@ impl App {
             "create token",
         )
     }
+}
+
+/// Layer in front of admin-token routes: refuses before the body is read.
+pub(crate) async fn admin_only(
+    State(app): State<App>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    app.require_admin(req.headers())?;
+    Ok(next.run(req).await)
+}
+
+/// Layer in front of `/admin/*`: those need an admin token to be set at
+/// all, and the caller to carry it; refuses before the body is read.
+pub(crate) async fn admin_endpoint(
+    State(app): State<App>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if app.config().admin_token.is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "admin endpoints need the router to run with --admin-token".into(),
+        ));
+    }
+    admin_only(State(app), req, next).await
+}
+
+/// Layer in front of room creation: the create token (or the admin token)
+/// when one is set, checked before the body is read.
+pub(crate) async fn creators_only(
+    State(app): State<App>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    app.require_creator(req.headers())?;
+    Ok(next.run(req).await)
 }
 
 /// Refuses unless the bearer credential is one of `accepted` (none

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -17,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
+use crate::app::{self, App};
 use crate::config::{ConfigError, RouterConfig};
 use crate::{admin, api, proxy};
 
@@ -43,11 +44,33 @@ const PAGE: &str = include_str!("../assets/index.html");
 fn routes(app: App, public_metrics: bool) -> Router {
     let mut router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route("/rooms", get(api::list).post(api::create))
-        .route("/rooms/{id}", get(api::get).delete(api::delete))
-        .route("/rooms/{id}/tokens", axum::routing::post(api::mint))
+        .route(
+            "/rooms",
+            get(api::list).post(api::create.layer(middleware::from_fn_with_state(
+                app.clone(),
+                app::creators_only,
+            ))),
+        )
+        .route(
+            "/rooms/{id}",
+            get(api::get).delete(
+                api::delete.layer(middleware::from_fn_with_state(app.clone(), app::admin_only)),
+            ),
+        )
+        .route(
+            "/rooms/{id}/tokens",
+            axum::routing::post(
+                api::mint.layer(middleware::from_fn_with_state(app.clone(), app::admin_only)),
+            ),
+        )
         .route("/nodes", get(api::nodes))
-        .route("/admin/rebalance", axum::routing::post(admin::rebalance))
+        .route(
+            "/admin/rebalance",
+            axum::routing::post(admin::rebalance.layer(middleware::from_fn_with_state(
+                app.clone(),
+                app::admin_endpoint,
+            ))),
+        )
         .route("/room/{room}", get(proxy::legacy))
         .route(
             "/{instance}/room/{room}",

@@ -315,46 +315,71 @@ async fn a_token_of_a_deleted_room_does_not_open_the_room_created_again() {
     join(&format!("{url}?token={fresh}")).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unauthenticated_internal_call_is_refused_before_its_body_is_read() {
+/// Sends `POST path` with a 120 MB `Content-Length` and no body to `addr`;
+/// the answer that comes before any of the body, then up to 16 MB of the
+/// body (ignored or refused by the server).
+async fn answer_before_body(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        120 << 20
+    );
+    tcp.write_all(head.as_bytes()).await.expect("send the head");
+    let started = tokio::time::Instant::now();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(WAIT, tcp.read(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("no answer to {path} before its body"))
+        .expect("read");
+    eprintln!(
+        "{path} answered {:?} after the head, before any of the body",
+        started.elapsed()
+    );
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..16 {
+        if tcp.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_internal_call_is_refused_before_its_body_is_read() {
     let cluster = Cluster::start(1, 1).await;
     let node = cluster.node(1);
     let pid = node.proc.pid().expect("the node runs");
     let before = rss(pid);
     let addr = node.http().base().trim_start_matches("http://").to_owned();
+    // The old node read and parsed the body first, then said 401.
     for _ in 0..6 {
-        let mut tcp = tokio::net::TcpStream::connect(&addr)
-            .await
-            .expect("connect");
-        let head = format!(
-            "POST /internal/adopt HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            120 << 20
-        );
-        tcp.write_all(head.as_bytes()).await.expect("send the head");
-        let started = tokio::time::Instant::now();
-        // The refusal comes before any of the 120 MB is sent (the old node
-        // read and parsed the body first, then said 401).
-        let mut answer = vec![0u8; 512];
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut answer))
-            .await
-            .expect("an answer before the body")
-            .expect("read");
-        let took = started.elapsed();
-        let text = String::from_utf8_lossy(&answer[..n]);
+        let text = answer_before_body(&addr, "/internal/adopt").await;
         assert!(text.starts_with("HTTP/1.1 401"), "{text}");
         assert!(text.contains("\"unauthorized\""), "{text}");
         assert!(!text.contains("snapshot"), "no schema is echoed: {text}");
-        eprintln!("refused {took:?} after the head, before any of the body");
-        // Whatever of the body follows is not kept.
-        let chunk = vec![b'x'; 1 << 20];
-        for _ in 0..16 {
-            if tcp.write_all(&chunk).await.is_err() {
-                break;
-            }
-        }
     }
     let grown = rss(pid).saturating_sub(before);
     assert!(grown < 16 << 20, "the node grew {grown} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_routes_of_the_router_refuse_before_the_body_is_read() {
+    let mut cluster = Cluster::start(1, 0).await;
+    cluster
+        .add_router(&["--admin-token", "admin-token-0123456789"])
+        .await;
+    let addr = cluster
+        .router(0)
+        .http()
+        .base()
+        .trim_start_matches("http://")
+        .to_owned();
+    cluster.create_room("guarded").await;
+    for path in ["/rooms/guarded/tokens", "/admin/rebalance"] {
+        let text = answer_before_body(&addr, path).await;
+        assert!(text.starts_with("HTTP/1.1 401"), "{path}: {text}");
+        assert!(!text.contains("ttl_secs"), "no schema is echoed: {text}");
+    }
 }
