@@ -372,3 +372,21 @@ async fn a_full_store_says_so_and_still_deletes() {
             .expect("delete")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_store_keeps_every_view_current() {
+    // Nothing changes for longer than STALE_AFTER: etcd's progress reports
+    // alone keep the views confirmed (and their watches are not restarted).
+    let etcd = Etcd::start().await;
+    let s = etcd.store(PREFIX).await;
+    create(&s, &room("still", 1)).await;
+    let cluster = synced(&s, Scope::Cluster, None).await;
+    let own = synced(&s, Scope::Node(iid(1)), None).await;
+    testkit::always(
+        store::mirror::STALE_AFTER + Duration::from_secs(3),
+        "views of a quiet store stay current",
+        async || cluster.staleness().is_none() && own.staleness().is_none(),
+    )
+    .await;
+    assert!(cluster.age() < store::mirror::STALE_AFTER);
+}
