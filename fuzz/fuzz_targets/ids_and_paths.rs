@@ -97,8 +97,14 @@ fn keys(prefix: &str, key: &str, i: InstanceId, r: &RoomId) {
         Some(Key::Room(r.clone())),
         "{prefix:?}"
     );
+    assert_eq!(
+        keys.parse(&keys.owned(i, r)),
+        Some(Key::Owned(i, r.clone())),
+        "{prefix:?}"
+    );
     assert!(keys.node(i).starts_with(&keys.nodes()));
     assert!(keys.room(r).starts_with(&keys.rooms()));
+    assert!(keys.owned(i, r).starts_with(&keys.owned_by(i)));
     assert!(keys.nodes().starts_with(&keys.all()));
     assert!(keys.rooms().starts_with(&keys.all()));
     // A key that parses is exactly the key built from what it names.
@@ -115,6 +121,13 @@ fn keys(prefix: &str, key: &str, i: InstanceId, r: &RoomId) {
                 keys.room(&id),
                 key,
                 "room key {key:?} under {prefix:?} is not canonical"
+            );
+        }
+        Some(Key::Owned(n, id)) => {
+            assert_eq!(
+                keys.owned(n, &id),
+                key,
+                "index key {key:?} under {prefix:?} is not canonical"
             );
         }
         None => {}

@@ -95,7 +95,7 @@ impl Metrics {
         let rejected = IntCounterVec::new(
             Opts::new(
                 "roomnode_rejected_total",
-                "Joins and messages refused by a limit (node_full, room_full, rate_limited, origin).",
+                "Joins, messages and requests refused by a limit (node_full, room_full, rate_limited, origin, handshakes, join_rate, per_ip, body_timeout, head_too_large).",
             ),
             &["reason"],
         )
