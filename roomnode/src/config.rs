@@ -131,7 +131,7 @@ pub struct Config {
     /// past it the request gets 408 and its connection is closed. Joins
     /// have no body; internal moves post room state, and their sender
     /// gives up after the same 30 s.
-    #[arg(long, env = "ROOMNODE_BODY_TIMEOUT", default_value_t = crate::client::CALL_TIMEOUT.as_secs(),
+    #[arg(long, env = "ROOMNODE_BODY_TIMEOUT", default_value_t = service::client::CALL_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout: u64,
     /// Most connections open at once from one client address (an IPv6
@@ -206,7 +206,7 @@ impl Config {
             flush_window_ms: 0,
             max_members: DEFAULT_MAX_MEMBERS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            body_timeout: crate::client::CALL_TIMEOUT.as_secs(),
+            body_timeout: service::client::CALL_TIMEOUT.as_secs(),
             max_connections_per_ip: 0,
             rate: DEFAULT_RATE,
             burst: DEFAULT_BURST,

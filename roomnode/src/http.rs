@@ -15,7 +15,6 @@ use proto::{InstanceId, RoomId};
 use store::{Created, StoreError};
 use tracing::Instrument;
 
-use crate::error::ApiError;
 use crate::limits::{RateLimit, Slot};
 use crate::node::Node;
 use crate::outlet::{Outlet, OutletConfig};
@@ -23,6 +22,7 @@ use crate::room::{JoinRequest, Refused, Room};
 use crate::upgrade::{Accepted, NotWebSocket, Upgrade};
 use crate::{internal, session};
 use futures_util::SinkExt;
+use service::error::ApiError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
@@ -35,7 +35,7 @@ pub(crate) fn routes(node: Node) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(axum::middleware::map_response(crate::error::json_errors))
+        .layer(axum::middleware::map_response(service::error::json_errors))
         .with_state(node)
 }
 
@@ -179,7 +179,7 @@ fn check_token(
             "this node has no --secret to verify join tokens".into(),
         ));
     }
-    let bearer = crate::auth::bearer(headers);
+    let bearer = service::auth::bearer(headers);
     let Some(token) = params.token.as_deref().or(bearer) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

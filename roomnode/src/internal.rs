@@ -25,9 +25,9 @@ use proto::RoomId;
 use proto::handoff::{AdoptAnswer, AdoptBatch, Adopted, RoomSnapshot, StateRequest};
 use serde_json::{Value, json};
 
-use crate::auth::{bearer, secret_eq};
-use crate::error::ApiError;
 use crate::node::Node;
+use service::auth::{bearer, secret_eq};
+use service::error::ApiError;
 
 use handoff::handoff;
 

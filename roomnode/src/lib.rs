@@ -5,11 +5,9 @@
 //! - [`server`]: [`run`], the node on a listener until shutdown.
 //! - [`config`]: [`Config`], flags and environment, validated once.
 //! - `node`: the shared handle (identity, rooms, store, metrics).
-//! - [`http_server`]: serving with a request-head timeout and graceful stop.
 //! - `http`: the routes: WebSocket join with ownership checks, health,
 //!   metrics.
 //! - `internal`: the handoff, adopt and drain endpoints that move rooms.
-//! - [`client`]: calls to those endpoints, for nodes and operator commands.
 //! - `registration`: the leased registration, its renewal and the fence.
 //! - `rooms`: the hosted rooms by id, kept in line with the store.
 //! - `room`: one room: members, seq, fan-out, slow-consumer policy.
@@ -20,27 +18,22 @@
 //! - `outlet`: a member's outgoing bytes: frames written straight by the
 //!   broadcasting thread, or queued when the socket is full.
 //! - `conn`: the connection under tungstenite, writing through the outlet.
-//! - [`error`]: the JSON error answers.
-//! - [`auth`]: bearer credentials and constant-time comparison.
 //! - `metrics`: the Prometheus metrics.
-//! - [`process`]: tracing and the shutdown signal, for both binaries.
+//!
+//! Serving (the HTTP loop, errors, auth, the internal API's client, tracing)
+//! comes from the `service` crate, shared with the router.
 
-pub mod auth;
 #[doc(hidden)]
 pub mod bench;
-pub mod client;
 pub mod config;
 mod conn;
-pub mod error;
 mod history;
 mod http;
-pub mod http_server;
 mod internal;
 mod limits;
 mod metrics;
 mod node;
 mod outlet;
-pub mod process;
 mod registration;
 mod room;
 mod rooms;

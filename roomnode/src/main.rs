@@ -28,19 +28,19 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    roomnode::process::init_tracing();
+    service::process::init_tracing();
     let cli = Cli::parse();
     let kv = EtcdKv::connect(&cli.etcd, DEFAULT_TIMEOUT)
         .await
         .context("connecting to etcd")?;
     let store = Store::new(Backend::Etcd(Box::new(kv)), &cli.prefix);
-    let listener = roomnode::http_server::bind(cli.listen)
+    let listener = service::server::bind(cli.listen)
         .with_context(|| format!("binding --listen {}", cli.listen))?;
     roomnode::run(
         listener,
         cli.config,
         store,
-        roomnode::process::shutdown_signal(),
+        service::process::shutdown_signal(),
     )
     .await
     .context("room node")?;

@@ -10,13 +10,13 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::InternalClient;
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::limits::{Slot, Slots};
 use crate::metrics::Metrics;
 use crate::registration::Registration;
 use crate::rooms::Rooms;
+use service::client::InternalClient;
+use service::error::ApiError;
 
 /// Shared handle to a running node. Cheap to clone.
 #[derive(Clone)]

@@ -11,16 +11,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::InternalClient;
 use crate::config::{Config, ConfigError};
 use crate::history::HistoryLimits;
-use crate::http_server::{node_limits, serve};
 use crate::limits::Slots;
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
 use crate::registration::Registration;
 use crate::room::{CloseReason, RoomLimits};
 use crate::rooms::Rooms;
+use service::client::InternalClient;
+use service::server::{Limits, serve};
 
 /// Why a node could not start (or stopped).
 #[derive(Debug, thiserror::Error)]
@@ -177,3 +177,15 @@ async fn drop_idle_rooms(rooms: Rooms, idle: Duration, budget: usize, stop: Canc
 
 /// Longest pause between checks for idle rooms (and the history budget).
 const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// A room node's limits, from its flags, counted in
+/// `roomnode_rejected_total`.
+fn node_limits(node: &Node) -> Limits {
+    let config = node.config();
+    Limits {
+        body: Duration::from_secs(config.body_timeout),
+        per_ip: config.max_connections_per_ip,
+        rejected: Some(node.metrics().rejected.clone()),
+        ..Limits::default()
+    }
+}

@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::task::TaskTracker;
 
 use crate::conn::Conn;
-use crate::http_server::PeerSlot;
 use crate::outlet::Outlet;
+use service::server::PeerSlot;
 
 /// The server side of an accepted WebSocket.
 pub(crate) type Socket = WebSocketStream<Conn>;
@@ -56,7 +56,7 @@ pub(crate) struct NotWebSocket(&'static str);
 
 impl axum::response::IntoResponse for NotWebSocket {
     fn into_response(self) -> Response {
-        crate::error::ApiError::new(
+        service::error::ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
             "upgrade_required",
             format!("join with a WebSocket upgrade: {}", self.0),

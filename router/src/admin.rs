@@ -6,8 +6,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use roomnode::error::ApiError;
 use serde::{Deserialize, Serialize};
+use service::error::ApiError;
 
 use crate::app::App;
 use crate::rebalance::{self, Plan, Summary};

@@ -12,8 +12,8 @@ use proto::token::{self, Claims};
 use proto::wire::check_name;
 use proto::{InstanceId, RoomId};
 use rand::Rng;
-use roomnode::error::ApiError;
 use serde::{Deserialize, Serialize};
+use service::error::ApiError;
 use store::Created;
 
 use crate::app::App;

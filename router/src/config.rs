@@ -73,11 +73,8 @@ pub enum ConfigError {
 impl RouterConfig {
     /// How the router's listener bounds its clients (the refusals counted
     /// in `rejected`).
-    pub(crate) fn limits(
-        &self,
-        rejected: prometheus::IntCounterVec,
-    ) -> roomnode::http_server::Limits {
-        roomnode::http_server::Limits {
+    pub(crate) fn limits(&self, rejected: prometheus::IntCounterVec) -> service::server::Limits {
+        service::server::Limits {
             body: Duration::from_secs(self.body_timeout),
             per_ip: self.max_connections_per_ip,
             rejected: Some(rejected),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use futures_util::StreamExt;
 use proto::record::RoomRecord;
-use roomnode::error::ApiError;
+use service::error::ApiError;
 use store::StoreError;
 use store::store::ROOMS_PER_TXN;
 use tokio::time::Instant;

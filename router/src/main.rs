@@ -7,13 +7,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use proto::InstanceId;
 use proto::token::Secret;
-use roomnode::client::InternalClient;
 use router::RouterConfig;
 use router::generate::alb::{self, AlbSettings};
 use router::generate::file_sd;
 use router::generate::nginx::{self, NginxSettings};
 use router::ops::{self, RebalanceOptions};
 use router::up::UpArgs;
+use service::client::InternalClient;
 use store::kv::etcd::{DEFAULT_TIMEOUT, EtcdKv};
 use store::{Backend, Store};
 
@@ -198,23 +198,23 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    roomnode::process::init_tracing();
+    service::process::init_tracing();
     match Cli::parse().command {
         Command::Serve(args) => {
             let store = args.store.connect().await?;
-            let listener = roomnode::http_server::bind(args.listen)
+            let listener = service::server::bind(args.listen)
                 .with_context(|| format!("binding --listen {}", args.listen))?;
             router::run(
                 listener,
                 args.router,
                 store,
-                roomnode::process::shutdown_signal(),
+                service::process::shutdown_signal(),
             )
             .await
             .context("router")?;
         }
         Command::Up(args) => {
-            let shutdown = roomnode::process::shutdown_signal();
+            let shutdown = service::process::shutdown_signal();
             router::up::up(args, shutdown, |msg| println!("{msg}")).await?;
         }
         Command::Rebalance(args) => {
@@ -245,7 +245,7 @@ async fn main() -> anyhow::Result<()> {
             let store = args.store.connect().await?;
             match (args.watch, args.out) {
                 (true, Some(out)) => {
-                    file_sd::watch(store, &out, roomnode::process::shutdown_signal()).await?
+                    file_sd::watch(store, &out, service::process::shutdown_signal()).await?
                 }
                 (_, out) => {
                     let nodes = store.nodes().await.context("reading the nodes")?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use proto::InstanceId;
 use proto::handoff::{STATE_PATH, StateRequest};
 use proto::record::{NodeRecord, NodeState, RoomRecord};
-use roomnode::client::{CallError, InternalClient};
 use serde_json::Value;
+use service::client::{CallError, InternalClient};
 use store::{Store, StoreError};
 
 use crate::rebalance::{self, Plan, Summary};

@@ -20,8 +20,8 @@ use hyper_util::rt::TokioIo;
 use proto::path::RoomPath;
 use proto::record::NodeRecord;
 use proto::{InstanceId, RoomId};
-use roomnode::error::ApiError;
-use roomnode::http_server::PeerSlot;
+use service::error::ApiError;
+use service::server::PeerSlot;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

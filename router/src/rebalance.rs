@@ -19,8 +19,8 @@ use proto::handoff::{HANDOFF_PATH, HandoffAnswer, HandoffBatch, HandoffOutcome, 
 use proto::placement::Placement;
 use proto::record::{NodeRecord, RoomRecord};
 use proto::{InstanceId, RoomId};
-use roomnode::client::{CallError, InternalClient};
 use serde::Serialize;
+use service::client::{CallError, InternalClient};
 
 /// Rooms per handoff request: one store transaction's worth, so a batch
 /// freezes its rooms for one adopt call and one transaction.

@@ -11,8 +11,8 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use roomnode::error::ApiError;
-use roomnode::http_server::{Limits, serve};
+use service::error::ApiError;
+use service::server::{Limits, serve};
 use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -87,7 +87,7 @@ fn routes(app: App, public_metrics: bool) -> Router {
     router
         .route_layer(middleware::from_fn_with_state(app.clone(), count))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(middleware::map_response(roomnode::error::json_errors))
+        .layer(middleware::map_response(service::error::json_errors))
         .with_state(app)
 }
 
@@ -160,7 +160,7 @@ pub async fn run(
     let stopping = CancellationToken::new();
     let tunnels = TaskTracker::new();
     let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(roomnode::http_server::bind(addr)?),
+        Some(addr) => Some(service::server::bind(addr)?),
         None => None,
     };
     let public_metrics = metrics_listener.is_none();

@@ -55,8 +55,8 @@ pub async fn up(
     let mut addrs = Vec::new();
     for n in 1..=args.nodes {
         let id = InstanceId::new(n).context("instance number")?;
-        let listener = roomnode::http_server::bind(([127, 0, 0, 1], 0).into())
-            .context("binding a room node")?;
+        let listener =
+            service::server::bind(([127, 0, 0, 1], 0).into()).context("binding a room node")?;
         let addr = format!("http://{}", listener.local_addr()?);
         addrs.push(format!("{id} at {addr}"));
         let mut config = roomnode::Config::new(id, addr);
@@ -66,7 +66,7 @@ pub async fn up(
             async move { roomnode::run(listener, config, store, stop.cancelled_owned()).await },
         );
     }
-    let listener = roomnode::http_server::bind(args.listen)
+    let listener = service::server::bind(args.listen)
         .with_context(|| format!("binding --listen {}", args.listen))?;
     let url = format!("http://{}/", listener.local_addr()?);
     on_ready(&format!(

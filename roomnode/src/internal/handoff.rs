@@ -25,10 +25,10 @@ use store::StoreError;
 use tokio::time::Instant;
 
 use super::conflict;
-use crate::client::{CallError, InternalClient};
-use crate::error::ApiError;
 use crate::node::Node;
 use crate::room::{CloseReason, Refused, Room};
+use service::client::{CallError, InternalClient};
+use service::error::ApiError;
 
 /// `POST /internal/handoff`: moves the batch's rooms to `to`. A refusal of
 /// the whole batch (key, target, this node's state) is an error answer;

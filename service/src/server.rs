@@ -107,18 +107,6 @@ impl Limits {
     }
 }
 
-/// A room node's limits, from its flags, counted in
-/// `roomnode_rejected_total`.
-pub(crate) fn node_limits(node: &crate::node::Node) -> Limits {
-    let config = node.config();
-    Limits {
-        body: Duration::from_secs(config.body_timeout),
-        per_ip: config.max_connections_per_ip,
-        rejected: Some(node.metrics().rejected.clone()),
-        ..Limits::default()
-    }
-}
-
 /// A listener on `addr` with a [`BACKLOG`]-deep accept queue.
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {

@@ -1,0 +1,19 @@
+//! What both roomrouter services are served with, below `router` and
+//! `roomnode` (so the router needs the node crate only to run nodes in its
+//! own process, `router up`):
+//!
+//! Layout:
+//! - [`server`]: the HTTP server loop with its limits (head and body
+//!   deadlines, connections per client address, oversized heads), binding,
+//!   graceful stop.
+//! - [`error`]: [`error::ApiError`], the one JSON error answer, and the
+//!   middleware that gives the framework's own refusals the same body.
+//! - [`auth`]: bearer credentials and constant-time comparison.
+//! - [`client`]: the typed client of a node's internal API (moves, state).
+//! - [`process`]: tracing set-up and the shutdown signal.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod process;
+pub mod server;
