@@ -11,6 +11,7 @@
 //! - `registration`: the leased registration, its renewal and the fence.
 //! - `rooms`: the hosted rooms by id, kept in line with the store.
 //! - `room`: one room: members, seq, fan-out, slow-consumer policy.
+//! - `close`: how a connection ends (close codes, reasons, last frames).
 //! - `limits`: connections per node, messages per connection.
 //! - `history`: the ring of recent messages behind `since` resume.
 //! - `upgrade`: the WebSocket handshake, keeping the raw connection.
@@ -25,6 +26,7 @@
 
 #[doc(hidden)]
 pub mod bench;
+mod close;
 pub mod config;
 mod conn;
 mod history;

@@ -28,8 +28,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
+use crate::close::CloseReason;
 use crate::metrics::Metrics;
-use crate::room::CloseReason;
 
 /// Most frames gathered into one `writev` (Linux's `IOV_MAX`).
 const MAX_IOVECS: usize = 1024;

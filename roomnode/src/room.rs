@@ -17,82 +17,17 @@ use std::time::Duration;
 
 use proto::handoff::RoomSnapshot;
 use proto::record::RoomRecord;
-use proto::wire::{ServerMsg, close, code};
+use proto::wire::{ServerMsg, code};
 use proto::{InstanceId, RoomId};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::close::{CloseReason, error_frame};
 use crate::history::{Gap, History, HistoryLimits};
 use crate::limits::{RateLimit, Verdict};
 use crate::metrics::Metrics;
 use crate::outlet::{Outlet, text_frame};
-
-/// Why and how a connection ends.
-#[derive(Debug, Clone)]
-pub(crate) struct CloseReason {
-    /// A last frame before the close frame (`moved`, `error`).
-    pub(crate) last: Option<Utf8Bytes>,
-    /// WebSocket close code.
-    pub(crate) code: u16,
-    /// Close reason text.
-    pub(crate) reason: &'static str,
-}
-
-impl CloseReason {
-    pub(crate) fn deleted() -> Self {
-        Self {
-            last: Some(error_frame(code::ROOM_CLOSED, "the room was deleted").into()),
-            code: close::NORMAL,
-            reason: "room deleted",
-        }
-    }
-
-    pub(crate) fn moved(path: &str) -> Self {
-        Self {
-            last: Some(ServerMsg::Moved { path }.encode().into()),
-            code: close::NORMAL,
-            reason: "room moved",
-        }
-    }
-
-    pub(crate) fn fenced() -> Self {
-        Self {
-            last: Some(
-                error_frame(code::UNAVAILABLE, "node lost its registration; reconnect").into(),
-            ),
-            code: close::RESTART,
-            reason: "node fenced",
-        }
-    }
-
-    pub(crate) fn shutdown() -> Self {
-        Self {
-            last: None,
-            code: close::GOING_AWAY,
-            reason: "node shutting down",
-        }
-    }
-
-    pub(crate) fn slow_consumer() -> Self {
-        Self {
-            last: Some(
-                error_frame(
-                    code::SLOW_CONSUMER,
-                    "outbound queue overflowed; read faster",
-                )
-                .into(),
-            ),
-            code: close::POLICY,
-            reason: "slow consumer",
-        }
-    }
-}
-
-/// An `error` frame's text.
-pub(crate) fn error_frame(code: &str, message: &str) -> String {
-    ServerMsg::Error { code, message }.encode()
-}
 
 struct Member {
     id: Arc<str>,
@@ -710,7 +645,10 @@ mod tests {
             room.send(fast.key, &body("1")).unwrap();
             drain(&fast.outlet);
         }
-        assert_eq!(slow.outlet.ending().unwrap().code, close::POLICY);
+        assert_eq!(
+            slow.outlet.ending().unwrap().code,
+            proto::wire::close::POLICY
+        );
         assert_eq!(room.metrics.slow_consumers.get(), 1);
         // Fast saw "left" for the slow member once, and every message.
         room.send(fast.key, &body("2")).unwrap();
@@ -765,9 +703,9 @@ mod tests {
         let a = join(&room, None, None);
         let b = join(&room, None, None);
         room.close(&CloseReason::deleted());
-        assert_eq!(a.outlet.ending().unwrap().code, close::NORMAL);
+        assert_eq!(a.outlet.ending().unwrap().code, proto::wire::close::NORMAL);
         assert_eq!(drain(&a.outlet).last().unwrap()["type"], "joined");
-        assert_eq!(b.outlet.ending().unwrap().code, close::NORMAL);
+        assert_eq!(b.outlet.ending().unwrap().code, proto::wire::close::NORMAL);
         assert_eq!(room.join(anyone(), &outlet(&room, 1)), Err(Refused::Closed));
         assert!(room.send(a.key, &body("1")).is_err());
     }

@@ -13,8 +13,9 @@ use proto::record::RoomRecord;
 use proto::{InstanceId, RoomId};
 use store::{Change, Store};
 
+use crate::close::CloseReason;
 use crate::metrics::Metrics;
-use crate::room::{CloseReason, Room, RoomLimits};
+use crate::room::{Room, RoomLimits};
 
 /// The room registry. Cheap to clone.
 #[derive(Clone)]

@@ -11,13 +11,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::close::CloseReason;
 use crate::config::{Config, ConfigError};
 use crate::history::HistoryLimits;
 use crate::limits::Slots;
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
 use crate::registration::Registration;
-use crate::room::{CloseReason, RoomLimits};
+use crate::room::RoomLimits;
 use crate::rooms::Rooms;
 use service::client::InternalClient;
 use service::server::{Limits, serve};

@@ -15,11 +15,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::close::{CloseReason, error_frame};
 use crate::limits::{RateLimit, Verdict};
 use crate::metrics::Metrics;
 use crate::outlet::{End, Outlet};
 use crate::registration::Registration;
-use crate::room::{CloseReason, Refused, Room, error_frame};
+use crate::room::{Refused, Room};
 use crate::upgrade::Socket;
 
 /// How a session behaves.
@@ -129,11 +130,7 @@ async fn keep_alive(socket: &mut Socket, ka: &mut KeepAlive, every: Duration) ->
         && ka.heard < sent
     {
         tracing::debug!(quiet = ?ka.heard.elapsed(), "member did not answer a ping; dropping it");
-        return Err(End::Close(CloseReason {
-            last: None,
-            code: close::GOING_AWAY,
-            reason: "ping timeout",
-        }));
+        return Err(End::Close(CloseReason::ping_timeout()));
     }
     ka.pinged = None;
     if ka.heard.elapsed() >= every / 2 {
@@ -177,11 +174,7 @@ async fn handle(
         }
         Some(Err(WsError::Capacity(e))) => {
             tracing::debug!(error = %e, "frame over the limit");
-            return Err(End::Close(CloseReason {
-                last: None,
-                code: close::TOO_BIG,
-                reason: "frame too large",
-            }));
+            return Err(End::Close(CloseReason::too_big()));
         }
         Some(Err(e)) => return Err(violation(e)),
         Some(Ok(Message::Text(text))) => text,
@@ -237,11 +230,7 @@ fn violation(e: WsError) -> End {
         _ => return End::Gone,
     };
     tracing::debug!(error = %e, "protocol violation");
-    End::Close(CloseReason {
-        last: None,
-        code: code.into(),
-        reason,
-    })
+    End::Close(CloseReason::violation(code, reason))
 }
 
 /// Whether the rate limit refuses this message; an error when the client
@@ -254,11 +243,7 @@ fn rate_limited(rate: &mut RateLimit, metrics: &Metrics) -> Result<bool, End> {
     match verdict {
         Verdict::Accept => Ok(false),
         Verdict::Refuse => Ok(true),
-        Verdict::Close => Err(End::Close(CloseReason {
-            last: None,
-            code: close::POLICY,
-            reason: "rate limit",
-        })),
+        Verdict::Close => Err(End::Close(CloseReason::rate_limit())),
     }
 }
 

@@ -25,8 +25,9 @@ use store::StoreError;
 use tokio::time::Instant;
 
 use super::conflict;
+use crate::close::CloseReason;
 use crate::node::Node;
-use crate::room::{CloseReason, Refused, Room};
+use crate::room::{Refused, Room};
 use service::client::{CallError, InternalClient};
 use service::error::ApiError;
 
