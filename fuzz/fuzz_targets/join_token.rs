@@ -71,7 +71,7 @@ fn free(data: &[u8]) {
     // The error kinds stay within the documented set and codes.
     if let Err(e) = &result {
         assert!(matches!(
-            e.code(),
+            e.code().as_str(),
             "invalid_token" | "token_expired" | "wrong_room" | "token_revoked"
         ));
     }

@@ -11,8 +11,10 @@
 //! - [`handoff`]: the internal endpoints that move rooms between nodes.
 //! - [`token`]: signed join tokens for private rooms.
 //! - [`api`]: the router's HTTP API bodies and the error body shared by all.
+//! - [`errors`]: [`ErrorCode`], every error code with its one HTTP status.
 
 pub mod api;
+pub mod errors;
 pub mod handoff;
 pub mod id;
 pub mod keys;
@@ -22,4 +24,5 @@ pub mod record;
 pub mod token;
 pub mod wire;
 
+pub use errors::ErrorCode;
 pub use id::{IdError, InstanceId, RoomId};

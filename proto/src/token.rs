@@ -87,13 +87,15 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// The error code clients see.
-    pub fn code(&self) -> &'static str {
+    /// The error code clients see (401 for a token that does not verify,
+    /// 403 for one that does but opens something else).
+    pub fn code(&self) -> crate::ErrorCode {
+        use crate::ErrorCode;
         match self {
-            Self::Malformed | Self::BadSignature => "invalid_token",
-            Self::Expired => "token_expired",
-            Self::WrongRoom => "wrong_room",
-            Self::Revoked => "token_revoked",
+            Self::Malformed | Self::BadSignature => ErrorCode::InvalidToken,
+            Self::Expired => ErrorCode::TokenExpired,
+            Self::WrongRoom => ErrorCode::WrongRoom,
+            Self::Revoked => ErrorCode::TokenRevoked,
         }
     }
 }

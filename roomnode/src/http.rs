@@ -1,16 +1,17 @@
 //! The node's HTTP surface: `GET /iN/room/{id}` (the WebSocket join, after
 //! the ownership checks), `/healthz`, `/readyz`, `/metrics`.
 
+use proto::ErrorCode;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use proto::record::{NodeState, RoomRecord};
-use proto::token::{self, Claims, TokenError};
-use proto::wire::{JoinParams, check_name, code};
+use proto::token::{self, Claims};
+use proto::wire::{JoinParams, check_name};
 use proto::{InstanceId, RoomId};
 use store::{Created, StoreError};
 use tracing::Instrument;
@@ -81,14 +82,13 @@ async fn join(
         .map_err(|e: proto::IdError| ApiError::not_found(&e.to_string()))?;
     if instance != node.id() {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "wrong_instance",
+            ErrorCode::WrongInstance,
             format!("this is node {}, not {instance}", node.id()),
         ));
     }
     let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
     let Query(mut params) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     if let Some(name) = &params.name {
         check_name(name)?;
     }
@@ -108,8 +108,7 @@ async fn join(
             .with_label_values(&["room_full"])
             .inc();
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "room_full",
+            ErrorCode::RoomFull,
             format!(
                 "room {room} has its limit of {} members",
                 node.config().max_members
@@ -118,8 +117,7 @@ async fn join(
     }
     if hosted.is_moving() {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code::ROOM_MOVING,
+            ErrorCode::RoomMoving,
             format!("room {room} is moving to another node; retry in a moment"),
         ));
     }
@@ -131,8 +129,7 @@ async fn join(
     }
     let upgrade = upgrade.map_err(|e| {
         ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
+            ErrorCode::UpgradeRequired,
             format!("join with a WebSocket upgrade: {}", e.reason()),
         )
     })?;
@@ -142,7 +139,7 @@ async fn join(
             .with_label_values(&["join_rate"])
             .inc();
         return Err(ApiError::busy(
-            "join_rate_limited",
+            ErrorCode::JoinRateLimited,
             format!(
                 "room {room} admits {} joins per second; retry in {wait} s",
                 node.config().room_join_rate
@@ -174,16 +171,14 @@ fn check_token(
         .collect();
     if secrets.is_empty() {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "private_rooms_disabled",
+            ErrorCode::PrivateRoomsDisabled,
             "this node has no --secret to verify join tokens".into(),
         ));
     }
     let bearer = service::auth::bearer(headers);
     let Some(token) = params.token.as_deref().or(bearer) else {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "token_required",
+            ErrorCode::TokenRequired,
             format!(
                 "room {} is private: pass a join token as ?token= or Authorization: Bearer",
                 room.id()
@@ -191,13 +186,8 @@ fn check_token(
         ));
     };
     let now = store::store::unix_now();
-    token::verify(&secrets, token, room.id(), room.created_at(), now).map_err(|e| {
-        let status = match e {
-            TokenError::WrongRoom | TokenError::Revoked => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    })
+    token::verify(&secrets, token, room.id(), room.created_at(), now)
+        .map_err(|e| ApiError::new(e.code(), e.to_string()))
 }
 
 /// Makes the room live here if the store says this node owns it.
@@ -207,8 +197,7 @@ async fn activate(node: &Node, room: &RoomId, query: Option<&str>) -> Result<Arc
         None if node.config().auto_create => create_here(node, room).await?,
         None => {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_room",
+                ErrorCode::UnknownRoom,
                 format!("room {room} does not exist; create it with POST /rooms on a router"),
             ));
         }
@@ -237,8 +226,7 @@ async fn create_here(node: &Node, room: &RoomId) -> Result<RoomRecord, ApiError>
         node.mirror().nodes().nodes.get(&node.id()).map(|n| n.state) == Some(NodeState::Draining);
     if draining {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
+            ErrorCode::Draining,
             "this node takes no new rooms".into(),
         ));
     }
@@ -259,8 +247,7 @@ fn check_origin(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
     }
     node.metrics().rejected.with_label_values(&["origin"]).inc();
     Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "origin_not_allowed",
+        ErrorCode::OriginNotAllowed,
         format!("pages from {origin} may not join rooms here"),
     ))
 }

@@ -16,11 +16,12 @@
 mod handoff;
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
+use proto::ErrorCode;
 use proto::RoomId;
 use proto::handoff::{AdoptAnswer, AdoptBatch, Adopted, RoomSnapshot, StateRequest};
 use serde_json::{Value, json};
@@ -72,8 +73,7 @@ async fn require_key(
 fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = node.internal_key() else {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "internal_disabled",
+            ErrorCode::InternalDisabled,
             "this node has no --secret: moving rooms needs one".into(),
         ));
     };
@@ -81,15 +81,10 @@ fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "internal endpoints need the cluster key".into(),
         ))
     }
-}
-
-fn conflict(code: &str, message: String) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, message)
 }
 
 /// `POST /internal/rooms/{id}/adopt`: one room's state (a batch of one).
@@ -101,7 +96,7 @@ pub(crate) async fn adopt(
     let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
     if snapshot.room != room {
         return Err(ApiError::bad_request(
-            "mismatch",
+            ErrorCode::Mismatch,
             "the snapshot is of another room".into(),
         ));
     }
@@ -110,7 +105,7 @@ pub(crate) async fn adopt(
     }
     node.rooms()
         .adopt(snapshot)
-        .map_err(|e| conflict("stale", e.0))?;
+        .map_err(|e| ApiError::new(ErrorCode::Stale, e.0))?;
     Ok(Json(Adopted {
         room,
         adopted: true,

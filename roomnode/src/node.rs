@@ -1,9 +1,9 @@
 //! [`Node`]: the handle every part of a running node shares: its identity,
 //! configuration, rooms, store, mirror, registration and metrics.
 
+use proto::ErrorCode;
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use proto::InstanceId;
 use store::{Mirror, Store};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -93,8 +93,7 @@ impl Node {
                 .with_label_values(&["node_full"])
                 .inc();
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "node_full",
+                ErrorCode::NodeFull,
                 format!(
                     "this node serves its limit of {} connections",
                     self.inner.config.max_connections
@@ -112,7 +111,7 @@ impl Node {
                 .with_label_values(&["handshakes"])
                 .inc();
             ApiError::busy(
-                "too_many_handshakes",
+                ErrorCode::TooManyHandshakes,
                 format!(
                     "this node has its limit of {} joins in progress",
                     self.inner.config.max_handshakes
@@ -130,14 +129,12 @@ impl Node {
     pub(crate) fn unavailable(&self) -> Option<ApiError> {
         if self.inner.stopping.is_cancelled() {
             Some(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 "this node is shutting down; reconnect through the router".into(),
             ))
         } else if self.inner.registration.is_fenced() {
             Some(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "fenced",
+                ErrorCode::Fenced,
                 "this node lost its registration and is re-registering; retry shortly".into(),
             ))
         } else {
@@ -151,7 +148,6 @@ impl Node {
     pub(crate) fn stale_view(&self) -> Option<ApiError> {
         let why = self.inner.mirror.staleness()?;
         Some(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
             why.code(),
             format!(
                 "this node's view of the store is not current (last confirmed {:.1}s ago); retry shortly",

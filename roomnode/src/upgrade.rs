@@ -7,6 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::Response;
+use proto::ErrorCode;
 use std::sync::Arc;
 
 use hyper::upgrade::OnUpgrade;
@@ -57,8 +58,7 @@ pub(crate) struct NotWebSocket(&'static str);
 impl axum::response::IntoResponse for NotWebSocket {
     fn into_response(self) -> Response {
         service::error::ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
+            ErrorCode::UpgradeRequired,
             format!("join with a WebSocket upgrade: {}", self.0),
         )
         .into_response()

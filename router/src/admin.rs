@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use proto::ErrorCode;
 use serde::{Deserialize, Serialize};
 use service::error::ApiError;
 
@@ -41,8 +41,7 @@ pub(crate) async fn rebalance(
     )?;
     let Some(client) = app.internal_client() else {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "internal_disabled",
+            ErrorCode::InternalDisabled,
             "this router has no --secret to reach the nodes".into(),
         ));
     };

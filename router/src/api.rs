@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use proto::ErrorCode;
 use proto::api::{CreateRoom, NodeView, RoomPage, RoomView};
 use proto::record::RoomRecord;
 use proto::token::{self, Claims};
@@ -43,7 +44,7 @@ pub(crate) async fn create(
     };
     if req.private && app.config().secret.is_none() {
         return Err(ApiError::bad_request(
-            "private_rooms_disabled",
+            ErrorCode::PrivateRoomsDisabled,
             "this router has no --secret, so it cannot issue join tokens".into(),
         ));
     }
@@ -53,8 +54,7 @@ pub(crate) async fn create(
         return match app.mirror().lookup(&id).await? {
             Some(rec) => Ok((StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response()),
             None => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_nodes",
+                ErrorCode::NoNodes,
                 "no active room node is registered".into(),
             )),
         };
@@ -86,7 +86,7 @@ fn issue(
 ) -> Result<IssuedToken, ApiError> {
     let secret = app.config().secret.as_ref().ok_or_else(|| {
         ApiError::bad_request(
-            "private_rooms_disabled",
+            ErrorCode::PrivateRoomsDisabled,
             "this router has no --secret".into(),
         )
     })?;
@@ -132,7 +132,7 @@ pub(crate) async fn mint(
     let ttl = req.ttl_secs.unwrap_or(app.config().token_ttl);
     if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
         return Err(ApiError::bad_request(
-            "invalid_ttl",
+            ErrorCode::InvalidTtl,
             format!("ttl_secs must be 1..={MAX_TOKEN_TTL_SECS}"),
         ));
     }
@@ -143,7 +143,7 @@ pub(crate) async fn mint(
         .ok_or_else(|| unknown_room(&id))?;
     if !rec.private {
         return Err(ApiError::bad_request(
-            "not_private",
+            ErrorCode::NotPrivate,
             format!("room {id} is public: joining needs no token"),
         ));
     }
@@ -158,8 +158,9 @@ pub(crate) fn json_body<T: Default + serde::de::DeserializeOwned>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("body must be {shape}: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::InvalidBody, format!("body must be {shape}: {e}"))
+    })
 }
 
 fn generate_id() -> RoomId {
@@ -188,11 +189,7 @@ pub(crate) async fn get(
 }
 
 pub(crate) fn unknown_room(id: &RoomId) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "unknown_room",
-        format!("room {id} does not exist"),
-    )
+    ApiError::new(ErrorCode::UnknownRoom, format!("room {id} does not exist"))
 }
 
 /// `DELETE /rooms/{id}`: the owner sees the deletion through its watch and
@@ -225,7 +222,8 @@ pub(crate) async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RoomPage>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     let node: Option<InstanceId> = q
         .node
         .map(|n| n.parse())
@@ -239,7 +237,7 @@ pub(crate) async fn list(
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("limit must be 1..={MAX_PAGE}"),
         ));
     }

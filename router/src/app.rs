@@ -1,12 +1,13 @@
 //! [`App`]: the handle every request handler shares: configuration, store,
 //! its mirror, readiness and metrics.
 
+use proto::ErrorCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use service::auth::{bearer, secret_eq};
@@ -102,15 +103,13 @@ impl App {
     pub(crate) fn readiness(&self) -> Result<(), ApiError> {
         if !self.inner.store_ok.load(Ordering::Acquire) {
             return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
+                ErrorCode::StoreUnavailable,
                 "the coordination store is unreachable".into(),
             ));
         }
         match self.inner.mirror.staleness() {
             None => Ok(()),
             Some(s) => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
                 s.code(),
                 format!(
                     "this router's view of the store is not current (last confirmed {:.1}s ago)",
@@ -209,8 +208,7 @@ pub(crate) async fn admin_endpoint(
 ) -> Result<Response, ApiError> {
     if app.config().admin_token.is_none() {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
+            ErrorCode::AdminDisabled,
             "admin endpoints need the router to run with --admin-token".into(),
         ));
     }
@@ -242,13 +240,11 @@ fn require<'a>(
     match bearer(headers) {
         Some(g) if accepted.iter().any(|t| secret_eq(g, t.expose())) => Ok(()),
         Some(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("the {what} is wrong"),
         )),
         None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             format!("this endpoint needs Authorization: Bearer <{what}>"),
         )),
     }

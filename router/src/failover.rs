@@ -9,9 +9,9 @@
 //! The room's history lived only on the dead node: the new owner starts a
 //! new stream, so resuming clients get `history_gap`.
 
+use proto::ErrorCode;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use futures_util::StreamExt;
 use proto::record::RoomRecord;
 use service::error::ApiError;
@@ -40,8 +40,7 @@ pub(crate) async fn live_owner(app: &App, rec: RoomRecord) -> Result<RoomRecord,
 async fn fail_over(app: &App, rec: RoomRecord) -> Result<RoomRecord, ApiError> {
     let Some(target) = app.mirror().nodes().placement.owner(&rec.id) else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_nodes",
+            ErrorCode::NoNodes,
             "no active room node is registered".into(),
         ));
     };

@@ -7,6 +7,7 @@
 //! pings pass through untouched, with no re-framing. Upstream failures are
 //! the node's fault (502/503/504), never the client's.
 
+use proto::ErrorCode;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -105,8 +106,7 @@ pub(crate) async fn instance(
 fn live_node(app: &App, id: InstanceId) -> Result<NodeRecord, ApiError> {
     app.mirror().nodes().nodes.get(&id).cloned().ok_or_else(|| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node_unavailable",
+            ErrorCode::NodeUnavailable,
             format!("node {id} is not registered (down or restarting); retry shortly"),
         )
     })
@@ -132,8 +132,7 @@ fn upgradable(req: &Request) -> Result<bool, ApiError> {
     }
     if req.version() != Version::HTTP_11 {
         return Err(ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "upgrade_required",
+            ErrorCode::UpgradeRequired,
             "join with a WebSocket upgrade: a WebSocket upgrade needs HTTP/1.1".into(),
         ));
     }
@@ -143,8 +142,7 @@ fn upgradable(req: &Request) -> Result<bool, ApiError> {
 fn bad_gateway(node: &NodeRecord, what: &str) -> ApiError {
     tracing::warn!(node = %node.id, addr = %node.addr, "{what}");
     ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "upstream_unreachable",
+        ErrorCode::UpstreamUnreachable,
         format!("node {} did not answer: {what}", node.id),
     )
 }
@@ -259,8 +257,7 @@ async fn send(
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(bad_gateway(node, &format!("request: {e}"))),
         Err(_) => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
+            ErrorCode::UpstreamTimeout,
             format!("node {} did not answer in {RESPONSE_TIMEOUT:?}", node.id),
         )),
     }

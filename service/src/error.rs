@@ -1,11 +1,12 @@
 //! The one mapping from a refused request to an HTTP answer:
-//! `{"error":"<code>","message":"<text>"}` with a fitting status. Client
-//! mistakes are specific; internal failures say little.
+//! `{"error":"<code>","message":"<text>"}` with the status of its
+//! [`ErrorCode`] (one status per code, everywhere). Client mistakes are
+//! specific; internal failures say little.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proto::api::ErrorBody;
-use proto::{IdError, InstanceId, RoomId};
+use proto::{ErrorCode, IdError, InstanceId, RoomId};
 
 /// A refused request.
 #[derive(Debug)]
@@ -18,8 +19,14 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with this status, code and text.
-    pub fn new(status: StatusCode, code: &str, message: String) -> Self {
+    /// An error with this code (and so its status) and text.
+    pub fn new(code: ErrorCode, message: String) -> Self {
+        let status = StatusCode::from_u16(code.status()).expect("error statuses are valid");
+        Self::with_status(status, code.as_str(), message)
+    }
+
+    /// An answer the framework gave a status to already.
+    fn with_status(status: StatusCode, code: &str, message: String) -> Self {
         Self {
             status,
             body: ErrorBody {
@@ -31,39 +38,38 @@ impl ApiError {
         }
     }
 
-    /// 503 with `Retry-After`: a limit that frees up by itself.
-    pub fn busy(code: &str, message: String, retry_after_secs: u64) -> Self {
+    /// A refusal that frees up by itself, with `Retry-After`.
+    pub fn busy(code: ErrorCode, message: String, retry_after_secs: u64) -> Self {
         Self {
             retry_after: Some(retry_after_secs),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+            ..Self::new(code, message)
         }
     }
 
-    /// 400 with a specific code.
-    pub fn bad_request(code: &str, message: String) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+    /// A client mistake with a specific code.
+    pub fn bad_request(code: ErrorCode, message: String) -> Self {
+        Self::new(code, message)
     }
 
     /// 400 for an id that breaks its rule; the message states the rule.
     pub fn bad_id(e: IdError) -> Self {
         let code = match e {
-            IdError::Instance(_) => "invalid_instance_id",
-            IdError::Room(_) => "invalid_room_id",
+            IdError::Instance(_) => ErrorCode::InvalidInstanceId,
+            IdError::Room(_) => ErrorCode::InvalidRoomId,
         };
-        Self::bad_request(code, e.to_string())
+        Self::new(code, e.to_string())
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message.to_owned())
+        Self::new(ErrorCode::NotFound, message.to_owned())
     }
 
     /// 503: the store does not answer.
     pub fn store_unavailable(detail: &str) -> Self {
         tracing::warn!(error = detail, "store unavailable");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
+            ErrorCode::StoreUnavailable,
             "the coordination store is unreachable; retry shortly".into(),
         )
     }
@@ -71,11 +77,7 @@ impl ApiError {
     /// 500, details logged, not shown.
     pub fn internal(e: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error".into(),
-        )
+        Self::new(ErrorCode::Internal, "internal error".into())
     }
 
     /// 307 to the room's path on `node`, keeping the query string.
@@ -87,11 +89,7 @@ impl ApiError {
         }
         Self {
             location: Some(location.clone()),
-            ..Self::new(
-                StatusCode::TEMPORARY_REDIRECT,
-                "moved",
-                format!("room {room} lives at {location}"),
-            )
+            ..Self::new(ErrorCode::Moved, format!("room {room} lives at {location}"))
         }
     }
 
@@ -124,17 +122,13 @@ impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
         match e {
             store::StoreError::Unavailable(detail) => Self::store_unavailable(&detail),
-            store::StoreError::Conflict(message) => {
-                Self::new(StatusCode::CONFLICT, "conflict", message)
-            }
+            store::StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             store::StoreError::NoSpace(detail) => {
                 tracing::error!(
                     error = detail,
                     "the store refuses writes: its space quota is exhausted"
                 );
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_full",
+                Self::new(ErrorCode::StoreFull,
                     "the coordination store refuses writes (space quota exhausted); reads still work".into(),
                 )
             }
@@ -145,7 +139,7 @@ impl From<store::StoreError> for ApiError {
 
 impl From<proto::wire::NameTooLong> for ApiError {
     fn from(e: proto::wire::NameTooLong) -> Self {
-        Self::bad_request("invalid_name", e.to_string())
+        Self::bad_request(ErrorCode::InvalidName, e.to_string())
     }
 }
 
@@ -162,11 +156,11 @@ pub async fn json_errors(resp: Response) -> Response {
         return resp;
     }
     let code = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
     };
     let (parts, body) = resp.into_parts();
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
@@ -174,7 +168,9 @@ pub async fn json_errors(resp: Response) -> Response {
         "" => status.canonical_reason().unwrap_or("refused").to_owned(),
         t => t.to_owned(),
     };
-    let mut fixed = ApiError::new(status, code, message).into_response();
+    // The framework's status stands (a 422 stays a 422): only the body is
+    // made the JSON one.
+    let mut fixed = ApiError::with_status(status, code.as_str(), message).into_response();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             fixed.headers_mut().insert(name.clone(), value.clone());

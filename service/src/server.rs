@@ -12,6 +12,7 @@
 mod deadline;
 mod peers;
 
+use proto::ErrorCode;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -234,8 +235,7 @@ async fn answer(
     tracing::debug!(peer = %peer, limit = ?limits.body, "request body too slow; 408");
     closing(
         ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request body did not arrive within {} s",
                 limits.body.as_secs_f64()
@@ -252,8 +252,7 @@ fn check_head<B>(req: &Request<B>) -> Result<(), ApiError> {
     let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > MAX_URI_BYTES {
         return Err(ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             format!("the request target is {target} bytes; at most {MAX_URI_BYTES}"),
         ));
     }
@@ -264,8 +263,7 @@ fn check_head<B>(req: &Request<B>) -> Result<(), ApiError> {
         .sum();
     if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
         return Err(ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!(
                 "{} header fields, {bytes} bytes; at most {MAX_HEADERS} fields and {MAX_HEADER_BYTES} bytes",
                 headers.len()

@@ -152,10 +152,10 @@ pub enum Staleness {
 
 impl Staleness {
     /// The error code readiness reports.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> proto::ErrorCode {
         match self {
-            Self::Loading => "store_view_loading",
-            Self::Stale => "store_view_stale",
+            Self::Loading => proto::ErrorCode::StoreViewLoading,
+            Self::Stale => proto::ErrorCode::StoreViewStale,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! `ROOMS_PER_TXN` rooms), then each room that moved tells its members
 //! where to go, and each that did not is unfrozen and goes on here.
 
+use proto::ErrorCode;
 use std::sync::Arc;
 
 use axum::Json;
@@ -24,7 +25,6 @@ use proto::record::{NodeRecord, NodeState, RoomRecord};
 use store::StoreError;
 use tokio::time::Instant;
 
-use super::conflict;
 use crate::close::CloseReason;
 use crate::node::Node;
 use crate::room::{Refused, Room};
@@ -43,20 +43,20 @@ pub(super) async fn handoff(
     }
     if req.rooms.len() > MAX_HANDOFF_ROOMS {
         return Err(ApiError::bad_request(
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             format!("a handoff names at most {MAX_HANDOFF_ROOMS} rooms"),
         ));
     }
     if req.to == node.id() {
         return Err(ApiError::bad_request(
-            "same_node",
+            ErrorCode::SameNode,
             format!("the rooms are already on {}", node.id()),
         ));
     }
     let target = target(&node, &req)?;
     let Some(client) = node.internal_client().cloned() else {
-        return Err(conflict(
-            "internal_disabled",
+        return Err(ApiError::new(
+            ErrorCode::InternalDisabled,
             "this node has no --secret".into(),
         ));
     };
@@ -106,12 +106,12 @@ async fn run(
 fn target(node: &Node, req: &HandoffBatch) -> Result<NodeRecord, ApiError> {
     match node.mirror().nodes().nodes.get(&req.to) {
         Some(t) if t.state == NodeState::Active => Ok(t.clone()),
-        Some(_) => Err(conflict(
-            "target_draining",
+        Some(_) => Err(ApiError::new(
+            ErrorCode::TargetDraining,
             format!("{} is draining", req.to),
         )),
-        None => Err(conflict(
-            "target_unavailable",
+        None => Err(ApiError::new(
+            ErrorCode::TargetUnavailable,
             format!("{} is not registered", req.to),
         )),
     }
