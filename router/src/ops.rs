@@ -13,8 +13,6 @@ use store::{Store, StoreError};
 
 use crate::rebalance::{self, Plan, Summary};
 
-/// Rooms read per store request when listing them all.
-const PAGE: usize = 1000;
 /// Rounds `drain` tries before giving up on rooms that would not move.
 const DRAIN_ROUNDS: usize = 5;
 /// Pause between drain rounds.
@@ -87,7 +85,7 @@ pub async fn undrain(
 }
 
 /// Live nodes and every room (or only `of` that node's, from its index),
-/// from the store, page by page.
+/// from the store, as one paged snapshot.
 pub async fn load(
     store: &Store,
     of: Option<InstanceId>,
@@ -98,19 +96,7 @@ pub async fn load(
         .into_iter()
         .map(|n| (n.id, n))
         .collect();
-    let mut rooms: Vec<RoomRecord> = Vec::new();
-    loop {
-        let after = rooms.last().map(|r| r.id.clone());
-        let page = match of {
-            Some(node) => store.rooms_of(node, after.as_ref(), PAGE).await?,
-            None => store.rooms(after.as_ref(), PAGE).await?,
-        };
-        let full = page.len() == PAGE;
-        rooms.extend(page);
-        if !full {
-            return Ok((nodes, rooms));
-        }
-    }
+    Ok((nodes, store.all_rooms(of).await?))
 }
 
 /// How a rebalance runs.

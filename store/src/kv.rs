@@ -106,6 +106,8 @@ pub struct Page {
     pub revision: i64,
     /// Whether more keys follow the last one.
     pub more: bool,
+    /// Keys in the whole range read (from its start, not only this page).
+    pub count: u64,
 }
 
 /// A condition of a [`Kv::txn`].

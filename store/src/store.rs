@@ -12,9 +12,17 @@ use serde::de::DeserializeOwned;
 use crate::kv::{Backend, Cmp, Kv, LeaseId, MAX_TXN_OPS, Op, Watch};
 use crate::{Result, StoreError};
 
-/// Keys per page when a prefix is read whole: about 200 KB of room records,
-/// far below etcd's 4 MiB answer limit whatever the ids' lengths.
-pub const PAGE: usize = 1000;
+/// Keys per page when a prefix is read whole: about 1 MB of room records
+/// with 64-character ids, well below etcd's 4 MiB answer limit.
+pub const PAGE: usize = 5000;
+
+/// A prefix with more keys than this is read by sub-prefixes (see
+/// `Store::load_from`).
+const SPLIT_ABOVE: u64 = 4 * PAGE as u64;
+
+/// How many characters deep a large prefix is split at most: ids sharing a
+/// longer common start are paged plainly.
+const SPLIT_DEPTH: usize = 3;
 
 /// Rooms per transaction when many move at once: each takes one condition
 /// and three writes (the record, and the entries in the old and the new
@@ -173,23 +181,64 @@ impl Store {
     pub async fn load(
         &self,
         prefix: &str,
-        mut each: impl FnMut(Vec<(String, Vec<u8>)>) -> Result<()>,
+        mut each: impl FnMut(Vec<(String, Vec<u8>)>) -> Result<()> + Send,
     ) -> Result<i64> {
-        let mut after: Option<String> = None;
-        let mut revision = None;
-        loop {
-            let page = self
-                .kv
-                .range_at(prefix, after.as_deref(), PAGE, revision)
-                .await?;
-            revision = Some(page.revision);
-            after = page.pairs.last().map(|(k, _)| k.clone());
-            let more = page.more && after.is_some();
-            each(page.pairs)?;
-            if !more {
-                return Ok(page.revision);
+        let first = self.kv.range_at(prefix, None, PAGE, None).await?;
+        let revision = first.revision;
+        self.load_from(prefix, first, SPLIT_DEPTH, &mut each)
+            .await?;
+        Ok(revision)
+    }
+
+    /// Hands `each` every key under `prefix`, of which `first` is the first
+    /// page, at `first`'s revision. etcd 3.4 walks every key from a page's
+    /// start to the end of the range for each page it answers (to count
+    /// them), so paging a million keys costs half a billion steps: a large
+    /// prefix is read as the sub-prefixes of each next character instead
+    /// (`depth` levels at most), each walking only its own keys.
+    fn load_from<'a>(
+        &'a self,
+        prefix: &'a str,
+        first: crate::kv::Page,
+        depth: usize,
+        each: &'a mut (dyn FnMut(Vec<(String, Vec<u8>)>) -> Result<()> + Send),
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let revision = Some(first.revision);
+            if depth > 0 && first.more && first.count > SPLIT_ABOVE {
+                // The prefix itself as a key sorts before all of its
+                // sub-prefixes.
+                let own: Vec<_> = first
+                    .pairs
+                    .into_iter()
+                    .filter(|(k, _)| k == prefix)
+                    .collect();
+                if !own.is_empty() {
+                    each(own)?;
+                }
+                for c in (b'!'..=b'~').map(char::from) {
+                    let sub = format!("{prefix}{c}");
+                    let page = self.kv.range_at(&sub, None, PAGE, revision).await?;
+                    if !page.pairs.is_empty() {
+                        self.load_from(&sub, page, depth - 1, each).await?;
+                    }
+                }
+                return Ok(());
             }
-        }
+            let mut page = first;
+            loop {
+                let after = page.pairs.last().map(|(k, _)| k.clone());
+                let more = page.more && after.is_some();
+                each(page.pairs)?;
+                if !more {
+                    return Ok(());
+                }
+                page = self
+                    .kv
+                    .range_at(prefix, after.as_deref(), PAGE, revision)
+                    .await?;
+            }
+        })
     }
 
     /// Every change under `prefix` after `revision`.
@@ -232,6 +281,24 @@ impl Store {
             .await?
             .map(|v| decode(&key, &v))
             .transpose()
+    }
+
+    /// Every room (or, with `of`, that node's, from its index) in id order,
+    /// read as one consistent snapshot (see [`Store::load`]).
+    pub async fn all_rooms(&self, of: Option<InstanceId>) -> Result<Vec<RoomRecord>> {
+        let prefix = match of {
+            Some(node) => self.keys.owned_by(node),
+            None => self.keys.rooms(),
+        };
+        let mut rooms = Vec::new();
+        self.load(&prefix, |page| {
+            for (k, v) in page {
+                rooms.push(decode(&k, &v)?);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(rooms)
     }
 
     /// Up to `limit` rooms with id > `after`, in id order.

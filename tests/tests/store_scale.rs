@@ -390,3 +390,31 @@ async fn a_quiet_store_keeps_every_view_current() {
     .await;
     assert!(cluster.age() < store::mirror::STALE_AFTER);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_prefix_is_read_by_sub_prefixes_whole_and_in_key_order() {
+    // More rooms than one read is split above, with ids spread over the
+    // alphabet and some sharing a long start: every one comes back, once,
+    // in id order.
+    let kv = MemoryKv::new();
+    let s = Store::new(Backend::Memory(kv.clone()), PREFIX);
+    let alphabet: Vec<char> = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+        .chars()
+        .collect();
+    let mut ids: Vec<String> = (0..30_000)
+        .map(|n| format!("{}{n}", alphabet[n % alphabet.len()]))
+        .chain((0..25_000).map(|n| format!("room-{n}")))
+        .collect();
+    let rooms = bulk::records(ids.iter().map(|i| i.parse().unwrap()), &[iid(1), iid(2)]);
+    bulk::write_rooms(&kv, PREFIX, &rooms).await;
+    let all = s.all_rooms(None).await.expect("read every room");
+    ids.sort();
+    let got: Vec<String> = all.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(got.len(), ids.len());
+    assert_eq!(got, ids, "every room, once, in id order");
+    let mine = s.all_rooms(Some(iid(2))).await.expect("read i2's rooms");
+    assert_eq!(
+        mine.len(),
+        rooms.iter().filter(|r| r.node == iid(2)).count()
+    );
+}

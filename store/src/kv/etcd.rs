@@ -151,6 +151,7 @@ impl Kv for EtcdKv {
         Ok(Page {
             revision: resp.header().map_or(0, |h| h.revision()),
             more: resp.more(),
+            count: u64::try_from(resp.count()).unwrap_or(0),
             pairs: resp
                 .take_kvs()
                 .into_iter()

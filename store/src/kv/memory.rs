@@ -230,10 +230,12 @@ impl Kv for MemoryKv {
             .take(limit)
             .map(|(k, e)| (k.clone(), e.value.clone()))
             .collect();
+        let rest = keys.count() as u64;
         Ok(Page {
+            more: rest > 0,
+            count: pairs.len() as u64 + rest,
             pairs,
             revision: state.revision,
-            more: keys.next().is_some(),
         })
     }
 
