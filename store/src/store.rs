@@ -20,9 +20,10 @@ pub const PAGE: usize = 5000;
 /// `Store::load_from`).
 const SPLIT_ABOVE: u64 = 4 * PAGE as u64;
 
-/// How many characters deep a large prefix is split at most: ids sharing a
-/// longer common start are paged plainly.
-const SPLIT_DEPTH: usize = 3;
+/// How many characters deep a large prefix is split at most (a room id's
+/// whole length): ids that share a long common start (`room-1`, `room-2`,
+/// ...) are split until each part is small, one probe per character.
+const SPLIT_DEPTH: usize = 64;
 
 /// Rooms per transaction when many move at once: each takes one condition
 /// and three writes (the record, and the entries in the old and the new
@@ -195,7 +196,8 @@ impl Store {
     /// start to the end of the range for each page it answers (to count
     /// them), so paging a million keys costs half a billion steps: a large
     /// prefix is read as the sub-prefixes of each next character instead
-    /// (`depth` levels at most), each walking only its own keys.
+    /// (`depth` levels at most), each walking only its own keys; only parts
+    /// still over [`SPLIT_ABOVE`] keys are split further.
     fn load_from<'a>(
         &'a self,
         prefix: &'a str,
