@@ -20,10 +20,11 @@ pub const PAGE: usize = 5000;
 /// `Store::load_from`).
 const SPLIT_ABOVE: u64 = 4 * PAGE as u64;
 
-/// How many characters deep a large prefix is split at most (a room id's
-/// whole length): ids that share a long common start (`room-1`, `room-2`,
-/// ...) are split until each part is small, one probe per character.
-const SPLIT_DEPTH: usize = 64;
+/// How many characters deep a large prefix is split at most: ids that
+/// share a common start (`room-1`, `room-2`, ... or `b00000123456`) are
+/// split until each part is small, at up to 94 probes per level; ids that
+/// share more than this many characters are paged plainly past it.
+const SPLIT_DEPTH: usize = 12;
 
 /// Rooms per transaction when many move at once: each takes one condition
 /// and three writes (the record, and the entries in the old and the new
