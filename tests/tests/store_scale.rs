@@ -161,7 +161,10 @@ async fn the_memory_store_keeps_a_bounded_history_too() {
     {
         replayed += 1;
     }
-    assert_eq!(replayed, 10, "the last ten changes are replayed");
+    assert_eq!(
+        replayed, 20,
+        "the last ten creations are replayed, a record and its index entry each"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,9 @@ struct State {
     /// The latest changes, so a watch can resume from a recent revision;
     /// older revisions count as compacted.
     history: VecDeque<KvEvent>,
+    /// Inside a transaction: the one revision all its writes share, as in
+    /// etcd.
+    txn_revision: Option<i64>,
 }
 
 /// Changes kept for resuming watches.
@@ -161,8 +164,7 @@ impl State {
                 lease,
             },
         );
-        self.revision += 1;
-        let revision = self.revision;
+        let revision = self.next_revision();
         self.notify(KvEvent::Put {
             key: key.to_owned(),
             value,
@@ -177,13 +179,26 @@ impl State {
         if let Some(l) = entry.lease.and_then(|id| self.leases.get_mut(&id)) {
             l.keys.remove(key);
         }
-        self.revision += 1;
-        let revision = self.revision;
+        let revision = self.next_revision();
         self.notify(KvEvent::Delete {
             key: key.to_owned(),
             revision,
         });
         true
+    }
+
+    /// The revision of a write: a new one, or the transaction's.
+    fn next_revision(&mut self) -> i64 {
+        match self.txn_revision {
+            Some(r) => {
+                self.revision = r;
+                r
+            }
+            None => {
+                self.revision += 1;
+                self.revision
+            }
+        }
     }
 
     fn end_lease(&mut self, id: i64) {
@@ -279,6 +294,7 @@ impl Kv for MemoryKv {
         if !when.iter().all(|c| state.holds(c)) {
             return Ok(false);
         }
+        state.txn_revision = Some(state.revision + 1);
         for op in then {
             match op {
                 Op::Put(k, v) => state.write(&k, v, None),
@@ -287,6 +303,7 @@ impl Kv for MemoryKv {
                 }
             }
         }
+        state.txn_revision = None;
         Ok(true)
     }
 
