@@ -12,6 +12,8 @@
 //! - [`token`]: signed join tokens for private rooms.
 //! - [`api`]: the router's HTTP API bodies and the error body shared by all.
 //! - [`errors`]: [`ErrorCode`], every error code with its one HTTP status.
+//! - [`socketio`]: Socket.IO v5 packets, and how a Socket.IO event and a
+//!   native message map onto each other in one room.
 
 pub mod api;
 pub mod errors;
@@ -21,6 +23,7 @@ pub mod keys;
 pub mod path;
 pub mod placement;
 pub mod record;
+pub mod socketio;
 pub mod token;
 pub mod wire;
 
