@@ -1,11 +1,17 @@
-//! [`WsClient`]: a WebSocket client for tests, speaking one JSON object per
-//! text frame. Connecting returns tungstenite's error untouched, so a test
-//! can assert on an HTTP refusal (`Error::Http(response)` with its status,
-//! e.g. 404 or 307); every receive is bounded and panics with what it was
-//! waiting for.
+//! [`WsClient`]: the kit's one WebSocket client, speaking one JSON object
+//! per text frame. Connecting returns tungstenite's error untouched, so a
+//! test can assert on an HTTP refusal (`Error::Http(response)` with its
+//! status, e.g. 404 or 307); every receive is bounded and panics with what
+//! it was waiting for.
+//!
+//! Clients that must survive what they meet (the live traffic of
+//! [`crate::traffic`], the fault phases of [`crate::faults`]) use the
+//! `try_` forms, which return what went wrong instead of panicking, and
+//! [`WsClient::read_frame`], which a `select!` may cancel.
 
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -27,10 +33,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on sending one frame.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The connection under a [`WsClient`].
+pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 /// A connected WebSocket client.
 pub struct WsClient {
     url: String,
-    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    stream: Stream,
     response: Response,
 }
 
@@ -69,9 +78,47 @@ impl WsClient {
         })
     }
 
+    /// Connects to `url` and reads its welcome, each within `timeout`: the
+    /// client and the welcome, or what went wrong (a refusal with its status
+    /// and body, a timeout, a first frame that is not a welcome). For
+    /// clients that retry; [`join`] is the asserting form.
+    pub async fn try_join(url: &str, timeout: Duration) -> Result<(Self, Value), String> {
+        let connect = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url))
+            .await
+            .map_err(|_| format!("joining {url} took more than {timeout:?}"))?;
+        let (stream, response) = connect.map_err(|e| match e {
+            Error::Http(resp) => format!(
+                "joining {url}: HTTP {} {}",
+                resp.status(),
+                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
+            ),
+            e => format!("joining {url}: {e}"),
+        })?;
+        let mut c = Self {
+            url: url.to_owned(),
+            stream,
+            response,
+        };
+        let welcome = c
+            .try_recv_json(timeout)
+            .await
+            .map_err(|e| format!("no welcome from {url}: {e}"))?;
+        if welcome["type"] != "welcome" {
+            return Err(format!(
+                "first frame from {url} is not a welcome: {welcome}"
+            ));
+        }
+        Ok((c, welcome))
+    }
+
     /// The server's handshake answer (status 101 and its headers).
     pub fn response(&self) -> &Response {
         &self.response
+    }
+
+    /// The URL it connected to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Sends one frame; panics if it cannot.
@@ -93,6 +140,20 @@ impl WsClient {
         self.send_text(value.to_string()).await;
     }
 
+    /// Sends one frame within `timeout`: `None` if it took longer, else
+    /// whether the socket took it.
+    pub async fn try_send(&mut self, msg: Message, timeout: Duration) -> Option<Result<(), Error>> {
+        tokio::time::timeout(timeout, self.stream.send(msg))
+            .await
+            .ok()
+    }
+
+    /// Starts the closing handshake without a code, as a client that just
+    /// leaves, waiting at most `timeout`; whatever state the socket is in.
+    pub async fn hang_up(&mut self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.stream.close(None)).await;
+    }
+
     /// Starts the closing handshake with `code`.
     pub async fn close(&mut self, code: u16) {
         let frame = CloseFrame {
@@ -110,6 +171,35 @@ impl WsClient {
         timeout: Duration,
     ) -> Option<Option<Result<Message, Error>>> {
         tokio::time::timeout(timeout, self.stream.next()).await.ok()
+    }
+
+    /// The next frame of any kind, unbounded: for a `select!`, which may
+    /// cancel it without losing a frame (and bounds it). `None` when the
+    /// stream ended.
+    pub async fn read_frame(&mut self) -> Option<Result<Message, Error>> {
+        self.stream.next().await
+    }
+
+    /// The next text frame as JSON within `timeout`, skipping pings and
+    /// pongs, or what came instead (nothing, a close, an error, not JSON).
+    pub async fn try_recv_json(&mut self, timeout: Duration) -> Result<Value, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return Err(format!("nothing within {timeout:?}")),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return serde_json::from_str(&t).map_err(|e| format!("not JSON ({e}): {t}"));
+                }
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(other) => return Err(format!("{other:?}")),
+            }
+        }
+    }
+
+    /// Its two halves, for a client that writes and reads at once (e.g. a
+    /// flood); `SplitSink::reunite` puts them together again.
+    pub fn split(self) -> (SplitSink<Stream, Message>, SplitStream<Stream>) {
+        self.stream.split()
     }
 
     /// The next data or close frame within `timeout` (pings and pongs are

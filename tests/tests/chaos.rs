@@ -38,7 +38,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use testkit::cluster::TEST_LEASE_TTL;
 use testkit::traffic::{
-    self, ClientLog, Config, Expect, Got, LiveClient, Progress, Shared, Ws, collect, open, snapshot,
+    self, ClientLog, Config, Expect, Got, LiveClient, Progress, Shared, collect, snapshot,
 };
 use testkit::ws::tungstenite::{Error as WsError, Message};
 use testkit::{Cluster, Http, WsClient, eventually, wait_until};
@@ -157,7 +157,7 @@ struct ObserverLog {
 }
 
 async fn observe(
-    mut ws: Ws,
+    mut ws: WsClient,
     welcome: Value,
     shared: Arc<Shared>,
     last: Arc<Mutex<u64>>,
@@ -174,7 +174,7 @@ async fn observe(
     loop {
         *last.lock().unwrap_or_else(|e| e.into_inner()) = seq;
         tokio::select! {
-            frame = ws.next() => match frame {
+            frame = ws.read_frame() => match frame {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
                     match v["type"].as_str() {
@@ -210,7 +210,7 @@ async fn observe(
             _ = tick.tick() => {
                 if shared.finishing() || Instant::now() > deadline {
                     log.end = "finished".into();
-                    let _ = tokio::time::timeout(WAIT, ws.close(None)).await;
+                    ws.hang_up(WAIT).await;
                     return log;
                 }
             }
@@ -336,12 +336,10 @@ async fn one_owner_each(cluster: &Cluster, rooms: &[String]) -> Vec<String> {
 // The flood.
 
 /// A member that joins and then never reads.
-async fn silent_member(url: &str) -> Ws {
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+async fn silent_member(url: &str) -> WsClient {
+    WsClient::connect(url)
         .await
-        .expect("handshake within the bound")
-        .unwrap_or_else(|e| panic!("joining {url}: {e}"));
-    ws
+        .unwrap_or_else(|e| panic!("joining {url}: {e}"))
 }
 
 /// What the flooding client saw.
@@ -357,7 +355,7 @@ struct FloodReport {
 /// while reading everything that comes back.
 async fn flood(url: &str) -> FloodReport {
     let started = Instant::now();
-    let (ws, welcome) = open(url, JOIN_TIMEOUT)
+    let (ws, welcome) = WsClient::try_join(url, JOIN_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let me = welcome["member"].as_str().unwrap_or_default().to_owned();
@@ -887,7 +885,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
             .find(|n| &n.id() == owner)
             .expect("the new owner is a node of the cluster");
         let url = format!("{}/{owner}/room/{room}", node.ws_base());
-        let (ws, welcome) = open(&url, JOIN_TIMEOUT)
+        let (ws, welcome) = WsClient::try_join(&url, JOIN_TIMEOUT)
             .await
             .unwrap_or_else(|e| panic!("observer: {e}"));
         assert_eq!(
@@ -1181,7 +1179,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
         let mut frames = 0usize;
         let end = tokio::time::timeout(WAIT, async {
             loop {
-                match ws.next().await {
+                match ws.read_frame().await {
                     Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
                     Some(Ok(_)) => frames += 1,
                     Some(Err(_)) | None => break None,
@@ -1340,7 +1338,7 @@ async fn traffic_survives_etcd_outage_frozen_node_router_restart_and_flood() {
     all_rooms.push(junk_room.clone());
     for (k, room) in all_rooms.iter().enumerate() {
         let base = cluster.routers[router_at[k % 2]].ws_base();
-        if let Err(e) = open(&format!("{base}/room/{room}"), JOIN_TIMEOUT).await {
+        if let Err(e) = WsClient::try_join(&format!("{base}/room/{room}"), JOIN_TIMEOUT).await {
             problems.push(format!("{room} is not reachable: {e}"));
         }
     }
