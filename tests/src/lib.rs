@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod port;
 pub mod process;
 pub mod traffic;
+pub mod verdict;
 pub mod wait;
 pub mod ws;
 

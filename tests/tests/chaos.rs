@@ -40,6 +40,7 @@ use testkit::cluster::TEST_LEASE_TTL;
 use testkit::traffic::{
     self, ClientLog, Config, Expect, Got, LiveClient, Progress, Shared, collect, snapshot,
 };
+use testkit::verdict;
 use testkit::ws::tungstenite::{Error as WsError, Message};
 use testkit::{Cluster, Http, WsClient, eventually, wait_until};
 use tokio::time::Instant;
@@ -512,102 +513,11 @@ fn check_room(
     victim: Option<(&str, Instant, Instant)>,
     observer: Option<&ObserverLog>,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    let expect_segments = if victim.is_some() { 2 } else { 1 };
-    for c in members {
-        if !c.anomalies.is_empty() {
-            problems.push(format!("{room} client {}: {:?}", c.id, c.anomalies));
-        }
-        if c.segments.len() != expect_segments {
-            problems.push(format!(
-                "{room} client {}: {} stream(s) {:?}, expected {expect_segments}; connections {:?}",
-                c.id,
-                c.segments.len(),
-                c.segments.iter().map(|s| &s.stream).collect::<Vec<_>>(),
-                c.ends()
-            ));
-        }
-        let want_gaps = expect_segments - 1;
-        if c.stream_changes != want_gaps || c.history_gaps != want_gaps {
-            problems.push(format!(
-                "{room} client {}: {} stream change(s), {} history_gap(s), expected {want_gaps}",
-                c.id, c.stream_changes, c.history_gaps
-            ));
-        }
-    }
+    let mut problems = verdict::room(room, members, if victim.is_some() { 2 } else { 1 });
     if problems.iter().any(|p| p.contains("stream(s)")) {
         return problems;
     }
-    let (a, b) = (&members[0], &members[1]);
-    let mut seen: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
-    for (i, (sa, sb)) in a.segments.iter().zip(&b.segments).enumerate() {
-        if sa.stream != sb.stream {
-            problems.push(format!(
-                "{room}: stream {i} is {} for one member, {} for the other",
-                sa.stream, sb.stream
-            ));
-        }
-        if sa.got != sb.got {
-            let at = sa.got.iter().zip(&sb.got).position(|(x, y)| x != y);
-            problems.push(format!(
-                "{room} stream {i}: the members saw different sequences ({} vs {} messages, first difference at index {at:?})",
-                sa.got.len(),
-                sb.got.len()
-            ));
-        }
-        for (who, s) in [(a, sa), (b, sb)] {
-            let seqs: Vec<u64> = s.got.iter().map(|g| g.seq).collect();
-            if seqs.iter().copied().ne(1..=seqs.len() as u64) {
-                problems.push(format!(
-                    "{room} stream {i} client {}: seqs are not 1..={}: {seqs:?}",
-                    who.id,
-                    seqs.len()
-                ));
-            }
-        }
-        let mut count: BTreeMap<(u64, u64), usize> = BTreeMap::new();
-        for g in &sa.got {
-            *count.entry((g.c, g.n)).or_default() += 1;
-        }
-        let dup: Vec<_> = count.iter().filter(|(_, k)| **k > 1).collect();
-        if !dup.is_empty() {
-            problems.push(format!(
-                "{room} stream {i}: bodies accepted more than once ((client, n): times): {dup:?}"
-            ));
-        }
-        for key in count.keys() {
-            seen.entry(*key).or_default().push(i);
-        }
-    }
-    if victim.is_some() {
-        let across: Vec<_> = seen.iter().filter(|(_, s)| s.len() > 1).collect();
-        if !across.is_empty() {
-            problems.push(format!(
-                "{room}: bodies accepted in both streams: {across:?}"
-            ));
-        }
-    }
-    for c in members {
-        let lost: Vec<u64> = (0..c.sent)
-            .filter(|n| !seen.contains_key(&(c.id, *n)))
-            .collect();
-        if !lost.is_empty() {
-            problems.push(format!(
-                "{room} client {}: {} of {} bodies never accepted: {lost:?} (resent {})",
-                c.id,
-                lost.len(),
-                c.sent,
-                c.resent.len()
-            ));
-        }
-    }
-    let strangers: Vec<_> = seen
-        .keys()
-        .filter(|(c, n)| !members.iter().any(|m| m.id == *c && *n < m.sent))
-        .collect();
-    if !strangers.is_empty() {
-        problems.push(format!("{room}: bodies nobody here sent: {strangers:?}"));
-    }
+    let a = &members[0];
     if let Some((victim, frozen_at, thawed_at)) = victim {
         let old = &a.segments[0];
         let new = &a.segments[1];
