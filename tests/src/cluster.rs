@@ -2,13 +2,15 @@
 //! binaries, on free ports, with their logs in one temp dir. Everything is
 //! killed when the cluster drops.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use proto::record::RoomRecord;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::{Etcd, Http, Proc, eventually, free_port};
+use crate::{Etcd, Http, Proc, eventually, free_port, ids};
 
 /// Bound on a process becoming ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -16,6 +18,12 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lease TTL the cluster's nodes use unless told otherwise: short, so that
 /// expiry tests stay fast, but above etcd's minimum.
 pub const TEST_LEASE_TTL: u64 = 3;
+
+/// Bound on an operator command ([`Cluster::router_ok`]).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Room records read from etcd at once.
+const RECORDS_PAGE: usize = 1000;
 
 /// The cluster secret of test clusters.
 pub const TEST_SECRET: &str = "test-secret-0123456789";
@@ -209,6 +217,51 @@ impl Cluster {
         timeout: Duration,
     ) -> (std::process::ExitStatus, String) {
         self.router_command(args).finish(timeout).await
+    }
+
+    /// [`Cluster::run_router_command`] that must exit 0 within
+    /// [`COMMAND_TIMEOUT`]; its output.
+    pub async fn router_ok(&self, args: &[&str]) -> String {
+        let (status, log) = self.run_router_command(args, COMMAND_TIMEOUT).await;
+        assert!(status.success(), "router {args:?} exited {status}:\n{log}");
+        log
+    }
+
+    /// Every room record in etcd, by id, read page by page.
+    pub async fn records(&self) -> BTreeMap<String, RoomRecord> {
+        let store = self.etcd.store(&self.prefix).await;
+        let mut all = BTreeMap::new();
+        loop {
+            let after = all.keys().next_back().map(|k: &String| ids::rid(k));
+            let page = store
+                .rooms(after.as_ref(), RECORDS_PAGE)
+                .await
+                .expect("listing rooms in etcd");
+            let full = page.len() == RECORDS_PAGE;
+            for rec in page {
+                all.insert(rec.id.to_string(), rec);
+            }
+            if !full {
+                return all;
+            }
+        }
+    }
+
+    /// `(node, epoch)` of every room record in etcd, by room id.
+    pub async fn placement(&self) -> BTreeMap<String, (String, u64)> {
+        self.records()
+            .await
+            .into_iter()
+            .map(|(id, r)| (id, (r.node.to_string(), r.epoch)))
+            .collect()
+    }
+
+    /// The node with id `id` (`iN`).
+    pub fn node_by_id(&self, id: &str) -> &NodeProc {
+        self.nodes
+            .iter()
+            .find(|n| n.id() == id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
     }
 
     /// Router `i`.

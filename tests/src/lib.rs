@@ -11,7 +11,9 @@
 //! - [`etcd`]: [`Etcd`], a throwaway single-member etcd on free ports.
 //! - [`bulk`]: writing tens of thousands of rooms straight into the store.
 //! - [`cluster`]: [`Cluster`], etcd plus room nodes and routers as real
-//!   processes, ready to use.
+//!   processes, ready to use, and what etcd says of its rooms.
+//! - [`ids`]: instance and room ids from literals, and [`ids::hrw`], the
+//!   owner rendezvous hashing picks.
 //! - [`ws`]: [`WsClient`], a WebSocket client speaking JSON text frames.
 //! - [`http`]: [`Http`], a JSON HTTP client that never follows redirects.
 //! - [`metrics`]: reading a `/metrics` page.
@@ -26,6 +28,7 @@ pub mod bulk;
 pub mod cluster;
 pub mod etcd;
 pub mod http;
+pub mod ids;
 pub mod metrics;
 pub mod port;
 pub mod process;
