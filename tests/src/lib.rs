@@ -27,6 +27,7 @@
 pub mod bulk;
 pub mod cluster;
 pub mod etcd;
+pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod metrics;

@@ -23,6 +23,17 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many lines of log a panic message quotes.
 const LOG_TAIL_LINES: usize = 40;
 
+/// The resident memory (VmRSS) of process `pid`, KiB; `None` once it is
+/// gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The path of workspace binary `name`: in `$ROOMROUTER_BIN_DIR` when set,
 /// otherwise in `target/<profile>/`, found from the running test executable
 /// (which sits in `target/<profile>/deps/`). Panics if it is not built.
@@ -188,6 +199,22 @@ impl Proc {
         let log = self.log();
         let all: Vec<&str> = log.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The last `max` lines of [`Proc::log`] that contain any of `needles`,
+    /// for panic messages (e.g. its fencing, its errors).
+    pub fn log_grep(&self, needles: &[&str], max: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| needles.iter().any(|n| l.contains(n)))
+            .collect();
+        lines[lines.len().saturating_sub(max)..].join("\n")
+    }
+
+    /// Its resident memory (VmRSS), KiB, while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid()?)
     }
 
     /// Sends `signal`; false if the process is already gone.
