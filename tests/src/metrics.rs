@@ -7,6 +7,8 @@
 //! - [`sum_with`]: the series of a metric that carry given labels, added up
 //!   (e.g. `roomnode_rejected_total` with `reason="join_rate"`); with every
 //!   label of one series given, that series' value.
+//! - [`value`]: [`sum_with`] where no series means 0 (a labelled counter
+//!   appears only at its first increment).
 //! - [`scrape`], [`try_scrape`]: `GET /metrics` of a router or node.
 
 use crate::Http;
@@ -34,6 +36,13 @@ pub fn sum_with(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> 
         }
     }
     found
+}
+
+/// The value of metric `name`: its series with `labels` (all of them for
+/// `&[]`) added up, 0 when there is none, since a labelled counter is
+/// exported only from its first increment on.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sum_with(text, name, labels).unwrap_or(0.0)
 }
 
 /// `GET /metrics` of `http` as text; panics unless it answers 200.

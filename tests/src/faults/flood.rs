@@ -59,8 +59,8 @@ pub async fn flood_busiest_node(scene: &mut Scene, flood: &Flood) {
         .extend([flood_room.clone(), junk_room.clone()]);
     let memory = Memory::sample(scene);
     let scrape = async || metrics::try_scrape(&target_http).await.unwrap_or_default();
-    let slow = |text: &str| metrics::sum(text, "roomnode_slow_consumers_total").unwrap_or(0.0);
-    let connections = |text: &str| metrics::sum(text, "roomnode_connections").unwrap_or(0.0);
+    let slow = |text: &str| metrics::value(text, "roomnode_slow_consumers_total", &[]);
+    let connections = |text: &str| metrics::value(text, "roomnode_connections", &[]);
     let target_metrics = scrape().await;
     let slow_before = slow(&target_metrics);
     let connections_before = connections(&target_metrics);

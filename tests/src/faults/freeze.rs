@@ -169,7 +169,7 @@ pub async fn freeze_busiest_node(scene: &mut Scene, frozen_for: Duration) -> Fro
     let mut failovers = 0.0;
     for r in &scene.cluster.routers {
         let text = metrics::try_scrape(&r.http()).await.unwrap_or_default();
-        failovers += metrics::sum(&text, "router_failovers_total").unwrap_or(0.0);
+        failovers += metrics::value(&text, "router_failovers_total", &[]);
     }
     scene.report(format!(
         "frozen node: {victim} (hosting {} of {} live rooms) SIGSTOPped for {frozen_for:?}; its rooms failed over {failover_took:?} after SIGSTOP (routers count {failovers} failover(s)); it fenced itself and was ready again {reregistered:?} after SIGCONT",
