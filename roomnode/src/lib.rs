@@ -29,6 +29,8 @@ pub mod bench;
 mod close;
 pub mod config;
 mod conn;
+#[allow(dead_code, unused_imports)] // wired into the routes by the Socket.IO layer
+mod engineio;
 mod history;
 mod http;
 mod internal;
