@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::ws::tungstenite::Error;
-use testkit::{Cluster, Http, NodeProc, Reply, WsClient, eventually};
+use testkit::{Cluster, Http, NodeProc, Reply, WsClient, eventually, join, metrics};
 
 /// Bound on any one wait for asynchronous state.
 const WAIT: Duration = Duration::from_secs(10);
@@ -19,16 +19,6 @@ const MAX_FRAME: usize = 64 * 1024;
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-/// Joins `url`; the client and its welcome frame.
-async fn join(url: &str) -> (WsClient, Value) {
-    let mut ws = WsClient::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("join {url}: {e}"));
-    let welcome = ws.recv_json(WAIT).await;
-    assert_eq!(welcome["type"], "welcome", "first frame of {url}");
-    (ws, welcome)
-}
 
 /// A WebSocket connect to `url` that must be refused: the refusal's status
 /// and error code. The code is read from the handshake answer's body when
@@ -65,17 +55,10 @@ fn assert_error(reply: &Reply, status: u16, code: &str) {
     );
 }
 
-/// The sample value of the metric line that starts with `series `.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// `router_proxy_connections` of the router behind `http`.
 async fn tunnels(http: &Http) -> f64 {
-    let text = http.get("/metrics").await.text;
-    sample(&text, "router_proxy_connections")
+    let text = metrics::scrape(http).await;
+    metrics::sum(&text, "router_proxy_connections")
         .unwrap_or_else(|| panic!("no router_proxy_connections in:\n{text}"))
 }
 
@@ -417,11 +400,12 @@ async fn the_tunnel_gauge_follows_proxied_connections() {
     .await;
     assert_eq!(tunnels(&r1).await, 0.0, "router 1 tunnels nothing");
     let node_http = owner.http();
-    let series = format!("roomnode_connections{{node=\"{}\"}}", owner.id());
-    assert_eq!(
-        sample(&node_http.get("/metrics").await.text, &series),
-        Some(3.0)
-    );
+    let owner_id = owner.id();
+    let members = async || {
+        let text = metrics::scrape(&node_http).await;
+        metrics::sum_with(&text, "roomnode_connections", &[("node", &owner_id)])
+    };
+    assert_eq!(members().await, Some(3.0));
 
     // A client that closes and goes away (the closing handshake itself is
     // `a_client_close_is_answered_through_the_proxy`).
@@ -438,7 +422,7 @@ async fn the_tunnel_gauge_follows_proxied_connections() {
     })
     .await;
     eventually(WAIT, "the node counts one member", async || {
-        sample(&node_http.get("/metrics").await.text, &series) == Some(1.0)
+        members().await == Some(1.0)
     })
     .await;
     c.close(1000).await;
