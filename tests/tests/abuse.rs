@@ -36,13 +36,8 @@ async fn join_retrying(url: &str, i: usize) -> WsClient {
 
 /// A process's resident memory, bytes.
 fn rss(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
+    let kib = testkit::process::rss_kib(pid).expect("VmRSS");
+    usize::try_from(kib).expect("fits") * 1024
 }
 
 /// The next `message` frame, skipping presence frames.
@@ -171,11 +166,9 @@ async fn joins_beyond_a_rooms_join_rate_are_told_when_to_come_back() {
         Err(e) => panic!("{e}"),
     }
     let text = cluster.node(1).http().get("/metrics").await.text;
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("roomnode_rejected_total{")
-                && l.contains("reason=\"join_rate\"")
-                && l.ends_with(" 1")),
+    assert_eq!(
+        metrics::sum_with(&text, "roomnode_rejected_total", &[("reason", "join_rate")]),
+        Some(1.0),
         "counted as join_rate:\n{text}"
     );
     // Other rooms are not affected.

@@ -11,9 +11,8 @@ use nix::sys::signal::Signal;
 use proto::InstanceId;
 use proto::placement::Placement;
 use proto::record::{NodeRecord, NodeState};
-use serde_json::Value;
 use testkit::cluster::TEST_LEASE_TTL;
-use testkit::{Cluster, Http, bulk, eventually, join};
+use testkit::{Cluster, Http, bulk, eventually, join, metrics};
 
 const ROOMS: usize = 60_000;
 /// Bound on loading, catching up and failing over at this size.
@@ -140,18 +139,10 @@ async fn a_cluster_over_a_table_past_etcds_answer_limit_starts_restarts_moves_an
         !c.contains_key("i3") && c.values().sum::<u64>() == ROOMS as u64 + 1
     })
     .await;
-    let failed_over: Value = http
-        .get("/metrics")
-        .await
-        .text
-        .lines()
-        .filter(|l| l.starts_with("router_failovers_total "))
-        .map(|l| Value::from(l.rsplit(' ').next().unwrap_or("0")))
-        .next()
-        .unwrap_or(Value::Null);
+    let text = metrics::scrape(&http).await;
     assert_eq!(
-        failed_over,
-        Value::from(orphaned.to_string()),
+        metrics::sum(&text, "router_failovers_total"),
+        Some(orphaned as f64),
         "every orphan failed over once"
     );
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use testkit::ws::tungstenite::{Error, Message};
-use testkit::{Cluster, WsClient};
+use testkit::{Cluster, WsClient, metrics};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -22,17 +22,11 @@ fn refusal(result: Result<WsClient, Error>) -> (u16, String) {
     (status, code.unwrap_or_default())
 }
 
-async fn rejected(cluster: &Cluster, reason: &str) -> String {
+/// `roomnode_rejected_total` of i1 for `reason`.
+async fn rejected(cluster: &Cluster, reason: &str) -> f64 {
     let text = cluster.node(1).http().get("/metrics").await.text;
-    let label = format!("reason=\"{reason}\"");
-    text.lines()
-        .filter(|l| {
-            l.starts_with("roomnode_rejected_total{")
-                && l.contains(&label)
-                && l.contains("node=\"i1\"")
-        })
-        .find_map(|l| l.rsplit(' ').next().map(str::to_owned))
-        .unwrap_or_else(|| "0".into())
+    let labels = [("reason", reason), ("node", "i1")];
+    metrics::value(&text, "roomnode_rejected_total", &labels)
 }
 
 #[tokio::test]
@@ -53,8 +47,8 @@ async fn rooms_and_nodes_have_member_and_connection_limits() {
         refusal(join(&format!("{ws}/i1/room/other"), &[]).await),
         (503, "node_full".into())
     );
-    assert_eq!(rejected(&cluster, "room_full").await, "1");
-    assert_eq!(rejected(&cluster, "node_full").await, "1");
+    assert_eq!(rejected(&cluster, "room_full").await, 1.0);
+    assert_eq!(rejected(&cluster, "node_full").await, 1.0);
     // A slot frees when its member leaves.
     drop(_c);
     testkit::eventually(WAIT, "a freed slot takes a new member", async || {
@@ -120,5 +114,5 @@ async fn only_allowed_browser_origins_may_join() {
         refusal(join(&url, &[("Origin", "https://evil.example")]).await),
         (403, "origin_not_allowed".into())
     );
-    assert_eq!(rejected(&cluster, "origin").await, "1");
+    assert_eq!(rejected(&cluster, "origin").await, 1.0);
 }
