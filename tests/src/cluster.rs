@@ -308,11 +308,17 @@ impl Cluster {
         out
     }
 
-    /// The node hosting `room` according to router 0.
-    pub async fn owner(&self, room: &str) -> &NodeProc {
+    /// `room`'s record from router 0 (`GET /rooms/{room}`, 200 asserted).
+    pub async fn record(&self, room: &str) -> Value {
         let rec = self.router(0).http().get(&format!("/rooms/{room}")).await;
         assert_eq!(rec.status, 200, "GET /rooms/{room}: {}", rec.text);
-        let id = rec.body["node"].as_str().expect("node field").to_owned();
+        rec.body
+    }
+
+    /// The node hosting `room` according to router 0.
+    pub async fn owner(&self, room: &str) -> &NodeProc {
+        let rec = self.record(room).await;
+        let id = rec["node"].as_str().expect("node field").to_owned();
         self.nodes
             .iter()
             .find(|n| n.id() == id)

@@ -12,11 +12,14 @@ use proto::record::{NodeRecord, NodeState};
 use proto::token::Secret;
 use serde_json::{Value, json};
 use testkit::cluster::TEST_SECRET;
-use testkit::{Cluster, WsClient, join};
+use testkit::{Cluster, WsClient, join, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// Bound on a rebalance run, and on a run that reaches the target.
+const SETTLE: Duration = Duration::from_secs(60);
 
 /// Sends `body` and returns the seq it was accepted at.
 async fn say(c: &mut WsClient, body: &str) -> u64 {
@@ -55,15 +58,6 @@ async fn rooms_with_members(
         out.push((room, c, stream));
     }
     out
-}
-
-async fn record(cluster: &Cluster, room: &str) -> Value {
-    cluster
-        .router(0)
-        .http()
-        .get(&format!("/rooms/{room}"))
-        .await
-        .body
 }
 
 #[tokio::test]
@@ -118,7 +112,7 @@ async fn a_stale_room_fails_alone_and_the_rest_of_its_batch_moves() {
 
     let ws = cluster.router(0).ws_base();
     for (i, (room, c, stream)) in rooms.iter_mut().enumerate() {
-        let rec = record(&cluster, room).await;
+        let rec = cluster.record(room).await;
         if i == 2 {
             // Still on i1, at its epoch, and still taking messages there.
             assert_eq!(
@@ -213,17 +207,14 @@ async fn a_target_that_refuses_the_adoption_leaves_every_room_live_on_its_owner(
     // The owner may not have seen i2 yet (target_unavailable): then try
     // again; what is checked is a run whose batches reached the target.
     let mut out = String::new();
-    for _ in 0..20 {
-        let (status, log) = cluster
-            .run_router_command(&["rebalance"], Duration::from_secs(60))
-            .await;
+    // Whether it got there or not, the checks below read the last run.
+    wait_until(SETTLE, async || {
+        let (status, log) = cluster.run_router_command(&["rebalance"], SETTLE).await;
         out = log;
         assert!(!status.success(), "nothing can move:\n{out}");
-        if out.contains("adopt_failed") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        out.contains("adopt_failed")
+    })
+    .await;
     let planned = out
         .lines()
         .find_map(|l| l.strip_prefix("plan: "))
@@ -255,7 +246,7 @@ async fn a_target_that_refuses_the_adoption_leaves_every_room_live_on_its_owner(
     // Every room is where it was, unfrozen: its member goes on talking and
     // was never told to move.
     for (room, c, _) in &mut rooms {
-        let rec = record(&cluster, room).await;
+        let rec = cluster.record(room).await;
         assert_eq!(
             (&rec["node"], &rec["epoch"]),
             (&json!("i1"), &json!(1)),
@@ -287,7 +278,7 @@ async fn a_room_nobody_is_in_moves_with_its_history_and_is_live_on_arrival() {
     .await;
     for (i, stream) in streams.iter().enumerate() {
         let room = format!("q{i}");
-        assert_eq!(record(&cluster, &room).await["node"], "i2");
+        assert_eq!(cluster.record(&room).await["node"], "i2");
         let ws = cluster.router(0).ws_base();
         let (mut c, welcome) = join(&format!("{ws}/room/{room}?since=0&stream={stream}")).await;
         assert_eq!(welcome["stream"], stream.as_str(), "{welcome}");

@@ -47,12 +47,7 @@ async fn rebalance_moves_rooms_live_with_their_history() {
 
     let mut moved = 0;
     for (room, c, stream) in &mut members {
-        let rec = cluster
-            .router(0)
-            .http()
-            .get(&format!("/rooms/{room}"))
-            .await
-            .body;
+        let rec = cluster.record(room).await;
         if rec["node"] == "i1" {
             assert_eq!(rec["epoch"], 1);
             continue;

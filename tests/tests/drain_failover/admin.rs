@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use testkit::ids::hrw;
 use testkit::{Cluster, eventually, join, metrics};
 
-use super::{ADMIN, WAIT, admin_rebalance, moves, record};
+use super::{ADMIN, WAIT, admin_rebalance, moves};
 
 #[tokio::test]
 async fn admin_rebalance_needs_its_token_plans_and_moves() {
@@ -63,7 +63,7 @@ async fn admin_rebalance_needs_its_token_plans_and_moves() {
     assert_eq!(dry["plan"]["before"]["i3"], 0, "{dry}");
     assert_eq!(dry["plan"]["after"]["i3"], plan.len(), "{dry}");
     for (room, node) in &before {
-        let rec = record(&router, room).await;
+        let rec = cluster.record(room).await;
         assert_eq!(rec["node"], node.as_str(), "dry run moved {room}: {rec}");
         assert_eq!(rec["epoch"], 1, "{rec}");
     }
@@ -89,7 +89,7 @@ async fn admin_rebalance_needs_its_token_plans_and_moves() {
             WAIT,
             &format!("router 0 has {room} on i3 at epoch 2"),
             async || {
-                let rec = record(&router, room).await;
+                let rec = cluster.record(room).await;
                 rec["node"] == "i3" && rec["epoch"] == 2
             },
         )
@@ -99,7 +99,7 @@ async fn admin_rebalance_needs_its_token_plans_and_moves() {
     }
     for (room, node) in &before {
         if !plan.iter().any(|m| &m.0 == room) {
-            let rec = record(&router, room).await;
+            let rec = cluster.record(room).await;
             assert_eq!(rec["node"], node.as_str(), "{room} was not planned: {rec}");
             assert_eq!(rec["epoch"], 1, "{rec}");
         }

@@ -8,7 +8,7 @@ use serde_json::json;
 use testkit::ids::hrw;
 use testkit::{Cluster, eventually, join, metrics, next};
 
-use super::{WAIT, body, listed_on, node_view, record, router_cmd, say};
+use super::{WAIT, body, listed_on, node_view, router_cmd, say};
 
 #[tokio::test]
 async fn drain_moves_every_room_off_the_node_live_and_keeps_it_out_of_placement() {
@@ -71,7 +71,7 @@ async fn drain_moves_every_room_off_the_node_live_and_keeps_it_out_of_placement(
     for (room, c, stream) in &mut members {
         let moved = next(c, "moved").await;
         assert_eq!(c.expect_close(WAIT).await, Some(1000), "close after moved");
-        let rec = record(&router, room).await;
+        let rec = cluster.record(room).await;
         let owner = rec["node"].as_str().expect("node").to_owned();
         assert_ne!(owner, "i2");
         assert_eq!(rec["epoch"], 2, "one change of owner: {rec}");
@@ -100,7 +100,7 @@ async fn drain_moves_every_room_off_the_node_live_and_keeps_it_out_of_placement(
     // Every room is reachable on its record's node; rooms that were on
     // i1/i3 did not move, i2's went to their HRW owner among i1 and i3.
     for (room, was) in &before {
-        let rec = record(&router, room).await;
+        let rec = cluster.record(room).await;
         let (_, welcome) = join(&format!("{ws}/room/{room}")).await;
         assert_eq!(welcome["node"], rec["node"], "{room}: {welcome} vs {rec}");
         if was == "i2" {
@@ -163,7 +163,7 @@ async fn drain_refuses_an_unknown_node_and_the_last_active_node() {
     assert_eq!(listed_on(&router, "i1").await.len(), 5);
     for i in 0..5 {
         let room = format!("k{i}");
-        let rec = record(&router, &room).await;
+        let rec = cluster.record(&room).await;
         assert_eq!(rec["node"], "i1", "{rec}");
         assert_eq!(rec["epoch"], 1, "{rec}");
         let (_, welcome) = join(&format!("{}/room/{room}", cluster.router(0).ws_base())).await;

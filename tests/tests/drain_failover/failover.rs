@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{
     ADMIN, FAILOVER, TTL, WAIT, admin_rebalance, body, expect_redirect, listed_on, moves,
-    node_view, record, router_cmd, say,
+    node_view, router_cmd, say,
 };
 
 #[tokio::test]
@@ -58,7 +58,7 @@ async fn a_killed_nodes_rooms_are_failed_over_by_the_reconciler() {
     );
 
     for r in &on_victim {
-        let rec = record(&router, r).await;
+        let rec = cluster.record(r).await;
         assert_eq!(rec["epoch"], 2, "{rec}");
         assert_eq!(
             rec["node"],
@@ -74,7 +74,7 @@ async fn a_killed_nodes_rooms_are_failed_over_by_the_reconciler() {
     );
 
     // The room lives again, on a new stream: its history died with i2.
-    let owner = record(&router, &room).await["node"].clone();
+    let owner = cluster.record(&room).await["node"].clone();
     // (This member stays until the end, so no `left` reaches the next one.)
     let (_first, welcome) = join(&format!("{ws}/room/{room}")).await;
     assert_eq!(welcome["node"], owner, "{welcome}");
@@ -182,7 +182,7 @@ async fn a_move_interrupted_by_the_old_owners_death_converges_to_one_owner() {
         listed_on(&router, "i1").await.is_empty()
     })
     .await;
-    let rec = record(&router, &room).await;
+    let rec = cluster.record(&room).await;
     let owner = rec["node"].as_str().expect("node").to_owned();
     assert!(owner == "i2" || owner == "i3", "{rec}");
     assert!(rec["epoch"].as_u64().expect("epoch") > 1, "{rec}");

@@ -61,13 +61,6 @@ async fn router_cmd(cluster: &Cluster, args: &[&str]) -> (ExitStatus, String) {
     cluster.run_router_command(args, COMMAND).await
 }
 
-/// A room's record from router `http` (200 asserted).
-async fn record(http: &Http, room: &str) -> Value {
-    let r = http.get(&format!("/rooms/{room}")).await;
-    assert_eq!(r.status, 200, "GET /rooms/{room}: {}", r.text);
-    r.body
-}
-
 /// The ids of the rooms router `http` lists on `node` (one page of 1000).
 async fn listed_on(http: &Http, node: &str) -> Vec<String> {
     let r = http.get(&format!("/rooms?node={node}&limit=1000")).await;
