@@ -6,10 +6,11 @@ use std::sync::Arc;
 use proto::record::RoomRecord;
 use serde_json::value::RawValue;
 
-use crate::history::HistoryLimits;
+use crate::member::outlet::{Outlet, OutletConfig};
 use crate::metrics::Metrics;
-use crate::outlet::{Outlet, OutletConfig};
-use crate::room::{JoinRequest, Room, RoomLimits};
+use crate::room::history::HistoryLimits;
+use crate::room::limits::RoomLimits;
+use crate::room::{JoinRequest, Room};
 
 /// A room with `members` members without sockets, whose queues the caller
 /// drains.

@@ -16,12 +16,13 @@ use proto::{InstanceId, RoomId};
 use store::{Created, StoreError};
 use tracing::Instrument;
 
-use crate::limits::{RateLimit, Slot};
+use crate::cluster::internal;
+use crate::member::limits::{RateLimit, Slot};
+use crate::member::outlet::{Outlet, OutletConfig};
+use crate::member::session;
+use crate::member::upgrade::{Accepted, NotWebSocket, Upgrade};
 use crate::node::Node;
-use crate::outlet::{Outlet, OutletConfig};
 use crate::room::{JoinRequest, Refused, Room};
-use crate::upgrade::{Accepted, NotWebSocket, Upgrade};
-use crate::{internal, session};
 use futures_util::SinkExt;
 use service::error::ApiError;
 use tokio_tungstenite::tungstenite::Message;

@@ -6,44 +6,34 @@
 //! - [`config`]: [`Config`], flags and environment, validated once.
 //! - `node`: the shared handle (identity, rooms, store, metrics).
 //! - `http`: the routes: WebSocket join with ownership checks, health,
-//!   metrics.
-//! - `internal`: the handoff, adopt and drain endpoints that move rooms.
-//! - `registration`: the leased registration, its renewal and the fence.
-//! - `rooms`: the hosted rooms by id, kept in line with the store.
-//! - `room`: one room: members, seq, fan-out, slow-consumer policy.
-//! - `close`: how a connection ends (close codes, reasons, last frames).
-//! - `limits`: connections per node, messages per connection.
-//! - `history`: the ring of recent messages behind `since` resume.
-//! - `upgrade`: the WebSocket handshake, keeping the raw connection.
-//! - `session`: one member's WebSocket: reads its frames, runs its writes.
-//! - `outlet`: a member's outgoing bytes: frames written straight by the
-//!   broadcasting thread, or queued when the socket is full.
-//! - `conn`: the connection under tungstenite, writing through the outlet.
+//!   metrics, and the internal routes.
+//! - `member/`: one client's connection: the WebSocket handshake
+//!   (`upgrade`), its session, its outgoing bytes (`outlet`, `conn`), how
+//!   it ends (`close`), what it may take (`limits`).
+//! - `room/`: one room (`room`: members, seq, fan-out, slow-consumer
+//!   policy), its `history` and `limits`, and `rooms`, the rooms this node
+//!   hosts.
+//! - `cluster/`: the node in the cluster: its leased `registration` and
+//!   the fence, the `internal` API and the `handoff` that move rooms.
+//! - `engineio/`: Engine.IO, the transport under Socket.IO.
 //! - `metrics`: the Prometheus metrics.
+//! - `bench`: a room in isolation, for the micro-benchmarks.
 //!
 //! Serving (the HTTP loop, errors, auth, the internal API's client, tracing)
 //! comes from the `service` crate, shared with the router.
 
 #[doc(hidden)]
 pub mod bench;
-mod close;
+mod cluster;
 pub mod config;
-mod conn;
 #[allow(dead_code, unused_imports)] // wired into the routes by the Socket.IO layer
 mod engineio;
-mod history;
 mod http;
-mod internal;
-mod limits;
+mod member;
 mod metrics;
 mod node;
-mod outlet;
-mod registration;
 mod room;
-mod rooms;
 pub mod server;
-mod session;
-mod upgrade;
 
 pub use config::Config;
 pub use server::{NodeError, run};

@@ -10,11 +10,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::registration::Registration;
 use crate::config::Config;
-use crate::limits::{Slot, Slots};
+use crate::member::limits::{Slot, Slots};
 use crate::metrics::Metrics;
-use crate::registration::Registration;
-use crate::rooms::Rooms;
+use crate::room::rooms::Rooms;
 use service::client::InternalClient;
 use service::error::ApiError;
 

@@ -10,6 +10,14 @@
 //! sender's thread, not a hop through a room task or the members' tasks.
 //! Holding the lock across the writes is what keeps every member's frames
 //! in seq order.
+//!
+//! Layout: this file (the [`Room`]), [`history`] (the ring behind `since`
+//! resume), [`limits`] (the sizes a room lives by), [`rooms`] (the rooms
+//! this node hosts, by id), `tests`.
+
+pub(crate) mod history;
+pub(crate) mod limits;
+pub(crate) mod rooms;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -23,11 +31,12 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::close::{CloseReason, error_frame};
-use crate::history::{Gap, History, HistoryLimits};
-use crate::limits::{RateLimit, Verdict};
+use crate::member::close::{CloseReason, error_frame};
+use crate::member::limits::{RateLimit, Verdict};
+use crate::member::outlet::{Outlet, text_frame};
 use crate::metrics::Metrics;
-use crate::outlet::{Outlet, text_frame};
+use history::{Gap, History};
+use limits::{PRESENCE_INTERVAL, RoomLimits};
 
 struct Member {
     id: Arc<str>,
@@ -76,29 +85,6 @@ struct State {
     /// Joins admitted, per second.
     joins: RateLimit,
 }
-
-/// Sizes a room lives by.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RoomLimits {
-    /// Messages and bytes kept for resume.
-    pub(crate) history: HistoryLimits,
-    /// Hold frames this long so each member gets a window's frames in one
-    /// `write` (off: written as they come).
-    pub(crate) flush_window: Option<Duration>,
-    /// Most members at once.
-    pub(crate) members: usize,
-    /// Up to this many members, every join and leave is announced to
-    /// everyone (`joined`/`left`); beyond it, a `members` count at most once
-    /// per [`PRESENCE_INTERVAL`], so N joins cost O(N) frames, not O(N²).
-    pub(crate) presence: usize,
-    /// Joins per second admitted, sustained.
-    pub(crate) join_rate: u32,
-    /// Joins admitted at once above the rate.
-    pub(crate) join_burst: u32,
-}
-
-/// How often a crowded room announces its member count when it changed.
-pub(crate) const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A room hosted here.
 pub(crate) struct Room {

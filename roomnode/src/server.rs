@@ -11,15 +11,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::close::CloseReason;
+use crate::cluster::registration::Registration;
 use crate::config::{Config, ConfigError};
-use crate::history::HistoryLimits;
-use crate::limits::Slots;
+use crate::member::close::CloseReason;
+use crate::member::limits::Slots;
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
-use crate::registration::Registration;
-use crate::room::RoomLimits;
-use crate::rooms::Rooms;
+use crate::room::limits::RoomLimits;
+use crate::room::rooms::Rooms;
 use service::client::InternalClient;
 use service::server::{Limits, serve};
 
@@ -61,17 +60,7 @@ pub async fn run(
     config.advertise = Some(advertise.clone());
     let id = config.id;
     let metrics = Arc::new(Metrics::new(id));
-    let limits = RoomLimits {
-        history: HistoryLimits {
-            count: config.history,
-            bytes: config.history_bytes,
-        },
-        members: config.max_members,
-        presence: config.presence_limit,
-        join_rate: config.room_join_rate,
-        join_burst: config.room_join_burst,
-        flush_window: config.flush_window(),
-    };
+    let limits = RoomLimits::new(&config);
     let rooms = Rooms::new(id, limits, metrics.clone());
     let (hook_rooms, hook_store) = (rooms.clone(), store.clone());
     let mirror = Mirror::start(
@@ -119,7 +108,7 @@ pub async fn run(
         handshakes: Slots::new(max_handshakes),
     });
     let fence_rooms = rooms.clone();
-    let keeper = crate::registration::spawn_keeper(
+    let keeper = crate::cluster::registration::spawn_keeper(
         registration.clone(),
         stopping.clone(),
         metrics.lease_renewal.clone(),

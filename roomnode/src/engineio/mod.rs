@@ -58,12 +58,12 @@ mod tests;
 use std::sync::Arc;
 
 // What the layer is built on from the member path, named once here.
-use crate::close::CloseReason;
+use crate::member::close::CloseReason;
+use crate::member::outlet::{End, Outlet, OutletConfig};
+use crate::member::upgrade::{Accepted, Socket, Upgrade};
 use crate::metrics::Metrics;
-use crate::outlet::{End, Outlet, OutletConfig};
-use crate::upgrade::{Accepted, Socket, Upgrade};
 
-pub(crate) use crate::outlet::Overflow;
+pub(crate) use crate::member::outlet::Overflow;
 pub(crate) use engine::{Engine, EngineConfig};
 pub(crate) use packet::{Message, Packet};
 pub(crate) use session::Session;

@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 use super::*;
-use crate::outlet::OutletConfig;
+use crate::member::outlet::OutletConfig;
+use crate::room::history::HistoryLimits;
 
 /// Room `r`, held by `node` at `epoch`.
 fn record(node: &str, epoch: u64) -> RoomRecord {

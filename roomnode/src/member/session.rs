@@ -15,13 +15,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::close::{CloseReason, error_frame};
-use crate::limits::{RateLimit, Verdict};
+use crate::cluster::registration::Registration;
+use crate::member::close::{CloseReason, error_frame};
+use crate::member::limits::{RateLimit, Verdict};
+use crate::member::outlet::{End, Outlet};
+use crate::member::upgrade::Socket;
 use crate::metrics::Metrics;
-use crate::outlet::{End, Outlet};
-use crate::registration::Registration;
 use crate::room::{Refused, Room};
-use crate::upgrade::Socket;
 
 /// How a session behaves.
 pub(crate) struct Settings {

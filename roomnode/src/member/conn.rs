@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::outlet::Outlet;
+use crate::member::outlet::Outlet;
 
 /// The I/O under a member's WebSocket.
 pub(crate) struct Conn {

@@ -25,7 +25,7 @@ use proto::record::{NodeRecord, NodeState, RoomRecord};
 use store::StoreError;
 use tokio::time::Instant;
 
-use crate::close::CloseReason;
+use crate::member::close::CloseReason;
 use crate::node::Node;
 use crate::room::{Refused, Room};
 use service::client::{CallError, InternalClient};
@@ -34,7 +34,7 @@ use service::error::ApiError;
 /// `POST /internal/handoff`: moves the batch's rooms to `to`. A refusal of
 /// the whole batch (key, target, this node's state) is an error answer;
 /// otherwise every room gets its outcome.
-pub(super) async fn handoff(
+pub(crate) async fn handoff(
     State(node): State<Node>,
     Json(req): Json<HandoffBatch>,
 ) -> Result<Json<HandoffAnswer>, ApiError> {

@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::task::TaskTracker;
 
-use crate::conn::Conn;
-use crate::outlet::Outlet;
+use crate::member::conn::Conn;
+use crate::member::outlet::Outlet;
 use service::server::PeerSlot;
 
 /// The server side of an accepted WebSocket.

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use crate::close::CloseReason;
+use crate::member::close::CloseReason;
 use crate::metrics::Metrics;
 
 /// Most frames gathered into one `writev` (Linux's `IOV_MAX`).

@@ -13,9 +13,10 @@ use proto::record::RoomRecord;
 use proto::{InstanceId, RoomId};
 use store::{Change, Store};
 
-use crate::close::CloseReason;
+use crate::member::close::CloseReason;
 use crate::metrics::Metrics;
-use crate::room::{Room, RoomLimits};
+use crate::room::Room;
+use crate::room::limits::RoomLimits;
 
 /// The room registry. Cheap to clone.
 #[derive(Clone)]

@@ -1,6 +1,6 @@
 //! The internal endpoints that move rooms: `handoff` (on the owner: freeze a
 //! batch of rooms, hand their state to the target, swap their owner in the
-//! store, tell the members where to go; see [`handoff`]), `adopt` (on the
+//! store, tell the members where to go; see [`super::handoff`]), `adopt` (on the
 //! target: hold the state until the store names it owner) and `state`
 //! (draining or active). They sit outside `/iN/room/*`, so no load-balancer
 //! rule reaches them, and need the key derived from the cluster secret.
@@ -10,10 +10,8 @@
 //! request head, not a parsed 100 MB body, and learns nothing of the
 //! bodies' shape.
 //!
-//! Layout: this file (routes, authorization, adopt, state), [`handoff`] (the
-//! owner's side of a move).
-
-mod handoff;
+//! The owner's side of a move is [`super::handoff`]; this file has the
+//! routes, their authorization, the target's side (adopt) and `state`.
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::HeaderMap;
@@ -30,7 +28,7 @@ use crate::node::Node;
 use service::auth::{bearer, secret_eq};
 use service::error::ApiError;
 
-use handoff::handoff;
+use super::handoff::handoff;
 
 /// The internal routes, behind the key check. A snapshot is bounded by
 /// the node's history limits (JSON-escaped, so twice), a batch adopt by

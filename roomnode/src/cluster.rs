@@ -1,0 +1,11 @@
+//! The node's part in the cluster: its leased registration in the store,
+//! and the internal API through which routers move rooms between nodes.
+//!
+//! Layout:
+//! - `registration`: the leased registration, its renewal and the fence.
+//! - `internal`: the internal routes (behind the cluster key): adopt, state.
+//! - `handoff`: the owner's side of a move.
+
+pub(crate) mod handoff;
+pub(crate) mod internal;
+pub(crate) mod registration;

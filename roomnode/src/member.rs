@@ -1,0 +1,19 @@
+//! A member: one client's connection to one room, from the handshake to
+//! the goodbye.
+//!
+//! Layout:
+//! - `upgrade`: the WebSocket handshake, keeping the raw connection.
+//! - `session`: one member's WebSocket: reads its frames, runs its writes.
+//! - `outlet`: a member's outgoing bytes: frames written straight by the
+//!   broadcasting thread, or queued when the socket is full.
+//! - `conn`: the connection under tungstenite, writing through the outlet.
+//! - `close`: how a connection ends (close codes, reasons, last frames).
+//! - `limits`: connections and handshakes per node, joins per room and
+//!   messages per connection.
+
+pub(crate) mod close;
+pub(crate) mod conn;
+pub(crate) mod limits;
+pub(crate) mod outlet;
+pub(crate) mod session;
+pub(crate) mod upgrade;
