@@ -22,6 +22,9 @@ pub const TEST_LEASE_TTL: u64 = 3;
 /// Bound on an operator command ([`Cluster::router_ok`]).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Rooms [`create_room_on`] tries before it gives up.
+const ROOM_TRIES: usize = 64;
+
 /// Room records read from etcd at once.
 const RECORDS_PAGE: usize = 1000;
 
@@ -94,6 +97,25 @@ async fn wait_ready(port: u16, proc: &Proc, what: &str) {
     if !ready {
         proc.fail(what);
     }
+}
+
+/// Creates rooms `{prefix}0`, `{prefix}1`, … through the router behind
+/// `http` until one lands on node `node` (`iN`); that room's id and record.
+pub async fn create_room_on(http: &Http, prefix: &str, node: &str) -> (String, Value) {
+    for k in 0..ROOM_TRIES {
+        let room = format!("{prefix}{k}");
+        let r = http.post_json("/rooms", &json!({"id": room})).await;
+        assert!(
+            r.status == 201 || r.status == 200,
+            "POST /rooms {room}: {} {}",
+            r.status,
+            r.text
+        );
+        if r.body["node"] == node {
+            return (room, r.body);
+        }
+    }
+    panic!("no room of {ROOM_TRIES} landed on {node}")
 }
 
 /// A whole cluster under test.

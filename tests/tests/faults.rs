@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::cluster::{START_TIMEOUT, TEST_LEASE_TTL, TEST_SECRET};
+use testkit::cluster::{START_TIMEOUT, TEST_LEASE_TTL, TEST_SECRET, create_room_on};
 use testkit::ws::tungstenite::Error;
 use testkit::{
     Cluster, Http, NodeProc, Proc, WsClient, always, eventually, free_port, join, next, wait_until,
@@ -66,19 +66,6 @@ async fn status(http: &Http, path: &str) -> Option<u16> {
         .await
         .ok()
         .map(|r| r.status)
-}
-
-/// Creates rooms `{prefix}0`, `{prefix}1`, … until one lands on node `id`;
-/// that room's id and path.
-async fn room_on(cluster: &Cluster, prefix: &str, id: &str) -> (String, String) {
-    for k in 0..64 {
-        let room = format!("{prefix}{k}");
-        let rec = cluster.create_room(&room).await;
-        if rec["node"] == id {
-            return (room, rec["path"].as_str().expect("path").to_owned());
-        }
-    }
-    panic!("no room of 64 landed on {id}")
 }
 
 /// Starts node `n` like the kit does, but with lease TTL `ttl`, and waits
@@ -148,7 +135,8 @@ async fn a_second_node_with_a_live_id_refuses_to_start() {
 #[tokio::test]
 async fn sigterm_closes_members_1001_and_deregisters_at_once() {
     let mut cluster = Cluster::start(2, 1).await;
-    let (_, path) = room_on(&cluster, "bye", "i1").await;
+    let (_, rec) = create_room_on(&cluster.router(0).http(), "bye", "i1").await;
+    let path = rec["path"].as_str().expect("path");
     let router = cluster.router(0).http();
     let (mut direct, _) = join(&format!("{}{path}", cluster.node(1).ws_base())).await;
     let (mut proxied, _) = join(&format!("{}{path}", cluster.router(0).ws_base())).await;
@@ -182,7 +170,8 @@ async fn sigterm_closes_members_1001_and_deregisters_at_once() {
 #[tokio::test]
 async fn a_killed_node_disappears_after_its_ttl() {
     let mut cluster = Cluster::start(2, 1).await;
-    let (room, path) = room_on(&cluster, "orphan", "i1").await;
+    let (room, rec) = create_room_on(&cluster.router(0).http(), "orphan", "i1").await;
+    let path = rec["path"].as_str().expect("path");
     let router = cluster.router(0).http();
     let mut before = WsClient::connect(&format!("{}{path}", cluster.router(0).ws_base()))
         .await

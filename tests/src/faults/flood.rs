@@ -10,19 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::Scene;
 use super::hostile::{flooder, malformed, oversized, silent_end, silent_member};
-use crate::{Http, metrics, process, wait_until};
+use crate::cluster::create_room_on;
+use crate::{metrics, process, wait_until};
 
 /// How often the nodes' memory is sampled during the flood.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-
-/// Rooms tried to find one that lands on a given node.
-const ROOM_TRIES: usize = 64;
 
 /// What a flood sends and what it may cost.
 #[derive(Debug, Clone, Copy)]
@@ -52,8 +49,8 @@ pub async fn flood_busiest_node(scene: &mut Scene, flood: &Flood) {
     let target_idx = scene.node_index(&target);
     let target_http = scene.cluster.nodes[target_idx].http();
     let router_http = scene.router(1).http();
-    let flood_room = room_on(&router_http, "flood", &target).await;
-    let junk_room = room_on(&router_http, "junk", &target).await;
+    let (flood_room, _) = create_room_on(&router_http, "flood-", &target).await;
+    let (junk_room, _) = create_room_on(&router_http, "junk-", &target).await;
     scene
         .other_rooms
         .extend([flood_room.clone(), junk_room.clone()]);
@@ -200,24 +197,6 @@ pub async fn flood_busiest_node(scene: &mut Scene, flood: &Flood) {
         "VmRSS KiB before flood {:?}, peak {:?}, after {:?}",
         rss.before, rss.peak, rss.after
     ));
-}
-
-/// Creates rooms `{prefix}-0`, `{prefix}-1`, … through `http` until one
-/// lands on `node`.
-async fn room_on(http: &Http, prefix: &str, node: &str) -> String {
-    for k in 0..ROOM_TRIES {
-        let id = format!("{prefix}-{k}");
-        let r = http.post_json("/rooms", &json!({"id": id})).await;
-        assert!(
-            r.status == 201 || r.status == 200,
-            "POST /rooms: {}",
-            r.text
-        );
-        if r.body["node"] == node {
-            return id;
-        }
-    }
-    panic!("no room of {ROOM_TRIES} landed on {node}")
 }
 
 /// Every node's VmRSS sampled while a flood runs.
