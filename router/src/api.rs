@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use proto::ErrorCode;
@@ -15,6 +15,7 @@ use proto::{InstanceId, RoomId};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use service::error::ApiError;
+use service::extract::RoomPath;
 use store::Created;
 
 use crate::app::App;
@@ -121,10 +122,9 @@ pub(crate) struct IssuedToken {
 /// `POST /rooms/{id}/tokens`: another join token for a private room.
 pub(crate) async fn mint(
     State(app): State<App>,
-    Path(id): Path<String>,
+    RoomPath(id): RoomPath,
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
     let req: MintToken = json_body(&body, "{\"name\"?: string, \"ttl_secs\"?: int}")?;
     if let Some(name) = &req.name {
         check_name(name)?;
@@ -176,9 +176,8 @@ fn generate_id() -> RoomId {
 pub(crate) async fn get(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    RoomPath(id): RoomPath,
 ) -> Result<Json<RoomView>, ApiError> {
-    let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
     match app.mirror().lookup(&id).await? {
         Some(rec) => {
             let rec = crate::failover::live_owner(&app, rec).await?;
@@ -196,9 +195,8 @@ pub(crate) fn unknown_room(id: &RoomId) -> ApiError {
 /// closes the room's connections.
 pub(crate) async fn delete(
     State(app): State<App>,
-    Path(id): Path<String>,
+    RoomPath(id): RoomPath,
 ) -> Result<StatusCode, ApiError> {
-    let id: RoomId = id.parse().map_err(ApiError::bad_id)?;
     if app.store().delete_room(&id).await? {
         app.mirror().catch_up(READ_YOUR_WRITES).await;
         tracing::info!(room = %id, "room deleted");

@@ -18,10 +18,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use proto::path::RoomPath;
 use proto::record::NodeRecord;
 use proto::{InstanceId, RoomId};
 use service::error::ApiError;
+use service::extract::RoomPath;
 use service::server::PeerSlot;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -58,11 +58,10 @@ const HOP_BY_HOP: [&str; 8] = [
 /// `GET /room/{id}`.
 pub(crate) async fn legacy(
     State(app): State<App>,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
     let rec = app
         .mirror()
         .lookup(&room)
@@ -204,9 +203,9 @@ async fn forward_join(
         let target = location
             .split('?')
             .next()
-            .and_then(|p| RoomPath::parse(p).ok());
+            .and_then(|p| proto::path::RoomPath::parse(p).ok());
         match target {
-            Some(RoomPath::Sharded { instance, room: r }) if &r == room => {
+            Some(proto::path::RoomPath::Sharded { instance, room: r }) if &r == room => {
                 node = live_node(app, instance)?;
                 path = location;
                 redirects += 1;

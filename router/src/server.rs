@@ -52,13 +52,13 @@ fn routes(app: App, public_metrics: bool) -> Router {
             ))),
         )
         .route(
-            "/rooms/{id}",
+            "/rooms/{room}",
             get(api::get).delete(
                 api::delete.layer(middleware::from_fn_with_state(app.clone(), app::admin_only)),
             ),
         )
         .route(
-            "/rooms/{id}/tokens",
+            "/rooms/{room}/tokens",
             axum::routing::post(
                 api::mint.layer(middleware::from_fn_with_state(app.clone(), app::admin_only)),
             ),

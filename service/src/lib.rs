@@ -8,6 +8,8 @@
 //!   graceful stop.
 //! - [`error`]: [`error::ApiError`], the one JSON error answer, and the
 //!   middleware that gives the framework's own refusals the same body.
+//! - [`extract`]: [`extract::RoomPath`], the parsed `{room}` path
+//!   parameter of a route.
 //! - [`auth`]: bearer credentials and constant-time comparison.
 //! - [`client`]: the typed client of a node's internal API (moves, state).
 //! - [`process`]: tracing set-up and the shutdown signal.
@@ -15,5 +17,6 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod extract;
 pub mod process;
 pub mod server;
