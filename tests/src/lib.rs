@@ -7,19 +7,25 @@
 //! - [`wait`]: [`eventually`], the one way tests wait for asynchronous state,
 //!   and [`always`], for a state that must last.
 //! - [`process`]: [`Proc`], a workspace binary (or any program) as a child
-//!   process with its output in a log file, killed on drop; [`bin_path`].
+//!   process with its output in a log file, killed on drop; [`bin_path`];
+//!   [`process::rss_kib`].
 //! - [`etcd`]: [`Etcd`], a throwaway single-member etcd on free ports.
 //! - [`bulk`]: writing tens of thousands of rooms straight into the store.
 //! - [`cluster`]: [`Cluster`], etcd plus room nodes and routers as real
 //!   processes, ready to use, and what etcd says of its rooms.
 //! - [`ids`]: instance and room ids from literals, and [`ids::hrw`], the
 //!   owner rendezvous hashing picks.
-//! - [`ws`]: [`WsClient`], a WebSocket client speaking JSON text frames.
+//! - [`ws`]: [`WsClient`], the one WebSocket client, speaking JSON text
+//!   frames; [`join`], [`next`], [`ws::refusal`].
 //! - [`http`]: [`Http`], a JSON HTTP client that never follows redirects.
-//! - [`metrics`]: reading a `/metrics` page.
+//! - [`metrics`]: the one parser of a `/metrics` page ([`metrics::sum`],
+//!   [`metrics::sum_with`], [`metrics::value`]) and scraping it.
 //! - [`traffic`]: [`LiveClient`], a client that keeps talking in its room
-//!   through moves and faults and records what it received, for tests that
-//!   check no body is lost or accepted twice.
+//!   through moves and faults and records what it received.
+//! - [`verdict`]: the one exactly-once verdict on those records: every
+//!   accepted body reached every member once, in one order, nothing lost.
+//! - [`faults`]: fault phases (etcd outage, frozen node, router restart,
+//!   flood) on a [`faults::Scene`], a cluster under live traffic.
 //!
 //! Every wait in the kit is bounded and fails with a message that says what
 //! was awaited (plus the relevant log tail for processes).

@@ -1,5 +1,5 @@
 //! [`flood_busiest_node`]: the node hosting the most live rooms is flooded
-//! ([`super::hostile`]): oversized frames (1009), malformed frames
+//! (`hostile.rs`): oversized frames (1009), malformed frames
 //! (`bad_frame`), one client sending as fast as it can, and members that
 //! never read while their room gets traffic (cut off, 1008). The node
 //! survives, its memory stays bounded, the flood's connections go away, and

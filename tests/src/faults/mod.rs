@@ -18,7 +18,7 @@
 //! - [`router`]: [`restart_router`], a router replaced on a new port.
 //! - [`flood`]: [`flood_busiest_node`], a node flooded by `hostile.rs`'s
 //!   oversized, malformed, fast and silent clients.
-//! - [`end`]: draining the traffic and checking the cluster's end state.
+//! - `end.rs`: draining the traffic and checking the cluster's end state.
 //!
 //! The only sleeps let a fault last, and say so.
 

@@ -130,7 +130,7 @@ pub struct ClientLog {
     /// Sends that failed on the socket (a connection ending under them).
     pub failed_sends: usize,
     /// Everything that breaks the protocol as README states it, or that
-    /// the run's [`Expect`] rules out.
+    /// the run's [`Expect`](super::Expect) rules out.
     pub anomalies: Vec<String>,
 }
 

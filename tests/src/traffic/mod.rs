@@ -1,7 +1,7 @@
 //! Live traffic: the clients a test keeps talking in its rooms while the
 //! cluster changes under them, to check afterwards that no body was lost or
 //! accepted twice. This module starts, watches and collects the clients;
-//! [`client`] is their loop, [`log`] what they record, and
+//! `client.rs` is their loop, [`log`] what they record, and
 //! [`crate::verdict`] judges the records.
 //!
 //! Every client ([`LiveClient::spawn`]) sends `{"c": id, "n": k}` with k =
