@@ -3,9 +3,12 @@
 //!
 //! Layout:
 //! - `registration`: the leased registration, its renewal and the fence.
+//! - `ownership`: which rooms this node serves, on the store's word:
+//!   resolve a join, activate, adopt, release.
 //! - `internal`: the internal routes (behind the cluster key): adopt, state.
 //! - `handoff`: the owner's side of a move.
 
 pub(crate) mod handoff;
 pub(crate) mod internal;
+pub(crate) mod ownership;
 pub(crate) mod registration;

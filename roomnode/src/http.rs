@@ -9,11 +9,9 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use proto::record::{NodeState, RoomRecord};
 use proto::token::{self, Claims};
 use proto::wire::{JoinParams, check_name};
 use proto::{InstanceId, RoomId};
-use store::{Created, StoreError};
 use tracing::Instrument;
 
 use crate::cluster::internal;
@@ -99,10 +97,10 @@ async fn join(
     check_origin(&node, &headers)?;
     let slot = node.reserve_connection()?;
     let handshake = node.reserve_handshake()?;
-    let hosted = match node.rooms().get(&room) {
-        Some(r) => r,
-        None => activate(&node, &room, raw_query.as_deref()).await?,
-    };
+    let hosted = node
+        .ownership()
+        .resolve(node.mirror(), &room, raw_query.as_deref())
+        .await?;
     if hosted.is_full() {
         node.metrics()
             .rejected
@@ -189,52 +187,6 @@ fn check_token(
     let now = store::store::unix_now();
     token::verify(&secrets, token, room.id(), room.created_at(), now)
         .map_err(|e| ApiError::new(e.code(), e.to_string()))
-}
-
-/// Makes the room live here if the store says this node owns it.
-async fn activate(node: &Node, room: &RoomId, query: Option<&str>) -> Result<Arc<Room>, ApiError> {
-    let rec = match owner(node, room).await? {
-        Some(rec) => rec,
-        None if node.config().auto_create => create_here(node, room).await?,
-        None => {
-            return Err(ApiError::new(
-                ErrorCode::UnknownRoom,
-                format!("room {room} does not exist; create it with POST /rooms on a router"),
-            ));
-        }
-    };
-    if rec.node != node.id() {
-        return Err(ApiError::redirect(rec.node, room, query));
-    }
-    Ok(node.rooms().activate(&rec))
-}
-
-/// The room's record, from the store itself (a room becomes live here only
-/// on the store's word), or from the mirror while the store is unreachable
-/// and this node's lease still holds.
-async fn owner(node: &Node, room: &RoomId) -> Result<Option<RoomRecord>, ApiError> {
-    match node.store().room(room).await {
-        Err(StoreError::Unavailable(e)) => match node.mirror().room(room) {
-            Some(rec) => Ok(Some(rec)),
-            None => Err(ApiError::store_unavailable(&e)),
-        },
-        other => Ok(other?),
-    }
-}
-
-async fn create_here(node: &Node, room: &RoomId) -> Result<RoomRecord, ApiError> {
-    let draining =
-        node.mirror().nodes().nodes.get(&node.id()).map(|n| n.state) == Some(NodeState::Draining);
-    if draining {
-        return Err(ApiError::new(
-            ErrorCode::Draining,
-            "this node takes no new rooms".into(),
-        ));
-    }
-    let rec = RoomRecord::new(room.clone(), node.id(), false, store::store::unix_now());
-    match node.store().create_room(&rec).await? {
-        Created::New(r) | Created::Existing(r) => Ok(r),
-    }
 }
 
 /// Refuses a browser page from an origin not on `--allowed-origins`.

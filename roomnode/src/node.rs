@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::ownership::Ownership;
 use crate::cluster::registration::Registration;
 use crate::config::Config;
 use crate::member::limits::{Slot, Slots};
@@ -30,6 +31,8 @@ pub(crate) struct Parts {
     pub(crate) store: Store,
     pub(crate) mirror: Mirror,
     pub(crate) rooms: Rooms,
+    /// Which rooms are served here, on the store's word.
+    pub(crate) ownership: Ownership,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) registration: Registration,
     pub(crate) sessions: TaskTracker,
@@ -66,8 +69,8 @@ impl Node {
         &self.inner.mirror
     }
 
-    pub(crate) fn rooms(&self) -> &Rooms {
-        &self.inner.rooms
+    pub(crate) fn ownership(&self) -> &Ownership {
+        &self.inner.ownership
     }
 
     pub(crate) fn registration(&self) -> &Registration {

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::ownership::Ownership;
 use crate::cluster::registration::Registration;
 use crate::config::{Config, ConfigError};
 use crate::member::close::CloseReason;
@@ -61,14 +62,13 @@ pub async fn run(
     let id = config.id;
     let metrics = Arc::new(Metrics::new(id));
     let limits = RoomLimits::new(&config);
-    let rooms = Rooms::new(id, limits, metrics.clone());
-    let (hook_rooms, hook_store) = (rooms.clone(), store.clone());
+    let rooms = Rooms::new(limits, metrics.clone());
+    let ownership = Ownership::new(id, config.auto_create, store.clone(), rooms.clone());
+    let hook = ownership.clone();
     let mirror = Mirror::start(
         store.clone(),
         Scope::Node(id),
-        Some(Arc::new(move |c: &store::Change| {
-            hook_rooms.on_change(c, &hook_store);
-        })),
+        Some(Arc::new(move |c: &store::Change| hook.on_change(c))),
     );
     let record = NodeRecord {
         id,
@@ -99,6 +99,7 @@ pub async fn run(
         store,
         mirror,
         rooms: rooms.clone(),
+        ownership,
         metrics: metrics.clone(),
         registration: registration.clone(),
         sessions: sessions.clone(),

@@ -180,7 +180,7 @@ fn freeze_slice(
     {
         // Hosting the room (even if nobody is in it) and freezing it means
         // no join or message can slip in that the snapshot would miss.
-        let hosted = node.rooms().activate(&rec);
+        let hosted = node.ownership().activate(&rec);
         let snapshot = match hosted.freeze(rec.epoch + 1) {
             Ok(s) => s,
             Err(r) => {
@@ -263,7 +263,8 @@ async fn hand_over(
                 // mean two owners; closing is safe: clients come back
                 // through the router, which asks the store.
                 tracing::warn!(room = %frozen.rec.id, error = %e, "move outcome unknown; closing the room here");
-                node.rooms().remove(&frozen.room, &CloseReason::fenced());
+                node.ownership()
+                    .release(&frozen.room, &CloseReason::fenced());
                 node.metrics().moves_failed.inc();
                 refusal(
                     &frozen.rec.id,
@@ -319,8 +320,8 @@ async fn adopt(
 /// already queued for them.
 fn finish(node: &Node, frozen: &Frozen, moved: &RoomRecord) -> HandoffDone {
     let path = proto::path::sharded(moved.node, &moved.id);
-    node.rooms()
-        .remove(&frozen.room, &CloseReason::moved(&path));
+    node.ownership()
+        .release(&frozen.room, &CloseReason::moved(&path));
     let m = node.metrics();
     m.moves.inc();
     m.move_duration.observe(frozen.at.elapsed().as_secs_f64());
@@ -337,7 +338,7 @@ fn finish(node: &Node, frozen: &Frozen, moved: &RoomRecord) -> HandoffDone {
 
 /// The move did not happen: the room goes on here.
 fn give_back(node: &Node, frozen: Frozen, code: &str, message: String) -> HandoffOutcome {
-    node.rooms().unfreeze(&frozen.room, node.store());
+    node.ownership().unfreeze(&frozen.room);
     node.metrics().moves_failed.inc();
     tracing::warn!(room = %frozen.rec.id, error = code, reason = %message, "handoff failed; room stays here");
     refusal(&frozen.rec.id, code, message)

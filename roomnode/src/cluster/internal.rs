@@ -101,7 +101,7 @@ pub(crate) async fn adopt(
     if let Some(err) = node.unavailable().or_else(|| node.stale_view()) {
         return Err(err);
     }
-    node.rooms()
+    node.ownership()
         .adopt(snapshot)
         .map_err(|e| ApiError::new(ErrorCode::Stale, e.0))?;
     Ok(Json(Adopted {
@@ -125,7 +125,7 @@ pub(crate) async fn adopt_batch(
         .into_iter()
         .map(|snapshot| {
             let room = snapshot.room.clone();
-            match node.rooms().adopt(snapshot) {
+            match node.ownership().adopt(snapshot) {
                 Ok(()) => Adopted {
                     room,
                     adopted: true,
