@@ -15,6 +15,7 @@ use proto::{InstanceId, RoomId};
 use tracing::Instrument;
 
 use crate::cluster::internal;
+use crate::member::close::CloseReason;
 use crate::member::limits::{RateLimit, Slot};
 use crate::member::outlet::{Outlet, OutletConfig};
 use crate::member::session;
@@ -24,7 +25,6 @@ use crate::room::{JoinRequest, Refused, Room};
 use futures_util::SinkExt;
 use service::error::ApiError;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 /// The node's routes.
 pub(crate) fn routes(node: Node) -> Router {
@@ -238,18 +238,11 @@ async fn enter(
         // Full, closed or frozen between the checks and the upgrade: the
         // client tries again (through the router).
         Err(refused) => {
-            let (code, reason) = match refused {
-                Refused::Full => (proto::wire::close::TRY_AGAIN_LATER, "room full"),
-                _ => (
-                    proto::wire::close::RESTART,
-                    "room closed or moving; reconnect",
-                ),
+            let reason = match refused {
+                Refused::Full => CloseReason::room_full(),
+                Refused::Closed | Refused::Moving => CloseReason::room_gone(),
             };
-            let frame = CloseFrame {
-                code: code.into(),
-                reason: reason.into(),
-            };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            let _ = socket.send(Message::Close(Some(reason.frame()))).await;
             return;
         }
     };

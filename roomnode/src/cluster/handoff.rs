@@ -319,9 +319,8 @@ async fn adopt(
 /// The move committed: members learn the new path, after everything
 /// already queued for them.
 fn finish(node: &Node, frozen: &Frozen, moved: &RoomRecord) -> HandoffDone {
-    let path = proto::path::sharded(moved.node, &moved.id);
     node.ownership()
-        .release(&frozen.room, &CloseReason::moved(&path));
+        .release(&frozen.room, &CloseReason::moved(moved.node, &moved.id));
     let m = node.metrics();
     m.moves.inc();
     m.move_duration.observe(frozen.at.elapsed().as_secs_f64());

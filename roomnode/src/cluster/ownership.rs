@@ -171,9 +171,7 @@ impl Ownership {
         };
         let (room, stale) = self.shared.rooms.host(rec, snapshot);
         if let Some(stale) = stale {
-            stale.close(&CloseReason::moved(&proto::path::sharded(
-                rec.node, &rec.id,
-            )));
+            stale.close(&CloseReason::moved(rec.node, &rec.id));
         }
         drop(pending);
         room
@@ -280,7 +278,7 @@ impl Ownership {
         let reason = match rec {
             None => CloseReason::deleted(),
             Some(r) if r.node == self.shared.node && r.epoch == room.epoch() => return,
-            Some(r) => CloseReason::moved(&proto::path::sharded(r.node, &r.id)),
+            Some(r) => CloseReason::moved(r.node, &r.id),
         };
         tracing::info!(room = %room.id(), "room no longer hosted here; closing it");
         self.release(room, &reason);

@@ -1,10 +1,12 @@
 //! How a member's connection ends, in one place: the close code and reason
-//! of every server-initiated close, and the last frame (`moved`, `error`)
-//! that goes before it. A leaf module: rooms, outlets and sessions all use
-//! it, and it uses none of them.
+//! of every server-initiated close, the last frame (`moved`, `error`) that
+//! goes before it, and the close frame itself. A leaf module: rooms,
+//! outlets and sessions all use it, and it uses none of them.
 
 use proto::wire::{ServerMsg, close, code};
+use proto::{InstanceId, RoomId};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// Why and how a connection ends.
@@ -27,9 +29,11 @@ impl CloseReason {
         }
     }
 
-    pub(crate) fn moved(path: &str) -> Self {
+    /// The room now lives on `node`: the `moved` frame names its path there.
+    pub(crate) fn moved(node: InstanceId, room: &RoomId) -> Self {
+        let path = proto::path::sharded(node, room);
         Self {
-            last: Some(ServerMsg::Moved { path }.encode().into()),
+            last: Some(ServerMsg::Moved { path: &path }.encode().into()),
             code: close::NORMAL,
             reason: "room moved",
         }
@@ -65,10 +69,25 @@ impl CloseReason {
         Self::bare(close::POLICY, "rate limit")
     }
 
-    /// A client that broke the WebSocket protocol (1002) or sent text that
-    /// is not UTF-8 (1007).
-    pub(crate) fn violation(code: CloseCode, reason: &'static str) -> Self {
-        Self::bare(code.into(), reason)
+    /// A client that broke the WebSocket protocol (1002).
+    pub(crate) fn protocol_error() -> Self {
+        Self::bare(CloseCode::Protocol.into(), "protocol error")
+    }
+
+    /// A client that sent a text frame that is not UTF-8 (1007).
+    pub(crate) fn invalid_utf8() -> Self {
+        Self::bare(CloseCode::Invalid.into(), "invalid UTF-8")
+    }
+
+    /// A join that found the room full after its checks: try again later.
+    pub(crate) fn room_full() -> Self {
+        Self::bare(close::TRY_AGAIN_LATER, "room full")
+    }
+
+    /// A join that found the room closed or moving after its checks: the
+    /// client reconnects (through the router).
+    pub(crate) fn room_gone() -> Self {
+        Self::bare(close::RESTART, "room closed or moving; reconnect")
     }
 
     fn bare(code: u16, reason: &'static str) -> Self {
@@ -94,7 +113,62 @@ impl CloseReason {
     }
 }
 
+impl CloseReason {
+    /// The WebSocket close frame.
+    pub(crate) fn frame(&self) -> CloseFrame {
+        CloseFrame {
+            code: self.code.into(),
+            reason: self.reason.into(),
+        }
+    }
+
+    /// Whether this close follows input that cannot be read as frames any
+    /// more: after an oversized frame the rest of it is still unread, and
+    /// after a protocol violation tungstenite reads no more, so where the
+    /// client's next frame starts is unknown.
+    pub(crate) fn follows_unreadable_input(&self) -> bool {
+        self.code == close::TOO_BIG
+            || self.code == u16::from(CloseCode::Protocol)
+            || self.code == u16::from(CloseCode::Invalid)
+    }
+}
+
 /// An `error` frame's text.
 pub(crate) fn error_frame(code: &str, message: &str) -> String {
     ServerMsg::Error { code, message }.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_closes_after_unreadable_input_skip_the_close_reply() {
+        let unreadable = [
+            CloseReason::too_big(),
+            CloseReason::protocol_error(),
+            CloseReason::invalid_utf8(),
+        ];
+        assert!(unreadable.iter().all(CloseReason::follows_unreadable_input));
+        let framed = [
+            CloseReason::deleted(),
+            CloseReason::fenced(),
+            CloseReason::shutdown(),
+            CloseReason::ping_timeout(),
+            CloseReason::rate_limit(),
+            CloseReason::slow_consumer(),
+            CloseReason::room_full(),
+            CloseReason::room_gone(),
+        ];
+        assert!(!framed.iter().any(CloseReason::follows_unreadable_input));
+    }
+
+    #[test]
+    fn a_move_names_the_new_path_before_a_normal_close() {
+        let reason = CloseReason::moved("i2".parse().unwrap(), &"lobby".parse().unwrap());
+        let last = reason.last.as_deref().unwrap();
+        assert!(last.contains(r#""type":"moved""#), "{last}");
+        assert!(last.contains("/i2/room/lobby"), "{last}");
+        assert_eq!(u16::from(reason.frame().code), close::NORMAL);
+    }
 }

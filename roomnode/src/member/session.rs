@@ -7,12 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use proto::wire::{ClientMsg, close, code};
+use proto::wire::{ClientMsg, code};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::cluster::registration::Registration;
@@ -223,14 +221,14 @@ async fn handle(
 /// UTF-8 with 1007 (RFC 6455 7.4.1); a connection that just ended needs
 /// no goodbye.
 fn violation(e: WsError) -> End {
-    let (code, reason) = match &e {
+    let reason = match &e {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return End::Gone,
-        WsError::Protocol(_) => (CloseCode::Protocol, "protocol error"),
-        WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8"),
+        WsError::Protocol(_) => CloseReason::protocol_error(),
+        WsError::Utf8(_) => CloseReason::invalid_utf8(),
         _ => return End::Gone,
     };
     tracing::debug!(error = %e, "protocol violation");
-    End::Close(CloseReason::violation(code, reason))
+    End::Close(reason)
 }
 
 /// Whether the rate limit refuses this message; an error when the client
@@ -261,17 +259,11 @@ async fn reply_error(socket: &mut Socket, code: &str, message: &str) -> Result<(
 /// closed when it does. Reading on to the end of the connection instead
 /// would wait for a client that waits for us, until [`CLOSE_TIMEOUT`].
 async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
-    // After an oversized frame the rest of it is still unread, and after a
-    // protocol violation tungstenite reads no more: where the client's next
-    // frame starts is unknown.
-    let framed = !unreadable(reason.code);
+    let framed = !reason.follows_unreadable_input();
+    let frame = reason.frame();
     if let Some(last) = reason.last {
         let _ = socket.feed(Message::Text(last)).await;
     }
-    let frame = CloseFrame {
-        code: reason.code.into(),
-        reason: reason.reason.into(),
-    };
     if socket.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
@@ -280,14 +272,6 @@ async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
     } else {
         drain_raw(socket).await;
     }
-}
-
-/// Whether a goodbye with `code` follows input that cannot be read as
-/// frames any more.
-fn unreadable(code: u16) -> bool {
-    code == close::TOO_BIG
-        || code == u16::from(CloseCode::Protocol)
-        || code == u16::from(CloseCode::Invalid)
 }
 
 /// Reads and discards the client's frames until its close reply or the end
