@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::id::{InstanceId, RoomId};
 use crate::token::Secret;
 
+// The internal routes: each constant is both the node's axum route and
+// (but for `ADOPT_ONE_ROUTE`, whose path `adopt_path` builds) the path the
+// client calls, so the two cannot drift apart.
+
 /// `POST {owner}/internal/handoff` with a [`HandoffBatch`]: asks a room's
 /// owner to move some of its rooms to one target, answered with a
 /// [`HandoffAnswer`] (one outcome per room).
@@ -20,7 +24,7 @@ pub const ADOPT_PATH: &str = "/internal/adopt";
 /// The route of [`adopt_path`]: one room's snapshot, a batch of one.
 pub const ADOPT_ONE_ROUTE: &str = "/internal/rooms/{room}/adopt";
 
-/// `POST {target}/internal/rooms/{id}/adopt` with one [`RoomSnapshot`]: a
+/// `POST {target}/internal/rooms/{room}/adopt` with one [`RoomSnapshot`]: a
 /// batch of one (what a move of a single room sends), answered with an
 /// [`Adopted`].
 pub fn adopt_path(room: &RoomId) -> String {
@@ -42,13 +46,22 @@ pub const MAX_HANDOFF_ROOMS: usize = 1000;
 pub const ADOPT_BATCH_BYTES: usize = 8 << 20;
 
 /// `POST {node}/internal/state` with a [`StateRequest`]: the node stops (or
-/// starts again) taking new rooms.
+/// starts again) taking new rooms, answered with a [`StateAnswer`].
 pub const STATE_PATH: &str = "/internal/state";
 
 /// Body of a state change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRequest {
     /// `draining` or `active`.
+    pub state: crate::record::NodeState,
+}
+
+/// Answer to a state change: the node and the state it is in now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateAnswer {
+    /// The node.
+    pub node: InstanceId,
+    /// Its state now.
     pub state: crate::record::NodeState,
 }
 
@@ -177,4 +190,27 @@ pub struct RoomSnapshot {
     pub seq: u64,
     /// The retained message frames, oldest first, with seqs up to `seq`.
     pub history: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adopt_path_fills_the_route() {
+        let room: RoomId = "lobby".parse().unwrap();
+        assert_eq!(adopt_path(&room), "/internal/rooms/lobby/adopt");
+    }
+
+    #[test]
+    fn a_state_answer_names_the_node_and_its_state() {
+        let answer = StateAnswer {
+            node: InstanceId::new(3).unwrap(),
+            state: crate::record::NodeState::Draining,
+        };
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            serde_json::json!({"node": "i3", "state": "draining"})
+        );
+    }
 }

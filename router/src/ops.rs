@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proto::InstanceId;
-use proto::handoff::{STATE_PATH, StateRequest};
 use proto::record::{NodeRecord, NodeState, RoomRecord};
-use serde_json::Value;
 use service::client::{CallError, InternalClient};
 use store::{Store, StoreError};
 
@@ -46,17 +44,6 @@ pub enum OpsError {
     MovesFailed(usize),
 }
 
-async fn set_state(
-    client: &InternalClient,
-    node: &NodeRecord,
-    state: NodeState,
-) -> Result<(), CallError> {
-    let _: Value = client
-        .post(&node.addr, STATE_PATH, &StateRequest { state })
-        .await?;
-    Ok(())
-}
-
 /// Every live node, and `node`'s record among them.
 async fn registered(
     store: &Store,
@@ -79,7 +66,7 @@ pub async fn undrain(
     out: &mut impl FnMut(&str),
 ) -> Result<(), OpsError> {
     let (_, rec) = registered(store, node).await?;
-    set_state(client, &rec, NodeState::Active).await?;
+    client.set_state(&rec.addr, NodeState::Active).await?;
     out(&format!("{node} is active again: it takes new rooms"));
     Ok(())
 }
@@ -180,7 +167,7 @@ pub async fn drain(
         return Err(OpsError::NowhereToGo(node));
     }
     if rec.state != NodeState::Draining {
-        set_state(client, rec, NodeState::Draining).await?;
+        client.set_state(&rec.addr, NodeState::Draining).await?;
         out(&format!(
             "{node} is draining: it takes no new rooms (`router drain {node} --cancel` undoes it)"
         ));

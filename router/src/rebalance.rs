@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
-use proto::handoff::{HANDOFF_PATH, HandoffAnswer, HandoffBatch, HandoffOutcome, HandoffRoom};
+use proto::handoff::{HandoffAnswer, HandoffBatch, HandoffOutcome, HandoffRoom};
 use proto::placement::Placement;
 use proto::record::{NodeRecord, RoomRecord};
 use proto::{InstanceId, RoomId};
@@ -241,7 +241,7 @@ async fn hand_off(
             })
             .collect(),
     };
-    client.post(&owner.addr, HANDOFF_PATH, &req).await
+    client.handoff(&owner.addr, &req).await
 }
 
 /// The plan as text lines, for people.

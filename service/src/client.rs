@@ -1,6 +1,8 @@
-//! [`InternalClient`]: calls to the nodes' internal endpoints (handoff,
-//! adopt, drain), from another node or from the router's operator commands.
-//! Every call is bounded by a timeout and carries the cluster key.
+//! [`InternalClient`]: what a router or another node can ask a node to do
+//! through its internal endpoints (hand rooms off, adopt rooms' state,
+//! change its state), one typed method per endpoint of
+//! [`proto::handoff`]. Every call is bounded by a timeout and carries the
+//! cluster key.
 
 use std::time::Duration;
 
@@ -10,8 +12,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use proto::RoomId;
 use proto::api::ErrorBody;
-use proto::handoff::internal_key;
+use proto::handoff::{
+    ADOPT_PATH, AdoptAnswer, Adopted, HANDOFF_PATH, HandoffAnswer, HandoffBatch, STATE_PATH,
+    StateAnswer, StateRequest, adopt_path, internal_key,
+};
+use proto::record::NodeState;
 use proto::token::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -72,8 +79,50 @@ impl InternalClient {
         }
     }
 
+    /// Asks the owner at `base` to move the batch's rooms to `batch.to`;
+    /// one outcome per room.
+    pub async fn handoff(
+        &self,
+        base: &str,
+        batch: &HandoffBatch,
+    ) -> Result<HandoffAnswer, CallError> {
+        self.post(base, HANDOFF_PATH, batch).await
+    }
+
+    /// Gives the target at `base` one room's state: `snapshot` is a
+    /// [`proto::handoff::RoomSnapshot`] of `room` serialized as JSON
+    /// already (the owner sizes its requests by the serialized bytes).
+    pub async fn adopt_one(
+        &self,
+        base: &str,
+        room: &RoomId,
+        snapshot: Vec<u8>,
+    ) -> Result<Adopted, CallError> {
+        self.post_json(base, &adopt_path(room), Bytes::from(snapshot))
+            .await
+    }
+
+    /// Gives the target at `base` several rooms' state in one
+    /// [`proto::handoff::AdoptBatch`], each snapshot serialized as JSON
+    /// already; one entry per snapshot, in order.
+    pub async fn adopt(
+        &self,
+        base: &str,
+        snapshots: Vec<Vec<u8>>,
+    ) -> Result<Vec<Adopted>, CallError> {
+        let body = adopt_body(snapshots);
+        let answer: AdoptAnswer = self.post_json(base, ADOPT_PATH, body.into()).await?;
+        Ok(answer.rooms)
+    }
+
+    /// Makes the node at `base` stop taking new rooms (`Draining`) or take
+    /// them again (`Active`).
+    pub async fn set_state(&self, base: &str, state: NodeState) -> Result<StateAnswer, CallError> {
+        self.post(base, STATE_PATH, &StateRequest { state }).await
+    }
+
     /// `POST {base}{path}` with a JSON body; the JSON answer on 2xx.
-    pub async fn post<B: Serialize, R: DeserializeOwned>(
+    async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         base: &str,
         path: &str,
@@ -83,9 +132,11 @@ impl InternalClient {
         self.post_json(base, path, Bytes::from(json)).await
     }
 
-    /// `POST {base}{path}` with a body that is JSON already (assembled by
-    /// the caller, e.g. from snapshots it has serialized one by one to size
-    /// its requests); the JSON answer on 2xx.
+    /// `POST {base}{path}` with a body that is JSON already; the JSON
+    /// answer on 2xx.
+    // Public only until roomnode's handoff calls `adopt`/`adopt_one`; then
+    // private like `post`.
+    #[doc(hidden)]
     pub async fn post_json<R: DeserializeOwned>(
         &self,
         base: &str,
@@ -132,5 +183,50 @@ impl InternalClient {
             });
             Err(CallError::Refused { url, status, body })
         }
+    }
+}
+
+/// An [`proto::handoff::AdoptBatch`] body from snapshots serialized one by
+/// one.
+fn adopt_body(snapshots: Vec<Vec<u8>>) -> Vec<u8> {
+    let size = snapshots.iter().map(|s| s.len() + 1).sum::<usize>() + 16;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(b"{\"rooms\":[");
+    for (i, snapshot) in snapshots.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&snapshot);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::handoff::{AdoptBatch, RoomSnapshot};
+
+    use super::*;
+
+    #[test]
+    fn an_adopt_body_is_a_batch_of_the_snapshots() {
+        let snapshots: Vec<RoomSnapshot> = ["a", "b"]
+            .into_iter()
+            .map(|room| RoomSnapshot {
+                room: room.parse().unwrap(),
+                epoch: 2,
+                stream: "s".into(),
+                seq: 1,
+                history: vec!["{}".into()],
+            })
+            .collect();
+        let json = snapshots
+            .iter()
+            .map(|s| serde_json::to_vec(s).unwrap())
+            .collect();
+        let batch: AdoptBatch = serde_json::from_slice(&adopt_body(json)).unwrap();
+        assert_eq!(batch.rooms, snapshots);
+        let empty: AdoptBatch = serde_json::from_slice(&adopt_body(Vec::new())).unwrap();
+        assert!(empty.rooms.is_empty());
     }
 }

@@ -62,6 +62,12 @@ mod tests {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    #[test]
+    fn the_internal_adopt_route_names_the_room_parameter() {
+        let param = format!("{{{ROOM_PARAM}}}");
+        assert!(proto::handoff::ADOPT_ONE_ROUTE.contains(&param));
+    }
+
     #[tokio::test]
     async fn parses_the_room_parameter() {
         assert_eq!(
