@@ -140,6 +140,40 @@ async fn ws_client_speaks_json_and_sees_refusals_and_close_codes() {
 }
 
 #[tokio::test]
+async fn ws_client_try_forms_say_what_went_wrong() {
+    let base = scripted_server().await;
+    let refused = WsClient::try_join(&format!("{base}/nope"), WAIT)
+        .await
+        .err()
+        .expect("refused");
+    assert!(refused.contains("HTTP 404"), "{refused}");
+    // `/ok` sends nothing before it hears a frame: no welcome comes.
+    let quiet = Duration::from_millis(300);
+    let silent = WsClient::try_join(&format!("{base}/ok"), quiet)
+        .await
+        .err()
+        .expect("no welcome");
+    assert!(silent.contains("no welcome"), "{silent}");
+
+    let mut ws = WsClient::connect(&format!("{base}/ok"))
+        .await
+        .expect("connect");
+    let sent = ws.try_send(Message::text(r#"{"type":"echo"}"#), WAIT).await;
+    assert!(matches!(sent, Some(Ok(()))), "{sent:?}");
+    match ws.read_frame().await {
+        Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), r#"{"type":"echo"}"#),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    assert_eq!(ws.try_recv_json(WAIT).await, Ok(json!({"type": "noise"})));
+    assert_eq!(
+        ws.try_recv_json(WAIT).await,
+        Ok(json!({"type": "done", "n": 1}))
+    );
+    let closed = ws.try_recv_json(WAIT).await.expect_err("a close");
+    assert!(closed.contains("Close"), "{closed}");
+}
+
+#[tokio::test]
 async fn http_client_reads_status_and_json() {
     let etcd = Etcd::start().await;
     let http = Http::new(etcd.endpoint());
