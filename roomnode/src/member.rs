@@ -2,6 +2,8 @@
 //! the goodbye.
 //!
 //! Layout:
+//! - `admission`: whether a client may join a room here, for every
+//!   protocol: the checks, their order, the slots they reserve.
 //! - `upgrade`: the WebSocket handshake, keeping the raw connection.
 //! - `session`: one member's WebSocket: reads its frames, runs its writes.
 //! - `outlet`: a member's outgoing bytes: frames written straight by the
@@ -11,6 +13,7 @@
 //! - `limits`: connections and handshakes per node, joins per room and
 //!   messages per connection.
 
+pub(crate) mod admission;
 pub(crate) mod close;
 pub(crate) mod conn;
 pub(crate) mod limits;

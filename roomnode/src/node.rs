@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::cluster::ownership::Ownership;
 use crate::cluster::registration::Registration;
 use crate::config::Config;
-use crate::member::limits::{Slot, Slots};
+use crate::member::limits::Slots;
 use crate::metrics::Metrics;
 use crate::room::rooms::Rooms;
 use service::client::InternalClient;
@@ -87,41 +87,14 @@ impl Node {
         self.inner.internal.as_ref().map(|(_, k)| k.as_str())
     }
 
-    /// A connection slot, or 503 `node_full`.
-    pub(crate) fn reserve_connection(&self) -> Result<Slot, ApiError> {
-        self.inner.connections.reserve().ok_or_else(|| {
-            self.inner
-                .metrics
-                .rejected
-                .with_label_values(&["node_full"])
-                .inc();
-            ApiError::new(
-                ErrorCode::NodeFull,
-                format!(
-                    "this node serves its limit of {} connections",
-                    self.inner.config.max_connections
-                ),
-            )
-        })
+    /// Member connections, bounded.
+    pub(crate) fn connections(&self) -> &Slots {
+        &self.inner.connections
     }
 
-    /// A handshake slot, or 503 `too_many_handshakes` (retry in a second).
-    pub(crate) fn reserve_handshake(&self) -> Result<Slot, ApiError> {
-        self.inner.handshakes.reserve().ok_or_else(|| {
-            self.inner
-                .metrics
-                .rejected
-                .with_label_values(&["handshakes"])
-                .inc();
-            ApiError::busy(
-                ErrorCode::TooManyHandshakes,
-                format!(
-                    "this node has its limit of {} joins in progress",
-                    self.inner.config.max_handshakes
-                ),
-                1,
-            )
-        })
+    /// Joins in progress, bounded.
+    pub(crate) fn handshakes(&self) -> &Slots {
+        &self.inner.handshakes
     }
 
     pub(crate) fn metrics(&self) -> Arc<Metrics> {

@@ -1,25 +1,28 @@
-//! One member's connection: reads its frames and hands them to the room,
-//! keeps it alive, and runs its [`Outlet`]'s writes (frames the room could
-//! not write at once, or holds for a flush window) until the connection
-//! ends, then says goodbye.
+//! One native member's WebSocket: joins it to its room ([`start`]), reads
+//! its frames and hands them to the room, keeps it alive, and runs its
+//! [`Outlet`]'s writes (frames the room could not write at once, or holds
+//! for a flush window) until the connection ends, then says goodbye.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use proto::wire::{ClientMsg, code};
+use proto::wire::{ClientMsg, JoinParams, code};
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::Instrument;
 
 use crate::cluster::registration::Registration;
+use crate::member::admission::Admitted;
 use crate::member::close::{CloseReason, error_frame};
 use crate::member::limits::{RateLimit, Verdict};
-use crate::member::outlet::{End, Outlet};
-use crate::member::upgrade::Socket;
+use crate::member::outlet::{End, Outlet, OutletConfig};
+use crate::member::upgrade::{Accepted, Socket};
 use crate::metrics::Metrics;
-use crate::room::{Refused, Room};
+use crate::node::Node;
+use crate::room::{JoinRequest, Refused, Room};
 
 /// How a session behaves.
 pub(crate) struct Settings {
@@ -40,6 +43,61 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most bytes read and thrown away after our close frame, so it is not lost
 /// to a TCP reset.
 const DRAIN_LIMIT: usize = 1 << 20;
+
+/// A native member's connection once its upgrade is done: joins the room
+/// it was admitted to, then serves it until it ends. The admission's
+/// connection slot is held until then, its handshake slot until the member
+/// is in the room.
+pub(crate) async fn start(accepted: Accepted, node: Node, admitted: Admitted, params: JoinParams) {
+    let name = admitted.name(params.name);
+    let Admitted {
+        room,
+        slot,
+        handshake,
+        ..
+    } = admitted;
+    let config = node.config();
+    let outlet_config = OutletConfig {
+        max_queue: config.max_queue,
+        direct: config.flush_window().is_none(),
+    };
+    let outlet = Arc::new(Outlet::new(
+        Some(accepted.io.clone()),
+        outlet_config,
+        node.metrics(),
+    ));
+    let mut socket = accepted.into_socket(outlet.clone()).await;
+    let req = JoinRequest {
+        name: name.as_deref(),
+        since: params.since,
+        stream: params.stream.as_deref(),
+    };
+    let joined = room.join(req, &outlet);
+    drop(handshake);
+    let key = match joined {
+        Ok(key) => key,
+        // Full, closed or frozen between the checks and the upgrade: the
+        // client tries again (through the router).
+        Err(refused) => {
+            let reason = match refused {
+                Refused::Full => CloseReason::room_full(),
+                Refused::Closed | Refused::Moving => CloseReason::room_gone(),
+            };
+            let _ = socket.send(Message::Close(Some(reason.frame()))).await;
+            return;
+        }
+    };
+    let span = tracing::debug_span!("member", room = %room.id(), node = %node.id());
+    let settings = Settings {
+        ping: config.ping(),
+        rate: RateLimit::new(config.rate, config.burst),
+        lease: node.registration().clone(),
+    };
+    run(socket, room, key, node.metrics(), settings)
+        .instrument(span)
+        .await;
+    drop(slot);
+}
 
 /// Serves one member (the room's `key`) until it leaves, is dropped, goes
 /// silent or the room closes. With `ping`, a member quiet at a tick (every

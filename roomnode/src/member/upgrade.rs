@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::member::conn::Conn;
 use crate::member::outlet::Outlet;
+use service::error::ApiError;
 use service::server::PeerSlot;
 
 /// The server side of an accepted WebSocket.
@@ -52,22 +53,21 @@ pub(crate) struct Upgrade {
 }
 
 /// Why a request is not a WebSocket upgrade.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct NotWebSocket(&'static str);
 
-impl axum::response::IntoResponse for NotWebSocket {
-    fn into_response(self) -> Response {
-        service::error::ApiError::new(
+impl From<NotWebSocket> for ApiError {
+    fn from(e: NotWebSocket) -> Self {
+        ApiError::new(
             ErrorCode::UpgradeRequired,
-            format!("join with a WebSocket upgrade: {}", self.0),
+            format!("join with a WebSocket upgrade: {}", e.0),
         )
-        .into_response()
     }
 }
 
-impl NotWebSocket {
-    pub(crate) fn reason(&self) -> &'static str {
-        self.0
+impl axum::response::IntoResponse for NotWebSocket {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }
 
