@@ -8,21 +8,18 @@ use std::time::Duration;
 
 use proto::keys::Keys;
 use proto::record::RoomRecord;
-use proto::{InstanceId, RoomId};
+use proto::RoomId;
 use store::kv::memory::MemoryKv;
 use store::kv::{Kv, WatchMsg};
 use store::mirror::Hook;
 use store::store::encode;
 use store::{Backend, Change, Created, Mirror, Scope, Staleness, Store, StoreError};
+use testkit::ids::iid;
 use testkit::{Etcd, bulk, eventually};
 
 const PREFIX: &str = "/rr-scale";
 /// Bound on a mirror loading or following what the test wrote.
 const SETTLE: Duration = Duration::from_secs(30);
-
-fn iid(n: u16) -> InstanceId {
-    InstanceId::new(n).expect("valid instance number")
-}
 
 fn room(id: &str, owner: u16) -> RoomRecord {
     RoomRecord {
