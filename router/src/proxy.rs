@@ -139,11 +139,11 @@ fn upgradable(req: &Request) -> Result<bool, ApiError> {
 }
 
 fn bad_gateway(node: &NodeRecord, what: &str) -> ApiError {
-    tracing::warn!(node = %node.id, addr = %node.addr, "{what}");
     ApiError::new(
         ErrorCode::UpstreamUnreachable,
         format!("node {} did not answer: {what}", node.id),
     )
+    .with_detail(format_args!("node address {}", node.addr))
 }
 
 /// Sends `req` to `node` at `path`; for a WebSocket upgrade that the node

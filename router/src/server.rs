@@ -177,6 +177,7 @@ pub async fn run(
         tracing::info!(listen = %ml.local_addr()?, "metrics listener");
         let metrics_app = Router::new()
             .route("/metrics", get(metrics))
+            .layer(middleware::map_response(service::error::json_errors))
             .with_state(app.clone());
         tokio::spawn(serve(
             ml,
