@@ -3,17 +3,19 @@
 //! routes ([`internal`]).
 
 use axum::Router;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use proto::ErrorCode;
 use proto::wire::{JoinParams, check_name};
-use proto::{ErrorCode, RoomId};
 use service::error::ApiError;
+use service::extract::RoomPath;
 
 use crate::cluster::internal;
+use crate::member::admission::{self, ThisNode};
+use crate::member::session;
 use crate::member::upgrade::{NotWebSocket, Upgrade};
-use crate::member::{admission, session};
 use crate::node::Node;
 
 /// The node's routes.
@@ -61,14 +63,13 @@ async fn metrics(State(node): State<Node>) -> Response {
 /// and token); then upgrades.
 async fn join(
     State(node): State<Node>,
-    Path((instance, room)): Path<(String, String)>,
+    _: ThisNode,
+    RoomPath(room): RoomPath,
     RawQuery(raw_query): RawQuery,
     query: Result<Query<JoinParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     upgrade: Result<Upgrade, NotWebSocket>,
 ) -> Result<Response, ApiError> {
-    admission::check_instance(&node, &instance)?;
-    let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
     let Query(params) =
         query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     if let Some(name) = &params.name {

@@ -11,25 +11,24 @@
 //! `ROOMS_PER_TXN` rooms), then each room that moved tells its members
 //! where to go, and each that did not is unfrozen and goes on here.
 
-use proto::ErrorCode;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use bytes::Bytes;
+use proto::ErrorCode;
 use proto::handoff::{
-    ADOPT_BATCH_BYTES, ADOPT_PATH, AdoptAnswer, Adopted, HandoffAnswer, HandoffBatch, HandoffDone,
-    HandoffOutcome, HandoffRoom, MAX_HANDOFF_ROOMS, adopt_path,
+    ADOPT_BATCH_BYTES, Adopted, HandoffAnswer, HandoffBatch, HandoffDone, HandoffOutcome,
+    HandoffRoom, MAX_HANDOFF_ROOMS,
 };
 use proto::record::{NodeRecord, NodeState, RoomRecord};
+use service::client::{CallError, InternalClient};
+use service::error::ApiError;
 use store::StoreError;
 use tokio::time::Instant;
 
 use crate::member::close::CloseReason;
 use crate::node::Node;
 use crate::room::{Refused, Room};
-use service::client::{CallError, InternalClient};
-use service::error::ApiError;
 
 /// `POST /internal/handoff`: moves the batch's rooms to `to`. A refusal of
 /// the whole batch (key, target, this node's state) is an error answer;
@@ -296,24 +295,15 @@ async fn adopt(
     slice: &mut [Frozen],
 ) -> Result<Vec<Adopted>, CallError> {
     if let [one] = slice {
-        let body = Bytes::from(std::mem::take(&mut one.snapshot));
-        let adopted: Adopted = client
-            .post_json(addr, &adopt_path(&one.rec.id), body)
-            .await?;
+        let snapshot = std::mem::take(&mut one.snapshot);
+        let adopted = client.adopt_one(addr, &one.rec.id, snapshot).await?;
         return Ok(vec![adopted]);
     }
-    let size = slice.iter().map(|f| f.snapshot.len() + 1).sum::<usize>() + 16;
-    let mut body = Vec::with_capacity(size);
-    body.extend_from_slice(b"{\"rooms\":[");
-    for (i, frozen) in slice.iter_mut().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.append(&mut frozen.snapshot);
-    }
-    body.extend_from_slice(b"]}");
-    let answer: AdoptAnswer = client.post_json(addr, ADOPT_PATH, body.into()).await?;
-    Ok(answer.rooms)
+    let snapshots = slice
+        .iter_mut()
+        .map(|frozen| std::mem::take(&mut frozen.snapshot))
+        .collect();
+    client.adopt(addr, snapshots).await
 }
 
 /// The move committed: members learn the new path, after everything

@@ -13,20 +13,20 @@
 //! The owner's side of a move is [`super::handoff`]; this file has the
 //! routes, their authorization, the target's side (adopt) and `state`.
 
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use proto::ErrorCode;
-use proto::RoomId;
 use proto::handoff::{AdoptAnswer, AdoptBatch, Adopted, RoomSnapshot, StateRequest};
 use serde_json::{Value, json};
 
 use crate::node::Node;
 use service::auth::{bearer, secret_eq};
 use service::error::ApiError;
+use service::extract::RoomPath;
 
 use super::handoff::handoff;
 
@@ -88,10 +88,9 @@ fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
 /// `POST /internal/rooms/{id}/adopt`: one room's state (a batch of one).
 pub(crate) async fn adopt(
     State(node): State<Node>,
-    Path(room): Path<String>,
+    RoomPath(room): RoomPath,
     Json(snapshot): Json<RoomSnapshot>,
 ) -> Result<Json<Adopted>, ApiError> {
-    let room: RoomId = room.parse().map_err(ApiError::bad_id)?;
     if snapshot.room != room {
         return Err(ApiError::bad_request(
             ErrorCode::Mismatch,

@@ -4,15 +4,20 @@
 //! (the join is answered before any upgrade), and those a client causes by
 //! load are counted in `roomnode_rejected_total`.
 //!
-//! In order: the node takes joins at all, the page's origin, a connection
+//! In order: the path names this node ([`ThisNode`]), the node takes
+//! joins at all, the page's origin, a connection
 //! slot and a handshake slot, the room's owner
 //! ([`crate::cluster::ownership`]), the room's size and state, a private
 //! room's join token, the request's transport, the room's join rate (last,
 //! so a refused join costs the room nothing).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use proto::token::{self, Claims};
 use proto::{ErrorCode, InstanceId, RoomId};
 use service::error::ApiError;
@@ -60,18 +65,33 @@ impl Admitted {
     }
 }
 
-/// Refuses a join path's `iN` that is not this node.
-pub(crate) fn check_instance(node: &Node, instance: &str) -> Result<(), ApiError> {
-    let instance: InstanceId = instance
-        .parse()
-        .map_err(|e: proto::IdError| ApiError::not_found(&e.to_string()))?;
-    if instance != node.id() {
-        return Err(ApiError::new(
-            ErrorCode::WrongInstance,
-            format!("this is node {}, not {instance}", node.id()),
-        ));
+/// A join path's `{instance}`, checked to be this node. An extractor, to
+/// go before [`service::extract::RoomPath`]: another node's path is refused
+/// as such before its room id is looked at.
+pub(crate) struct ThisNode;
+
+/// Name of the path parameter that holds the node's id (`/{instance}/room/…`).
+const INSTANCE_PARAM: &str = "instance";
+
+impl FromRequestParts<Node> for ThisNode {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Node) -> Result<Self, Response> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, node)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let instance = params.get(INSTANCE_PARAM).ok_or_else(|| {
+            ApiError::internal(&"route has no {instance} parameter").into_response()
+        })?;
+        let instance: InstanceId = instance
+            .parse()
+            .map_err(|e: proto::IdError| ApiError::not_found(&e.to_string()).into_response())?;
+        if instance != node.id() {
+            let message = format!("this is node {}, not {instance}", node.id());
+            return Err(ApiError::new(ErrorCode::WrongInstance, message).into_response());
+        }
+        Ok(Self)
     }
-    Ok(())
 }
 
 /// Runs every check on `req`, in order (see the module's documentation).
