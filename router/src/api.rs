@@ -20,14 +20,12 @@ use store::Created;
 
 use crate::app::App;
 use crate::config::MAX_TOKEN_TTL_SECS;
+use crate::ownership;
 
 /// Longest page of `GET /rooms`.
 const MAX_PAGE: usize = 1000;
 /// Page size of `GET /rooms` without `limit`.
 const DEFAULT_PAGE: usize = 100;
-/// Longest wait for this router's mirror to show its own write, so the
-/// next request here sees it (normally a few milliseconds).
-const READ_YOUR_WRITES: std::time::Duration = std::time::Duration::from_secs(1);
 /// Length of a generated room id.
 const GENERATED_ID_LEN: usize = 12;
 
@@ -50,31 +48,15 @@ pub(crate) async fn create(
         ));
     }
     let ws = app.ws_base(&headers);
-    let Some(node) = app.mirror().nodes().placement.owner(&id) else {
-        // No node to place on, but an existing room is still an answer.
-        return match app.mirror().lookup(&id).await? {
-            Some(rec) => Ok((StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response()),
-            None => Err(ApiError::new(
-                ErrorCode::NoNodes,
-                "no active room node is registered".into(),
-            )),
-        };
-    };
-    let rec = RoomRecord::new(id, node, req.private, store::store::unix_now());
-    Ok(match app.store().create_room(&rec).await? {
+    Ok(match ownership::create(&app, id, req.private).await? {
         Created::New(rec) => {
-            app.mirror().catch_up(READ_YOUR_WRITES).await;
-            tracing::info!(room = %rec.id, node = %rec.node, private = rec.private, "room created");
             let mut view = RoomView::new(&rec, &ws);
             if rec.private {
                 view.token = Some(issue(&app, &rec, None, app.config().token_ttl)?.token);
             }
             (StatusCode::CREATED, Json(view)).into_response()
         }
-        Created::Existing(rec) => {
-            let rec = crate::failover::live_owner(&app, rec).await?;
-            (StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response()
-        }
+        Created::Existing(rec) => (StatusCode::OK, Json(RoomView::new(&rec, &ws))).into_response(),
     })
 }
 
@@ -136,11 +118,7 @@ pub(crate) async fn mint(
             format!("ttl_secs must be 1..={MAX_TOKEN_TTL_SECS}"),
         ));
     }
-    let rec = app
-        .mirror()
-        .lookup(&id)
-        .await?
-        .ok_or_else(|| unknown_room(&id))?;
+    let rec = ownership::find(&app, &id).await?;
     if !rec.private {
         return Err(ApiError::bad_request(
             ErrorCode::NotPrivate,
@@ -178,17 +156,8 @@ pub(crate) async fn get(
     headers: HeaderMap,
     RoomPath(id): RoomPath,
 ) -> Result<Json<RoomView>, ApiError> {
-    match app.mirror().lookup(&id).await? {
-        Some(rec) => {
-            let rec = crate::failover::live_owner(&app, rec).await?;
-            Ok(Json(RoomView::new(&rec, &app.ws_base(&headers))))
-        }
-        None => Err(unknown_room(&id)),
-    }
-}
-
-pub(crate) fn unknown_room(id: &RoomId) -> ApiError {
-    ApiError::new(ErrorCode::UnknownRoom, format!("room {id} does not exist"))
+    let rec = ownership::locate(&app, &id).await?;
+    Ok(Json(RoomView::new(&rec, &app.ws_base(&headers))))
 }
 
 /// `DELETE /rooms/{id}`: the owner sees the deletion through its watch and
@@ -197,13 +166,8 @@ pub(crate) async fn delete(
     State(app): State<App>,
     RoomPath(id): RoomPath,
 ) -> Result<StatusCode, ApiError> {
-    if app.store().delete_room(&id).await? {
-        app.mirror().catch_up(READ_YOUR_WRITES).await;
-        tracing::info!(room = %id, "room deleted");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(unknown_room(&id))
-    }
+    ownership::delete(&app, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /rooms` query.

@@ -14,7 +14,8 @@
 //! - `proxy`: the data plane, `/room/{id}` and `/iN/room/{id}`.
 //! - [`generate`]: ALB rules, nginx.conf and Prometheus targets from the
 //!   node registry.
-//! - `failover`: new owners for rooms whose node is gone.
+//! - `ownership`: who owns a room: find, create, delete, and fail over
+//!   (on access and in bulk) rooms whose node is gone.
 //! - `metrics`: the Prometheus metrics.
 //! - [`ops`]: `router rebalance` and `router drain` against the store.
 //! - [`rebalance`]: plan and run live moves to each room's HRW owner.
@@ -24,10 +25,10 @@ mod admin;
 mod api;
 mod app;
 pub mod config;
-mod failover;
 pub mod generate;
 mod metrics;
 pub mod ops;
+mod ownership;
 mod proxy;
 pub mod rebalance;
 pub mod server;

@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::uri::{Authority, PathAndQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, Version, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use proto::record::NodeRecord;
@@ -26,9 +26,8 @@ use service::server::PeerSlot;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::api::unknown_room;
 use crate::app::App;
-use crate::failover;
+use crate::ownership;
 
 /// Bound on connecting to a node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -62,23 +61,11 @@ pub(crate) async fn legacy(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let rec = app
-        .mirror()
-        .lookup(&room)
-        .await?
-        .ok_or_else(|| unknown_room(&room))?;
-    let rec = failover::live_owner(&app, rec).await?;
-    let mut path = proto::path::sharded(rec.node, &room);
-    if let Some(q) = req.uri().query() {
-        path.push('?');
-        path.push_str(q);
-    }
+    let rec = ownership::locate(&app, &room).await?;
     if !upgradable(&req)? {
-        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
-        let location = HeaderValue::from_str(&path).map_err(|e| ApiError::internal(&e))?;
-        resp.headers_mut().insert(header::LOCATION, location);
-        return Ok(resp);
+        return Err(ApiError::redirect(rec.node, &room, req.uri().query()));
     }
+    let path = service::error::location(rec.node, &room, req.uri().query());
     let node = live_node(&app, rec.node)?;
     forward_join(&app, &room, node, path, peer, req).await
 }

@@ -294,13 +294,8 @@ mod tests {
         (0..count)
             .map(|i| {
                 let id: RoomId = format!("room-{i}").parse().unwrap();
-                RoomRecord {
-                    node: placement.owner(&id).unwrap(),
-                    id,
-                    epoch: 1,
-                    private: false,
-                    created_at: 0,
-                }
+                let node = placement.owner(&id).unwrap();
+                RoomRecord::new(id, node, false, 0)
             })
             .collect()
     }

@@ -167,7 +167,7 @@ pub async fn run(
     let app = App::new(config, store, tunnels.clone(), stopping.clone());
     let limits = app.config().limits(app.metrics().rejected.clone());
     tokio::spawn(app.clone().probe_store());
-    tokio::spawn(crate::failover::reconcile(app.clone()));
+    tokio::spawn(crate::ownership::reconcile(app.clone()));
     let signal = stopping.clone();
     tokio::spawn(async move {
         shutdown.await;

@@ -104,11 +104,7 @@ impl ApiError {
 
     /// 307 to the room's path on `node`, keeping the query string.
     pub fn redirect(node: InstanceId, room: &RoomId, query: Option<&str>) -> Self {
-        let mut location = proto::path::sharded(node, room);
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            location.push('?');
-            location.push_str(q);
-        }
+        let location = location(node, room, query);
         Self {
             location: Some(location.clone()),
             ..Self::new(ErrorCode::Moved, format!("room {room} lives at {location}"))
@@ -124,6 +120,18 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+}
+
+/// The room's path on `node` with the query string of the request (a
+/// join's name, token, resume point): where a [`ApiError::redirect`] points
+/// and where the router's proxy sends a join.
+pub fn location(node: InstanceId, room: &RoomId, query: Option<&str>) -> String {
+    let mut location = proto::path::sharded(node, room);
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        location.push('?');
+        location.push_str(q);
+    }
+    location
 }
 
 impl IntoResponse for ApiError {
@@ -184,7 +192,9 @@ pub async fn json_errors(
     resp: Response,
 ) -> Response {
     let resp = as_json(resp).await;
-    if let Some(refusal) = resp.extensions().get::<Refusal>() {
+    if let Some(refusal) = resp.extensions().get::<Refusal>()
+        && resp.status().as_u16() >= 400
+    {
         log(&method, uri.path(), resp.status(), refusal);
     }
     resp
