@@ -284,3 +284,6 @@ impl Ownership {
         self.release(room, &reason);
     }
 }
+
+#[cfg(test)]
+mod tests;
