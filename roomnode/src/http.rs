@@ -38,7 +38,7 @@ async fn healthz(State(node): State<Node>) -> Response {
 /// Ready while registered, not shutting down, and its view of the store is
 /// current.
 async fn readyz(State(node): State<Node>) -> Response {
-    match node.unavailable().or_else(|| node.stale_view()) {
+    match node.not_ready() {
         Some(err) => err.into_response(),
         None => {
             axum::Json(serde_json::json!({"status": "ready", "node": node.id()})).into_response()

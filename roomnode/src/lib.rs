@@ -4,20 +4,30 @@
 //! Layout:
 //! - [`server`]: [`run`], the node on a listener until shutdown.
 //! - [`config`]: [`Config`], flags and environment, validated once.
-//! - `node`: the shared handle (identity, rooms, store, metrics).
-//! - `http`: the routes: WebSocket join with ownership checks, health,
-//!   metrics, and the internal routes.
-//! - `member/`: one client's connection: the WebSocket handshake
-//!   (`upgrade`), its session, its outgoing bytes (`outlet`, `conn`), how
-//!   it ends (`close`), what it may take (`limits`).
+//! - `node`: the shared handle (identity, config, store, rooms, ownership,
+//!   registration, metrics).
+//! - `http`: the routes and their thin handlers: the WebSocket join,
+//!   health, metrics, and the internal routes.
+//! - `member/`: one client in one room: may it join (`admission`, for
+//!   every protocol), the WebSocket handshake (`upgrade`), its `session`,
+//!   its outgoing bytes (`outlet`, `conn`), how it ends (`close`), what it
+//!   may take (`limits`).
 //! - `room/`: one room (`room`: members, seq, fan-out, slow-consumer
 //!   policy), its `history` and `limits`, and `rooms`, the rooms this node
 //!   hosts.
-//! - `cluster/`: the node in the cluster: its leased `registration` and
-//!   the fence, the `internal` API and the `handoff` that move rooms.
+//! - `cluster/`: the node in the cluster: which rooms it serves on the
+//!   store's word (`ownership`: resolve a join, activate, adopt, release),
+//!   its leased `registration` and the fence, the `internal` API and the
+//!   `handoff` that move rooms.
 //! - `engineio/`: Engine.IO, the transport under Socket.IO.
 //! - `metrics`: the Prometheus metrics.
 //! - `bench`: a room in isolation, for the micro-benchmarks.
+//!
+//! Dependencies point one way: `close` and `limits` are leaves; a room
+//! writes to its members' outlets; `rooms` holds rooms; `ownership`
+//! decides what `rooms` holds; `node` holds them all; `admission`,
+//! `session`, `internal` and `handoff` work through `node`; `http` routes
+//! to them and `server` starts it all.
 //!
 //! Serving (the HTTP loop, errors, auth, the internal API's client, tracing)
 //! comes from the `service` crate, shared with the router.

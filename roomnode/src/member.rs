@@ -1,11 +1,12 @@
-//! A member: one client's connection to one room, from the handshake to
+//! A member: one client's connection to one room, from its admission to
 //! the goodbye.
 //!
 //! Layout:
 //! - `admission`: whether a client may join a room here, for every
 //!   protocol: the checks, their order, the slots they reserve.
 //! - `upgrade`: the WebSocket handshake, keeping the raw connection.
-//! - `session`: one member's WebSocket: reads its frames, runs its writes.
+//! - `session`: one native member's WebSocket: joins it to the room, reads
+//!   its frames, runs its writes.
 //! - `outlet`: a member's outgoing bytes: frames written straight by the
 //!   broadcasting thread, or queued when the socket is full.
 //! - `conn`: the connection under tungstenite, writing through the outlet.

@@ -1,5 +1,6 @@
 //! [`Node`]: the handle every part of a running node shares: its identity,
-//! configuration, rooms, store, mirror, registration and metrics.
+//! configuration, store, mirror, rooms and their ownership, registration
+//! and metrics.
 
 use proto::ErrorCode;
 use std::sync::Arc;
@@ -118,10 +119,16 @@ impl Node {
         }
     }
 
+    /// Why the node is not ready, if it isn't: it takes no joins, or its
+    /// view of the store is not current. Such a node takes no part in
+    /// moves either, whose checks read that view.
+    pub(crate) fn not_ready(&self) -> Option<ApiError> {
+        self.unavailable().or_else(|| self.stale_view())
+    }
+
     /// Why this node's view of the store (the node registry and its own
-    /// rooms) cannot be trusted now, if it can't: it then takes no part in
-    /// moves, whose checks read that view.
-    pub(crate) fn stale_view(&self) -> Option<ApiError> {
+    /// rooms) cannot be trusted now, if it can't.
+    fn stale_view(&self) -> Option<ApiError> {
         let why = self.inner.mirror.staleness()?;
         Some(ApiError::new(
             why.code(),

@@ -37,7 +37,7 @@ pub(crate) async fn handoff(
     State(node): State<Node>,
     Json(req): Json<HandoffBatch>,
 ) -> Result<Json<HandoffAnswer>, ApiError> {
-    if let Some(err) = node.unavailable().or_else(|| node.stale_view()) {
+    if let Some(err) = node.not_ready() {
         return Err(err);
     }
     if req.rooms.len() > MAX_HANDOFF_ROOMS {

@@ -97,17 +97,14 @@ pub(crate) async fn adopt(
             "the snapshot is of another room".into(),
         ));
     }
-    if let Some(err) = node.unavailable().or_else(|| node.stale_view()) {
+    if let Some(err) = node.not_ready() {
         return Err(err);
     }
-    node.ownership()
-        .adopt(snapshot)
-        .map_err(|e| ApiError::new(ErrorCode::Stale, e.0))?;
-    Ok(Json(Adopted {
-        room,
-        adopted: true,
-        reason: None,
-    }))
+    let answer = hold(&node, snapshot);
+    match answer.reason {
+        Some(refused) => Err(ApiError::new(ErrorCode::Stale, refused)),
+        None => Ok(Json(answer)),
+    }
 }
 
 /// `POST /internal/adopt`: several rooms' state; each is held (or refused,
@@ -116,29 +113,27 @@ pub(crate) async fn adopt_batch(
     State(node): State<Node>,
     Json(batch): Json<AdoptBatch>,
 ) -> Result<Json<AdoptAnswer>, ApiError> {
-    if let Some(err) = node.unavailable().or_else(|| node.stale_view()) {
+    if let Some(err) = node.not_ready() {
         return Err(err);
     }
     let rooms = batch
         .rooms
         .into_iter()
-        .map(|snapshot| {
-            let room = snapshot.room.clone();
-            match node.ownership().adopt(snapshot) {
-                Ok(()) => Adopted {
-                    room,
-                    adopted: true,
-                    reason: None,
-                },
-                Err(refused) => Adopted {
-                    room,
-                    adopted: false,
-                    reason: Some(refused.0),
-                },
-            }
-        })
+        .map(|snapshot| hold(&node, snapshot))
         .collect();
     Ok(Json(AdoptAnswer { rooms }))
+}
+
+/// Holds one room's state until the store names this node its owner; the
+/// answer for that room.
+fn hold(node: &Node, snapshot: RoomSnapshot) -> Adopted {
+    let room = snapshot.room.clone();
+    let refused = node.ownership().adopt(snapshot).err();
+    Adopted {
+        room,
+        adopted: refused.is_none(),
+        reason: refused.map(|r| r.0),
+    }
 }
 
 /// `POST /internal/state`: `draining` takes the node out of placement (no
