@@ -1,11 +1,16 @@
-//! `router serve`'s configuration: one struct, every field a flag with an
-//! environment variable, checked once at start.
+//! The router's configuration, every field a flag with an environment
+//! variable: [`RouterConfig`], how a router serves, checked once at start;
+//! [`StoreArgs`], where the cluster's state lives, for every command that
+//! reads it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use proto::token::Secret;
+use store::kv::etcd::{DEFAULT_TIMEOUT, EtcdKv};
+use store::{Backend, Store};
 
 /// Default lifetime of a join token, seconds.
 pub const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
@@ -55,6 +60,33 @@ pub struct RouterConfig {
     /// directly.
     #[arg(long, env = "ROUTER_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
+}
+
+/// Where the cluster's state lives.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// etcd endpoints, comma-separated (`http://10.0.0.1:2379,...`). Required:
+    /// the embedded store is only for `router up`.
+    #[arg(long, env = "ROUTER_ETCD", value_delimiter = ',', required = true)]
+    etcd: Vec<String>,
+    /// Key prefix of this cluster in etcd.
+    #[arg(long, env = "ROUTER_PREFIX", default_value = proto::keys::DEFAULT_PREFIX)]
+    prefix: String,
+}
+
+impl StoreArgs {
+    /// The cluster's store.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Store> {
+        connect(&self.etcd, &self.prefix).await
+    }
+}
+
+/// The store of the cluster under `prefix` in the etcd at `endpoints`.
+pub(crate) async fn connect(endpoints: &[String], prefix: &str) -> anyhow::Result<Store> {
+    let kv = EtcdKv::connect(endpoints, DEFAULT_TIMEOUT)
+        .await
+        .context("connecting to etcd")?;
+    Ok(Store::new(Backend::Etcd(Box::new(kv)), prefix))
 }
 
 /// A configuration that cannot work, naming the flag.

@@ -1,20 +1,117 @@
 //! The operator commands that change where rooms live, run against the
-//! store: `router rebalance` and `router drain`.
+//! store: `router rebalance` and `router drain`, their flags and what they
+//! do.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use proto::InstanceId;
 use proto::record::{NodeRecord, NodeState, RoomRecord};
+use proto::token::Secret;
 use service::client::{CallError, InternalClient};
 use store::{Store, StoreError};
 
+use crate::config::StoreArgs;
 use crate::rebalance::{self, Plan, Summary};
 
 /// Rounds `drain` tries before giving up on rooms that would not move.
 const DRAIN_ROUNDS: usize = 5;
 /// Pause between drain rounds.
 const DRAIN_PAUSE: Duration = Duration::from_secs(1);
+
+/// Talking to the nodes' internal endpoints.
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The cluster secret (the nodes' `--secret`): internal calls are
+    /// authenticated with a key derived from it.
+    #[arg(
+        long,
+        env = "ROOMROUTER_SECRET",
+        hide_env_values = true,
+        required = true
+    )]
+    secret: Option<Secret>,
+    /// Handoff requests in flight at once, each a batch of up to 42 rooms
+    /// with one owner and one target.
+    #[arg(long, env = "ROUTER_MOVE_CONCURRENCY", default_value_t = rebalance::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+}
+
+impl ClusterArgs {
+    fn client(&self) -> InternalClient {
+        InternalClient::new(self.secret.as_ref().expect("clap requires --secret"))
+    }
+}
+
+/// `router rebalance` flags.
+#[derive(Debug, clap::Args)]
+pub struct RebalanceArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Print the plan only.
+    #[arg(long)]
+    dry_run: bool,
+    /// Move at most this many rooms.
+    #[arg(long)]
+    max_moves: Option<usize>,
+}
+
+impl RebalanceArgs {
+    /// `router rebalance`, printing its progress.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let store = self.cluster.store.connect().await?;
+        let opts = RebalanceOptions {
+            dry_run: self.dry_run,
+            max_moves: self.max_moves,
+            concurrency: self.cluster.concurrency,
+        };
+        rebalance(&store, &self.cluster.client(), opts, &mut print)
+            .await
+            .context("rebalance")?;
+        Ok(())
+    }
+}
+
+/// `router drain` flags.
+#[derive(Debug, clap::Args)]
+pub struct DrainArgs {
+    /// The node to drain, e.g. `i3`.
+    node: InstanceId,
+    /// Undo a drain: the node takes new rooms again.
+    #[arg(long)]
+    cancel: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+impl DrainArgs {
+    /// `router drain` (or, with `--cancel`, its undoing), printing its
+    /// progress.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let store = self.cluster.store.connect().await?;
+        let client = self.cluster.client();
+        if self.cancel {
+            return Ok(undrain(&store, &client, self.node, &mut print).await?);
+        }
+        drain(
+            &store,
+            &client,
+            self.node,
+            self.cluster.concurrency,
+            &mut print,
+        )
+        .await
+        .with_context(|| format!("drain {}", self.node))
+    }
+}
+
+/// A command's progress, one line at a time, on stdout.
+fn print(line: &str) {
+    println!("{line}");
+}
 
 /// Why an operator command failed.
 #[derive(Debug, thiserror::Error)]

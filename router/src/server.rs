@@ -1,8 +1,12 @@
 //! [`run`]: a router on a bound listener until `shutdown` resolves; the
-//! routes of the API, the data plane, health, metrics and the chat page.
+//! routes of the API, the data plane, health, metrics and the chat page;
+//! `router serve` ([`ServeArgs`]), the same against an etcd cluster.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::handler::Handler;
@@ -19,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::{self, App};
-use crate::config::{ConfigError, RouterConfig};
+use crate::config::{ConfigError, RouterConfig, StoreArgs};
 use crate::{admin, api, proxy};
 
 /// Bound on waiting for proxied tunnels after shutdown is signalled.
@@ -34,6 +38,34 @@ pub enum RouterError {
     /// A listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// `router serve` flags.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ROUTER_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    router: RouterConfig,
+}
+
+impl ServeArgs {
+    /// `router serve`: connects to etcd, binds `--listen` and serves until
+    /// `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let store = self.store.connect().await?;
+        let listener = service::server::bind(self.listen)
+            .with_context(|| format!("binding --listen {}", self.listen))?;
+        run(listener, self.router, store, shutdown)
+            .await
+            .context("router")
+    }
 }
 
 /// The chat page served at `/`.

@@ -7,9 +7,11 @@
 //! rule; a CloudFormation template of `AWS::ElasticLoadBalancingV2::ListenerRule`
 //! resources; and a plan against the listener's current rules (the output
 //! of `aws elbv2 describe-rules`): which to create, modify and delete.
+//! [`AlbArgs`] is `router alb-rules`.
 
 use std::collections::BTreeMap;
 
+use anyhow::Context;
 use proto::InstanceId;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -221,6 +223,107 @@ pub fn plan(listener_arn: &str, desired: &[Rule], current: &str) -> Result<AlbPl
             .push(json!({"RuleArn": gone.rule_arn, "Instance": instance}));
     }
     Ok(plan)
+}
+
+/// `router alb-rules` flags.
+#[derive(Debug, clap::Args)]
+pub struct AlbArgs {
+    /// The instances to route, e.g. `i1,i2,i3`; without it, the live nodes
+    /// registered in etcd (`--etcd`).
+    #[arg(long, value_delimiter = ',', required_unless_present = "etcd")]
+    instances: Vec<InstanceId>,
+    /// etcd endpoints to read the live nodes from.
+    #[arg(long, env = "ROUTER_ETCD", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix of this cluster in etcd.
+    #[arg(long, env = "ROUTER_PREFIX", default_value = proto::keys::DEFAULT_PREFIX)]
+    prefix: String,
+    /// The ALB listener's ARN.
+    #[arg(long, env = "ROUTER_ALB_LISTENER_ARN")]
+    listener_arn: String,
+    /// Target group ARN (or name) of each instance, with `{id}` (`i3`) or
+    /// `{n}` (`3`) in it, e.g. `arn:aws:…:targetgroup/roomnode-{id}/…`.
+    #[arg(long, env = "ROUTER_ALB_TARGET_GROUP")]
+    target_group: String,
+    /// Instance N's rule gets priority base + N (stable as instances change).
+    #[arg(long, default_value_t = DEFAULT_PRIORITY_BASE)]
+    priority_base: u32,
+    /// `cli-json`: one `aws elbv2 create-rule --cli-input-json` document per
+    /// line; `cloudformation`: a template of ListenerRule resources; `plan`:
+    /// what to create, modify and delete against `--current`.
+    #[arg(long, value_enum, default_value = "cli-json")]
+    format: AlbFormat,
+    /// `aws elbv2 describe-rules --listener-arn …` output, for `--format plan`.
+    #[arg(long, required_if_eq("format", "plan"))]
+    current: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AlbFormat {
+    CliJson,
+    Cloudformation,
+    Plan,
+}
+
+impl AlbArgs {
+    /// `router alb-rules`: prints the rules (or the plan) on stdout.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let instances = if self.instances.is_empty() {
+            let store = crate::config::connect(&self.etcd, &self.prefix).await?;
+            store
+                .nodes()
+                .await
+                .context("reading the nodes")?
+                .into_iter()
+                .map(|n| n.id)
+                .collect()
+        } else {
+            self.instances
+        };
+        if instances.len() > RULES_PER_ALB {
+            eprintln!(
+                "warning: {} rules exceed the quota of {} rules per load balancer; see deploy/aws/README.md",
+                instances.len(),
+                RULES_PER_ALB
+            );
+        }
+        let settings = AlbSettings {
+            listener_arn: self.listener_arn,
+            target_group: self.target_group,
+            priority_base: self.priority_base,
+        };
+        let rules = rules(&settings, &instances)?;
+        match self.format {
+            AlbFormat::CliJson => {
+                for r in &rules {
+                    println!("{}", cli_input(&settings.listener_arn, r));
+                }
+            }
+            AlbFormat::Cloudformation => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cloudformation(&settings.listener_arn, &rules))?
+                );
+            }
+            AlbFormat::Plan => {
+                let path = self
+                    .current
+                    .expect("clap requires --current with --format plan");
+                let current = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let plan = plan(&settings.listener_arn, &rules, &current)?;
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+                eprintln!(
+                    "plan: {} to create, {} to modify, {} to delete, {} unchanged",
+                    plan.create.len(),
+                    plan.modify.len(),
+                    plan.delete.len(),
+                    plan.unchanged
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

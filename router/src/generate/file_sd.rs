@@ -1,11 +1,15 @@
 //! Prometheus file-based service discovery of the live room nodes: one
 //! target group per node, labelled with its instance id and state, written
 //! atomically (temp file + rename) so Prometheus never reads half a file.
+//! [`SdArgs`] is `router prometheus-sd`.
 
 use std::path::Path;
 
+use anyhow::Context;
 use proto::record::NodeRecord;
 use serde_json::{Value, json};
+
+use crate::config::StoreArgs;
 
 /// The file_sd JSON for `nodes`.
 pub fn targets(nodes: &[NodeRecord]) -> Value {
@@ -62,6 +66,39 @@ pub async fn watch(
 
 /// How often `watch` compares the node set with the file.
 const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `router prometheus-sd` flags.
+#[derive(Debug, clap::Args)]
+pub struct SdArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Write to this file (atomically) instead of printing.
+    #[arg(long, required_if_eq("watch", "true"))]
+    out: Option<std::path::PathBuf>,
+    /// Keep `--out` current as nodes come and go, until stopped.
+    #[arg(long)]
+    watch: bool,
+}
+
+impl SdArgs {
+    /// `router prometheus-sd`: the targets once, or (`--watch`) kept
+    /// current until `shutdown`.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let store = self.store.connect().await?;
+        match (self.watch, self.out) {
+            (true, Some(out)) => watch(store, &out, shutdown).await?,
+            (_, out) => {
+                let nodes = store.nodes().await.context("reading the nodes")?;
+                let json = serde_json::to_string_pretty(&targets(&nodes))?;
+                match out {
+                    Some(path) => write_atomically(&path, &json)?,
+                    None => println!("{json}"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,14 @@
 //! A complete nginx.conf: one upstream and one `location /iN/room/` per
 //! instance, the default location to the routers, WebSocket upgrade headers
-//! and timeouts fit for long-lived connections.
+//! and timeouts fit for long-lived connections. [`NginxArgs`] is
+//! `router nginx-config`.
 
 use std::fmt::Write;
 
+use anyhow::Context;
 use proto::record::NodeRecord;
+
+use crate::config::StoreArgs;
 
 /// How the config is laid out.
 #[derive(Debug, Clone)]
@@ -101,6 +105,37 @@ pub fn config(settings: &NginxSettings, nodes: &[NodeRecord]) -> Result<String, 
     }
     c.push_str("\n        location / {\n            proxy_pass http://roomrouter_routers;\n        }\n    }\n}\n");
     Ok(c)
+}
+
+/// `router nginx-config` flags.
+#[derive(Debug, clap::Args)]
+pub struct NginxArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// A router, `host:port` (repeat for each); the default location.
+    #[arg(long = "router", required = true)]
+    routers: Vec<String>,
+    /// nginx's `listen`.
+    #[arg(long, default_value = "80")]
+    listen: String,
+    /// Put nginx's pid, logs and temp files here (to run it without root).
+    #[arg(long)]
+    runtime_dir: Option<String>,
+}
+
+impl NginxArgs {
+    /// `router nginx-config`: prints the config for the live nodes.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let store = self.store.connect().await?;
+        let nodes = store.nodes().await.context("reading the nodes")?;
+        let settings = NginxSettings {
+            listen: self.listen,
+            routers: self.routers,
+            runtime_dir: self.runtime_dir,
+        };
+        print!("{}", config(&settings, &nodes)?);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
