@@ -5,19 +5,21 @@
 //!
 //! Layout:
 //! - [`server`]: [`run`], the router on a listener until shutdown, and its
-//!   routes.
-//! - [`config`]: [`RouterConfig`], flags and environment.
+//!   routes; `router serve`.
+//! - [`config`]: [`RouterConfig`] and the store's flags, with their
+//!   environment variables.
 //! - `app`: the shared handle (store, mirror, readiness, metrics, admin
 //!   check).
 //! - `admin`: `POST /admin/rebalance`.
 //! - `api`: `POST/GET/DELETE /rooms…`, `GET /nodes`.
 //! - `proxy`: the data plane, `/room/{id}` and `/iN/room/{id}`.
 //! - [`generate`]: ALB rules, nginx.conf and Prometheus targets from the
-//!   node registry.
+//!   node registry (`router alb-rules`, `nginx-config`, `prometheus-sd`).
 //! - `ownership`: who owns a room: find, create, delete, and fail over
 //!   (on access and in bulk) rooms whose node is gone.
 //! - `metrics`: the Prometheus metrics.
-//! - [`ops`]: `router rebalance` and `router drain` against the store.
+//! - [`ops`]: `router rebalance` and `router drain`, their flags, against
+//!   the store.
 //! - [`rebalance`]: plan and run live moves to each room's HRW owner.
 //! - [`up`]: `router up`, the whole cluster in one process.
 

@@ -7,7 +7,8 @@
 //!   deadlines, connections per client address, oversized heads), binding,
 //!   graceful stop.
 //! - [`error`]: [`error::ApiError`], the one JSON error answer, and the
-//!   middleware that gives the framework's own refusals the same body.
+//!   layer every route is behind: it gives the framework's own refusals
+//!   the same body and logs each refusal once.
 //! - [`extract`]: [`extract::RoomPath`], the parsed `{room}` path
 //!   parameter of a route.
 //! - [`auth`]: bearer credentials and constant-time comparison.
