@@ -134,10 +134,7 @@ impl InternalClient {
 
     /// `POST {base}{path}` with a body that is JSON already; the JSON
     /// answer on 2xx.
-    // Public only until roomnode's handoff calls `adopt`/`adopt_one`; then
-    // private like `post`.
-    #[doc(hidden)]
-    pub async fn post_json<R: DeserializeOwned>(
+    async fn post_json<R: DeserializeOwned>(
         &self,
         base: &str,
         path: &str,
