@@ -13,6 +13,9 @@
 //! - [`bulk`]: writing tens of thousands of rooms straight into the store.
 //! - [`cluster`]: [`Cluster`], etcd plus room nodes and routers as real
 //!   processes, ready to use, and what etcd says of its rooms.
+//! - [`inproc`]: [`inproc::Cluster`], room nodes and routers in this
+//!   process (`roomnode::run`, `router::run`) on one memory store, for the
+//!   cases that need no process fault.
 //! - [`ids`]: instance and room ids from literals, and [`ids::hrw`], the
 //!   owner rendezvous hashing picks.
 //! - [`ws`]: [`WsClient`], the one WebSocket client, speaking JSON text
@@ -36,6 +39,7 @@ pub mod etcd;
 pub mod faults;
 pub mod http;
 pub mod ids;
+pub mod inproc;
 pub mod metrics;
 pub mod port;
 pub mod process;
