@@ -379,6 +379,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()
+        .with_ansi(false)
         .try_init();
 }
 
@@ -387,7 +388,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn serves_until_dropped() {
+    async fn serves_stops_a_service_and_tears_down_on_drop() {
         let mut cluster = Cluster::start(2, 2).await;
         let nodes = cluster.router(0).http().get("/nodes").await;
         assert_eq!(nodes.status, 200, "{}", nodes.text);
