@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use proto::RoomId;
 use proto::keys::Keys;
 use proto::record::RoomRecord;
-use proto::RoomId;
 use store::kv::memory::MemoryKv;
 use store::kv::{Kv, WatchMsg};
 use store::mirror::Hook;
