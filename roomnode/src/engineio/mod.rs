@@ -60,6 +60,7 @@ use std::sync::Arc;
 // What the layer is built on from the member path, named once here.
 use crate::member::close::CloseReason;
 use crate::member::outlet::{End, Outlet, OutletConfig};
+use crate::member::session::{CLOSE_TIMEOUT, say_goodbye};
 use crate::member::upgrade::{Accepted, Socket, Upgrade};
 use crate::metrics::Metrics;
 

@@ -23,15 +23,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use super::packet::{self, Incoming, Message};
 use super::session::{Farewell, Received, Session, close_reason};
-use super::{Accepted, CloseCause, CloseReason, End, Outlet, OutletConfig, Socket};
-
-/// Bound on saying goodbye: on the close frame getting out and on the
-/// client's close reply.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Most bytes read and discarded after a close that leaves the input
-/// unreadable (so the close frame is not lost to a TCP reset).
-const DRAIN_LIMIT: usize = 1 << 20;
+use super::{
+    Accepted, CLOSE_TIMEOUT, CloseCause, CloseReason, End, Outlet, OutletConfig, Socket,
+    say_goodbye,
+};
 
 /// Bound on a probing WebSocket sending `2probe` and `5` (the reference
 /// server's default). Polling goes on meanwhile.
@@ -80,7 +75,7 @@ pub(super) async fn run_probe(session: Arc<Session>, accepted: Accepted) {
     let outlet = outlet(&session, &accepted);
     let mut socket = accepted.into_socket(outlet.clone()).await;
     if !session.begin_probe(&outlet) {
-        goodbye(&mut socket, &already_upgraded()).await;
+        say_goodbye(&mut socket, already_upgraded()).await;
         return;
     }
     let phase = Phase::Probe(Instant::now() + UPGRADE_TIMEOUT);
@@ -92,7 +87,7 @@ pub(super) async fn run_refused(session: Arc<Session>, accepted: Accepted) {
     let outlet = outlet(&session, &accepted);
     drop(session);
     let mut socket = accepted.into_socket(outlet).await;
-    goodbye(&mut socket, &already_upgraded()).await;
+    say_goodbye(&mut socket, already_upgraded()).await;
 }
 
 fn already_upgraded() -> CloseReason {
@@ -181,7 +176,7 @@ async fn serve_socket(
                     // Polling goes on at once, not after the goodbye.
                     session.detach(outlet);
                 }
-                goodbye(&mut socket, &reason).await;
+                say_goodbye(&mut socket, reason).await;
                 return;
             }
         }
@@ -269,53 +264,5 @@ fn read_error(e: &WsError) -> Option<CloseCause> {
             Some(CloseCause::ProtocolError)
         }
         _ => None,
-    }
-}
-
-/// Sends the close frame, then waits (bounded) for the client's reply, or,
-/// when its input cannot be read as frames any more, shuts our side and
-/// discards what it still sends: closing a socket with unread input makes
-/// the kernel send a reset, which can overtake the close frame.
-async fn goodbye(socket: &mut Socket, reason: &CloseReason) {
-    use proto::wire::close;
-    let unreadable = reason.code == close::TOO_BIG || reason.code == u16::from(CloseCode::Protocol);
-    let frame = CloseFrame {
-        code: reason.code.into(),
-        reason: reason.reason.into(),
-    };
-    let bye = async {
-        if socket.send(WsMessage::Close(Some(frame))).await.is_err() {
-            return;
-        }
-        if unreadable {
-            drain_raw(socket).await;
-        } else {
-            await_close_reply(socket).await;
-        }
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, bye).await;
-}
-
-async fn await_close_reply(socket: &mut Socket) {
-    let mut drained = 0;
-    while drained < DRAIN_LIMIT {
-        match socket.next().await {
-            Some(Ok(WsMessage::Close(_))) | None => return,
-            Some(Ok(msg)) => drained += msg.len(),
-            Some(Err(_)) => return drain_raw(socket).await,
-        }
-    }
-}
-
-async fn drain_raw(socket: &mut Socket) {
-    socket.get_ref().outlet().shut_write();
-    let raw = socket.get_mut();
-    let mut buf = vec![0u8; 8192];
-    let mut drained = 0;
-    while drained < DRAIN_LIMIT {
-        match raw.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
-        }
     }
 }

@@ -38,7 +38,7 @@ pub(crate) struct Settings {
 /// Bound on saying goodbye to a client that may not be reading or
 /// answering: on our close frame getting into a full socket, and on the wait
 /// for the client's close reply.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Most bytes read and thrown away after our close frame, so it is not lost
 /// to a TCP reset.
@@ -146,8 +146,7 @@ pub(crate) async fn run(
     metrics.connections.dec();
     match ended {
         Some(End::Close(reason)) => {
-            let goodbye = say_goodbye(&mut socket, reason);
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye).await;
+            say_goodbye(&mut socket, reason).await;
         }
         // What is still queued (a reply to the client's close) leaves
         // before the socket closes.
@@ -315,8 +314,13 @@ async fn reply_error(socket: &mut Socket, code: &str, message: &str) -> Result<(
 /// socket ends the connection right away: the server closes the TCP
 /// connection first (RFC 6455 7.1.1), and a client only sees the WebSocket
 /// closed when it does. Reading on to the end of the connection instead
-/// would wait for a client that waits for us, until [`CLOSE_TIMEOUT`].
-async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
+/// would wait for a client that waits for us. Bounded by [`CLOSE_TIMEOUT`];
+/// Engine.IO's WebSocket transport ends the same way.
+pub(crate) async fn say_goodbye(socket: &mut Socket, reason: CloseReason) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, goodbye_unbounded(socket, reason)).await;
+}
+
+async fn goodbye_unbounded(socket: &mut Socket, reason: CloseReason) {
     let framed = !reason.follows_unreadable_input();
     let frame = reason.frame();
     if let Some(last) = reason.last {
