@@ -26,6 +26,18 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Asserts this is the JSON error `code` with `status`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.body["error"].as_str()),
+            (status, Some(code)),
+            "expected {status} {code}, got {} {}",
+            self.status,
+            self.text
+        );
+    }
+
     /// A header's value as text, if present and readable.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

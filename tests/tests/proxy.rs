@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use testkit::ws::tungstenite::Error;
-use testkit::{Cluster, Http, NodeProc, Reply, WsClient, eventually, join, metrics};
+use testkit::{Cluster, Http, NodeProc, WsClient, eventually, join, metrics};
 
 /// Bound on any one wait for asynchronous state.
 const WAIT: Duration = Duration::from_secs(10);
@@ -41,18 +41,6 @@ async fn ws_refusal(url: &str) -> (u16, String) {
         status,
         plain.body["error"].as_str().unwrap_or("").to_owned(),
     )
-}
-
-/// Asserts `reply` is the error `code` with `status`.
-#[track_caller]
-fn assert_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(
-        (reply.status, reply.body["error"].as_str()),
-        (status, Some(code)),
-        "expected {status} {code}, got {} {}",
-        reply.status,
-        reply.text
-    );
 }
 
 /// `router_proxy_connections` of the router behind `http`.
@@ -202,9 +190,11 @@ async fn legacy_path_without_upgrade_redirects_to_the_owner() {
     }
 
     let http = cluster.router(0).http();
-    assert_error(&http.get("/room/nowhere").await, 404, "unknown_room");
+    http.get("/room/nowhere")
+        .await
+        .assert_error(404, "unknown_room");
     let r = http.get("/room/bad%20id").await;
-    assert_error(&r, 400, "invalid_room_id");
+    r.assert_error(400, "invalid_room_id");
     assert!(
         r.body["message"]
             .as_str()
@@ -227,7 +217,7 @@ async fn a_node_refuses_what_it_does_not_host() {
     let node = cluster.node(1).http();
 
     let r = node.get(&format!("/i2/room/{mine}")).await;
-    assert_error(&r, 404, "wrong_instance");
+    r.assert_error(404, "wrong_instance");
     let r = node.get(&format!("/i1/room/{theirs}?since=3&name=y")).await;
     assert_eq!(r.status, 307, "{}", r.text);
     assert_eq!(
@@ -240,13 +230,15 @@ async fn a_node_refuses_what_it_does_not_host() {
         r.header("location"),
         Some(format!("/{theirs_node}/room/{theirs}").as_str())
     );
-    assert_error(&node.get("/i1/room/nowhere").await, 404, "unknown_room");
-    assert_error(&node.get("/i1/room/bad%20id").await, 400, "invalid_room_id");
-    assert_error(
-        &node.get(&format!("/i1/room/{mine}")).await,
-        426,
-        "upgrade_required",
-    );
+    node.get("/i1/room/nowhere")
+        .await
+        .assert_error(404, "unknown_room");
+    node.get("/i1/room/bad%20id")
+        .await
+        .assert_error(400, "invalid_room_id");
+    node.get(&format!("/i1/room/{mine}"))
+        .await
+        .assert_error(426, "upgrade_required");
 
     // The same answers to a WebSocket handshake.
     let base = cluster.node(1).ws_base();
@@ -279,7 +271,9 @@ async fn the_router_passes_instance_paths_to_the_node() {
     let (on2, elsewhere) = rooms_on_and_off(&cluster, "q", 2).await;
     let http = cluster.router(0).http();
 
-    assert_error(&http.get("/i99/room/x").await, 503, "node_unavailable");
+    http.get("/i99/room/x")
+        .await
+        .assert_error(503, "node_unavailable");
     let ws = cluster.router(0).ws_base();
     assert_eq!(
         ws_refusal(&format!("{ws}/i99/room/x")).await,
@@ -287,12 +281,12 @@ async fn the_router_passes_instance_paths_to_the_node() {
     );
 
     // The node's own answers come back through the router unchanged.
-    assert_error(
-        &http.get(&format!("/i2/room/{on2}")).await,
-        426,
-        "upgrade_required",
-    );
-    assert_error(&http.get("/i2/room/nowhere").await, 404, "unknown_room");
+    http.get(&format!("/i2/room/{on2}"))
+        .await
+        .assert_error(426, "upgrade_required");
+    http.get("/i2/room/nowhere")
+        .await
+        .assert_error(404, "unknown_room");
     let other = cluster.owner(&elsewhere).await.id();
     let r = http.get(&format!("/i2/room/{elsewhere}?name=z")).await;
     assert_eq!(r.status, 307, "{}", r.text);

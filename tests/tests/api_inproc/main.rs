@@ -79,16 +79,10 @@ async fn raw(
     }
 }
 
-/// Asserts `reply` is the error `code` with `status`.
+/// Asserts `reply` is the error `code` with `status`, with a message.
 #[track_caller]
 fn assert_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(
-        (reply.status, reply.body["error"].as_str()),
-        (status, Some(code)),
-        "expected {status} {code}, got {} {}",
-        reply.status,
-        reply.text
-    );
+    reply.assert_error(status, code);
     assert!(
         reply.body["message"]
             .as_str()
