@@ -31,9 +31,13 @@ pub const DEFAULT_PRESENCE_LIMIT: usize = 100;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Default frames queued per member before it is a slow consumer (SPEC).
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
-/// Default seconds between pings to a member (below the 60 s idle timeout
-/// of an AWS ALB, so quiet rooms are not cut off).
-pub const DEFAULT_PING_SECS: u64 = 25;
+/// Default time between pings to a member (below the 60 s idle timeout of
+/// an AWS ALB, so quiet rooms are not cut off).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Default time a Socket.IO client has to answer a ping.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default time a new Socket.IO session has to send its CONNECT.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 /// Default most members in one room.
 pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
 /// Default most member connections on one node (keep below the process's
@@ -109,11 +113,19 @@ pub struct Config {
     /// Longest graceful shutdown, seconds.
     #[arg(long, env = "ROOMNODE_GRACE", default_value_t = DEFAULT_GRACE_SECS)]
     pub grace: u64,
-    /// Seconds between keep-alive checks: a member quiet at a check is
-    /// pinged, and dropped at the next one if it sent nothing back (a
-    /// silent member goes after about two intervals). 0 turns pings off.
-    #[arg(long, env = "ROOMNODE_PING_INTERVAL", default_value_t = DEFAULT_PING_SECS)]
-    pub ping_interval: u64,
+    /// Time between keep-alive checks (`25s`, `300ms`; a bare number is
+    /// seconds): a native member quiet at a check is pinged, and dropped at
+    /// the next one if it sent nothing back (a silent member goes after
+    /// about two intervals); 0 turns native pings off. Also Socket.IO's
+    /// `pingInterval` (25 s when this is 0).
+    #[arg(long, env = "ROOMNODE_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Time a Socket.IO client has to answer a ping (`pingTimeout`).
+    #[arg(long, env = "ROOMNODE_PING_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub ping_timeout: Duration,
+    /// Time a new Socket.IO session has to send its CONNECT packet.
+    #[arg(long, env = "ROOMNODE_CONNECT_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
     /// Milliseconds a room holds its frames after the first one, so each
     /// member gets all of them in one write (fewer system calls under load,
     /// at up to that much added latency; `--max-queue` must cover a
@@ -178,6 +190,9 @@ pub enum ConfigError {
     )]
     Limits,
     /// See the message.
+    #[error("--ping-timeout and --connect-timeout must be positive")]
+    Timeouts,
+    /// See the message.
     #[error("--advertise must be an http:// or https:// URL, got {0:?}")]
     Advertise(String),
 }
@@ -202,7 +217,9 @@ impl Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue: DEFAULT_MAX_QUEUE,
             grace: DEFAULT_GRACE_SECS,
-            ping_interval: DEFAULT_PING_SECS,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             flush_window_ms: 0,
             max_members: DEFAULT_MAX_MEMBERS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -236,6 +253,9 @@ impl Config {
         {
             return Err(ConfigError::Limits);
         }
+        if self.ping_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(ConfigError::Timeouts);
+        }
         if let Some(a) = &self.advertise
             && !(a.starts_with("http://") || a.starts_with("https://"))
         {
@@ -246,7 +266,12 @@ impl Config {
 
     /// The ping interval, if pings are on.
     pub fn ping(&self) -> Option<Duration> {
-        (self.ping_interval > 0).then(|| Duration::from_secs(self.ping_interval))
+        (!self.ping_interval.is_zero()).then_some(self.ping_interval)
+    }
+
+    /// Socket.IO's `pingInterval`.
+    pub fn socketio_ping(&self) -> Duration {
+        self.ping().unwrap_or(DEFAULT_PING_INTERVAL)
     }
 
     /// The flush window, if coalescing is on.
@@ -257,5 +282,31 @@ impl Config {
     /// The lease TTL.
     pub fn ttl(&self) -> Duration {
         Duration::from_secs(self.lease_ttl)
+    }
+}
+
+/// A duration flag: `300ms`, `25s`, `1m 30s` (humantime), or a bare number
+/// of seconds, as these flags took before.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 300ms, 25s, 2m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_bare_numbers_are_seconds() {
+        assert_eq!(parse_duration("25"), Ok(Duration::from_secs(25)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        let err = parse_duration("soon").unwrap_err();
+        assert!(err.contains("examples"), "{err}");
+        assert!(parse_duration("-1").is_err());
     }
 }

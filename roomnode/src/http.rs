@@ -1,12 +1,12 @@
 //! The node's HTTP surface: `GET /iN/room/{id}` (the WebSocket join, after
-//! its [`admission`]), `/healthz`, `/readyz`, `/metrics`, and the internal
+//! its [`admission`]), `/iN/room/{id}/socket.io/` (Socket.IO, [`socketio`]), `/healthz`, `/readyz`, `/metrics`, and the internal
 //! routes ([`internal`]).
 
 use axum::Router;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use proto::ErrorCode;
 use proto::wire::{JoinParams, check_name};
 use service::error::ApiError;
@@ -17,11 +17,14 @@ use crate::member::admission::{self, ThisNode};
 use crate::member::session;
 use crate::member::upgrade::{NotWebSocket, Upgrade};
 use crate::node::Node;
+use crate::socketio;
 
 /// The node's routes.
 pub(crate) fn routes(node: Node) -> Router {
     Router::new()
         .route("/{instance}/room/{room}", get(join))
+        .route("/{instance}/room/{room}/socket.io", any(socketio::serve))
+        .route("/{instance}/room/{room}/socket.io/", any(socketio::serve))
         .merge(internal::routes(&node))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -80,6 +83,7 @@ async fn join(
         query: raw_query.as_deref(),
         headers: &headers,
         token: params.token.as_deref(),
+        token_now: true,
         transport: upgrade.as_ref().map(|_| ()).map_err(|e| ApiError::from(*e)),
     };
     let admitted = admission::admit(&node, req).await?;

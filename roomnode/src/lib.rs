@@ -19,7 +19,10 @@
 //!   store's word (`ownership`: resolve a join, activate, adopt, release),
 //!   its leased `registration` and the fence, the `internal` API and the
 //!   `handoff` that move rooms.
-//! - `engineio/`: Engine.IO, the transport under Socket.IO.
+//! - `engineio/`: Engine.IO, the transport under Socket.IO: sessions over
+//!   polling and WebSocket, heartbeats.
+//! - `socketio/`: Socket.IO on every room: a session's admission, its
+//!   packets in (`inbound`) and out (`outbound`).
 //! - `metrics`: the Prometheus metrics.
 //! - `bench`: a room in isolation, for the micro-benchmarks.
 //!
@@ -36,7 +39,6 @@
 pub mod bench;
 mod cluster;
 pub mod config;
-#[allow(dead_code, unused_imports)] // wired into the routes by the Socket.IO layer
 mod engineio;
 mod http;
 mod member;
@@ -44,6 +46,7 @@ mod metrics;
 mod node;
 mod room;
 pub mod server;
+mod socketio;
 
 pub use config::Config;
 pub use server::{NodeError, run};

@@ -17,6 +17,9 @@ pub(crate) struct Metrics {
     pub(crate) active_rooms: IntGauge,
     /// Open member connections.
     pub(crate) connections: IntGauge,
+    /// Open Engine.IO sessions (Socket.IO members and sessions that have
+    /// not sent CONNECT yet).
+    pub(crate) socketio_sessions: IntGauge,
     /// Messages accepted from clients.
     pub(crate) received: IntCounter,
     /// Message frames written to clients.
@@ -65,7 +68,14 @@ impl Metrics {
             "Rooms assigned to this node in the store.",
         );
         let active_rooms = gauge("roomnode_active_rooms", "Rooms with at least one member.");
-        let connections = gauge("roomnode_connections", "Open member WebSocket connections.");
+        let connections = gauge(
+            "roomnode_connections",
+            "Open member connections (native WebSockets and Socket.IO sessions).",
+        );
+        let socketio_sessions = gauge(
+            "roomnode_socketio_sessions",
+            "Open Engine.IO sessions, Socket.IO members and those not connected yet.",
+        );
         let received = counter(
             "roomnode_messages_received_total",
             "Messages accepted from clients.",
@@ -161,6 +171,7 @@ impl Metrics {
             rooms,
             active_rooms,
             connections,
+            socketio_sessions,
             received,
             delivered,
             slow_consumers,

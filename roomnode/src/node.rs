@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::cluster::ownership::Ownership;
 use crate::cluster::registration::Registration;
 use crate::config::Config;
+use crate::engineio::Engine;
 use crate::member::limits::Slots;
 use crate::metrics::Metrics;
 use crate::room::rooms::Rooms;
@@ -45,6 +46,8 @@ pub(crate) struct Parts {
     /// Joins between their request and their admission to the room,
     /// bounded.
     pub(crate) handshakes: Slots,
+    /// The Socket.IO members' Engine.IO sessions.
+    pub(crate) engine: Engine,
 }
 
 impl Node {
@@ -94,6 +97,10 @@ impl Node {
     }
 
     /// Joins in progress, bounded.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
     pub(crate) fn handshakes(&self) -> &Slots {
         &self.inner.handshakes
     }
@@ -160,6 +167,7 @@ impl Node {
         m.store_view_age.set(self.inner.mirror.age().as_secs_f64());
         m.active_rooms.set(self.inner.rooms.active() as i64);
         m.history_bytes.set(self.inner.rooms.history_bytes() as i64);
+        m.socketio_sessions.set(self.inner.engine.sessions() as i64);
         m.render()
     }
 }

@@ -11,13 +11,19 @@
 //! Holding the lock across the writes is what keeps every member's frames
 //! in seq order.
 //!
+//! Members speak the native protocol or Socket.IO ([`sink`]); a message
+//! reaches Socket.IO members as an event, built only when the room has
+//! such members, and encoded once per namespace spelling.
+//!
 //! Layout: this file (the [`Room`]), [`history`] (the ring behind `since`
-//! resume), [`limits`] (the sizes a room lives by), [`rooms`] (the rooms
-//! this node hosts, by id), `tests`.
+//! resume and Socket.IO recovery), [`limits`] (the sizes a room lives by),
+//! [`rooms`] (the rooms this node hosts, by id), [`sink`] (a member's way
+//! out, by protocol), `tests`.
 
 pub(crate) mod history;
 pub(crate) mod limits;
 pub(crate) mod rooms;
+pub(crate) mod sink;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -25,6 +31,8 @@ use std::time::Duration;
 
 use proto::handoff::RoomSnapshot;
 use proto::record::RoomRecord;
+use proto::socketio::bridge::Event;
+use proto::socketio::recovery::Resume;
 use proto::wire::{ServerMsg, code};
 use proto::{InstanceId, RoomId};
 use serde_json::value::RawValue;
@@ -35,13 +43,15 @@ use crate::member::close::{CloseReason, error_frame};
 use crate::member::limits::{RateLimit, Verdict};
 use crate::member::outlet::{Outlet, text_frame};
 use crate::metrics::Metrics;
+use crate::socketio::outbound::{self, Delivery, Peer, Source};
 use history::{Gap, History};
 use limits::{PRESENCE_INTERVAL, RoomLimits};
+use sink::{Broadcast, Sink};
 
 struct Member {
     id: Arc<str>,
     name: Option<Arc<str>>,
-    outlet: Arc<Outlet>,
+    sink: Sink,
 }
 
 impl State {
@@ -53,6 +63,39 @@ impl State {
         } else {
             Ok(())
         }
+    }
+
+    /// A key and a member id for a new member: `reuse` (a recovering
+    /// Socket.IO member's own id, checked free), else `m<key>`, skipping
+    /// ids recovered members hold.
+    fn new_member(&mut self, reuse: Option<&str>) -> (u64, Arc<str>) {
+        self.next_member += 1;
+        let key = self.next_member;
+        if let Some(id) = reuse {
+            return (key, id.into());
+        }
+        loop {
+            let id: Arc<str> = format!("m{}", self.next_member).into();
+            if !self.by_id.contains_key(&id) {
+                return (key, id);
+            }
+            self.next_member += 1;
+        }
+    }
+
+    fn add(&mut self, key: u64, member: Member) {
+        self.by_id.insert(member.id.clone(), key);
+        self.members.insert(key, member);
+        self.idle_since = None;
+    }
+
+    fn remove(&mut self, key: u64) -> Option<Member> {
+        let m = self.members.remove(&key)?;
+        self.by_id.remove(&m.id);
+        if self.members.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
+        Some(m)
     }
 }
 
@@ -72,6 +115,8 @@ impl Member {
 struct State {
     history: History,
     members: HashMap<u64, Member>,
+    /// Member ids to keys.
+    by_id: HashMap<Arc<str>, u64>,
     next_member: u64,
     closed: bool,
     /// Frozen for a move: sends and joins are refused, nothing changes.
@@ -158,6 +203,7 @@ impl Room {
             state: Mutex::new(State {
                 history,
                 members: HashMap::new(),
+                by_id: HashMap::new(),
                 next_member: 0,
                 closed: false,
                 moving: false,
@@ -198,20 +244,14 @@ impl Room {
         !self.lock().members.is_empty()
     }
 
-    /// Adds a member writing to `outlet`; its key, for [`Room::send`] and
-    /// [`Room::leave`]. Under one lock: the welcome's seq, the replay (or
-    /// `history_gap`) queued to the outlet and the start of live delivery
-    /// line up, so nothing is missed or repeated.
+    /// Adds a native member writing to `outlet`; its key, for
+    /// [`Room::send`] and [`Room::leave`]. Under one lock: the welcome's
+    /// seq, the replay (or `history_gap`) queued to the outlet and the start
+    /// of live delivery line up, so nothing is missed or repeated.
     pub(crate) fn join(&self, req: JoinRequest<'_>, outlet: &Arc<Outlet>) -> Result<u64, Refused> {
         let mut st = self.lock();
-        st.accepting()?;
-        if st.members.len() >= self.limits.members {
-            return Err(Refused::Full);
-        }
-        st.next_member += 1;
-        let key = st.next_member;
-        let id: Arc<str> = format!("m{key}").into();
-        let name: Option<Arc<str>> = req.name.map(Into::into);
+        self.has_place(&st)?;
+        let (key, id) = st.new_member(None);
         let members = st.members.len() + 1;
         let latest = st.history.latest();
         let mut first = vec![
@@ -247,30 +287,82 @@ impl Room {
             // and leaves.
             let _ = outlet.queue(text_frame(&text));
         }
+        let sink = Sink::Native(outlet.clone());
+        self.admit(&mut st, key, id, req.name, sink);
+        Ok(key)
+    }
+
+    /// Adds a Socket.IO member; its key. Under one lock, its session gets
+    /// the CONNECT answer and, when `resume` can be honoured (same stream,
+    /// history reaching back to its offset, its member id free), the
+    /// retained events after the offset that it did not send itself,
+    /// before live traffic. Whether it recovered shows in the answer's
+    /// `pid` (see [`proto::socketio::recovery`]).
+    pub(crate) fn join_socketio(
+        &self,
+        name: Option<&str>,
+        peer: Peer,
+        resume: Option<Resume<'_>>,
+    ) -> Result<u64, Refused> {
+        let mut st = self.lock();
+        self.has_place(&st)?;
+        let recovery = resume
+            .filter(|r| r.stream == self.stream && is_member_id(r.member))
+            .filter(|r| !st.by_id.contains_key(r.member))
+            .and_then(|r| Some((r.member, st.history.since(r.offset).ok()?)));
+        let (key, id) = st.new_member(recovery.as_ref().map(|(member, _)| *member));
+        let nsp = peer.nsp.name(&self.id);
+        let mut first = vec![outbound::connected(&nsp, &id, &self.stream)];
+        if let Some((member, frames)) = &recovery {
+            first.extend(outbound::replay(frames, &nsp, member));
+        }
+        // A session that overflows with its replay has closed itself: it
+        // leaves when its end is handled.
+        let _ = peer.session.send(&first);
+        self.admit(&mut st, key, id, name, Sink::SocketIo(peer));
+        Ok(key)
+    }
+
+    /// Whether one more member may join now.
+    fn has_place(&self, st: &State) -> Result<(), Refused> {
+        st.accepting()?;
+        if st.members.len() >= self.limits.members {
+            return Err(Refused::Full);
+        }
+        Ok(())
+    }
+
+    /// Announces a new member and starts its live delivery.
+    fn admit(&self, st: &mut State, key: u64, id: Arc<str>, name: Option<&str>, sink: Sink) {
+        let name: Option<Arc<str>> = name.map(Into::into);
+        let members = st.members.len() + 1;
         if self.crowded(members) {
-            self.presence_changed(&mut st);
+            self.presence_changed(st);
         } else {
             let joined = ServerMsg::Joined {
                 member: &id,
                 name: name.as_deref(),
                 members,
             };
-            self.fan_out(&mut st, joined.encode().into(), None);
+            self.fan_out(st, joined.encode().into(), None, None);
         }
-        st.members.insert(
-            key,
-            Member {
-                id,
-                name,
-                outlet: outlet.clone(),
-            },
-        );
-        st.idle_since = None;
-        Ok(key)
+        st.add(key, Member { id, name, sink });
     }
 
-    /// Broadcasts a member's message to everyone, sender included.
-    pub(crate) fn send(&self, key: u64, body: &RawValue) -> Result<(), Refused> {
+    /// Broadcasts a native member's message to everyone, sender included;
+    /// its seq.
+    pub(crate) fn send(&self, key: u64, body: &RawValue) -> Result<u64, Refused> {
+        self.publish(key, body, Source::Body(body))
+    }
+
+    /// Broadcasts a Socket.IO member's event (kept as `body`, its native
+    /// form): to every native member, and to every other Socket.IO member
+    /// as the same event; its seq.
+    pub(crate) fn emit(&self, key: u64, event: &Event, body: &RawValue) -> Result<u64, Refused> {
+        self.publish(key, body, Source::Event(event))
+    }
+
+    fn publish(&self, key: u64, body: &RawValue, source: Source<'_>) -> Result<u64, Refused> {
         let mut st = self.lock();
         st.accepting()?;
         let Some(sender) = st.members.get(&key) else {
@@ -278,7 +370,7 @@ impl Room {
         };
         let (from, name) = (sender.id.clone(), sender.name.clone());
         let room = &self.id;
-        let (_, frame) = st.history.push(|seq| {
+        let (seq, frame) = st.history.push(|seq| {
             ServerMsg::Message {
                 room,
                 seq,
@@ -290,22 +382,21 @@ impl Room {
             .into()
         });
         self.metrics.received.inc();
-        self.fan_out(&mut st, frame, Some(Instant::now()));
-        Ok(())
+        let accepted = Some(Instant::now());
+        let delivery = Delivery::new(room, seq, key, source, accepted);
+        self.fan_out(&mut st, frame, accepted, Some(&delivery));
+        Ok(seq)
     }
 
     /// Removes a member (idempotent) and tells the others.
     pub(crate) fn leave(&self, key: u64) {
         let mut st = self.lock();
-        if let Some(m) = st.members.remove(&key) {
-            if st.members.is_empty() {
-                st.idle_since = Some(Instant::now());
-            }
+        if let Some(m) = st.remove(key) {
             if self.crowded(st.members.len() + 1) {
                 self.presence_changed(&mut st);
             } else {
                 let left = m.left_frame(st.members.len());
-                self.fan_out(&mut st, left, None);
+                self.fan_out(&mut st, left, None, None);
             }
         }
     }
@@ -333,36 +424,49 @@ impl Room {
                     let members = ServerMsg::Members {
                         members: st.members.len(),
                     };
-                    room.fan_out(&mut st, members.encode().into(), None);
+                    room.fan_out(&mut st, members.encode().into(), None, None);
                 }
             }
         });
     }
 
-    /// Sends `text` to every member; members with too much waiting are
-    /// disconnected (and their departure announced, which may in turn find
-    /// more slow members).
-    fn fan_out(&self, st: &mut State, text: Utf8Bytes, accepted: Option<Instant>) {
-        let mut pending = vec![(text_frame(&text), accepted)];
-        while let Some((frame, accepted)) = pending.pop() {
+    /// Sends `text` to every member (and a message's `delivery` to the
+    /// Socket.IO members); members with too much waiting are disconnected
+    /// (and their departure announced, which may in turn find more slow
+    /// members).
+    fn fan_out(
+        &self,
+        st: &mut State,
+        text: Utf8Bytes,
+        accepted: Option<Instant>,
+        delivery: Option<&Delivery<'_>>,
+    ) {
+        let mut pending = vec![Broadcast {
+            frame: text_frame(&text),
+            accepted,
+            delivery,
+        }];
+        while let Some(b) = pending.pop() {
             let mut slow = Vec::new();
             for (key, m) in &st.members {
-                if m.outlet.send(&frame, accepted).is_err() {
+                if m.sink.deliver(*key, &b).is_err() {
                     slow.push(*key);
                 }
             }
             for key in slow {
-                if let Some(m) = st.members.remove(&key) {
-                    self.metrics.slow_consumers.inc();
-                    tracing::info!(room = %self.id, member = %m.id, "disconnecting slow consumer");
-                    m.outlet.end(CloseReason::slow_consumer(), true);
-                    if st.members.is_empty() {
-                        st.idle_since = Some(Instant::now());
+                if let Some(m) = st.remove(key) {
+                    if m.sink.drop_slow() {
+                        self.metrics.slow_consumers.inc();
                     }
+                    tracing::info!(room = %self.id, member = %m.id, "disconnecting slow consumer");
                     if self.crowded(st.members.len() + 1) {
                         self.presence_changed(st);
                     } else {
-                        pending.push((text_frame(&m.left_frame(st.members.len())), None));
+                        pending.push(Broadcast {
+                            frame: text_frame(&m.left_frame(st.members.len())),
+                            accepted: None,
+                            delivery: None,
+                        });
                     }
                 }
             }
@@ -388,7 +492,9 @@ impl Room {
         let mut st = self.lock();
         st.flush_due = false;
         for m in st.members.values() {
-            m.outlet.flush_held();
+            if let Sink::Native(outlet) = &m.sink {
+                outlet.flush_held();
+            }
         }
     }
 
@@ -471,10 +577,17 @@ impl Room {
     pub(crate) fn close(&self, reason: &CloseReason) {
         let mut st = self.lock();
         st.closed = true;
+        st.by_id.clear();
         for (_, m) in st.members.drain() {
-            m.outlet.end(reason.clone(), false);
+            m.sink.end(reason, &self.id);
         }
     }
+}
+
+/// Whether `id` is a member id as this node makes them (`m<digits>`).
+fn is_member_id(id: &str) -> bool {
+    id.strip_prefix('m')
+        .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]

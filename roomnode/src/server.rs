@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::cluster::ownership::Ownership;
 use crate::cluster::registration::Registration;
 use crate::config::{Config, ConfigError};
+use crate::engineio::Engine;
 use crate::member::close::CloseReason;
 use crate::member::limits::Slots;
 use crate::metrics::Metrics;
@@ -94,6 +95,7 @@ pub async fn run(
         secs => Duration::from_secs(secs),
     };
     let history_budget = config.history_budget;
+    let engine = Engine::new(crate::socketio::engine_config(&config), metrics.clone());
     let node = Node::new(Parts {
         config,
         store,
@@ -107,6 +109,7 @@ pub async fn run(
         internal,
         connections: Slots::new(config_max_connections),
         handshakes: Slots::new(max_handshakes),
+        engine: engine.clone(),
     });
     let fence_rooms = rooms.clone();
     let keeper = crate::cluster::registration::spawn_keeper(
@@ -136,6 +139,7 @@ pub async fn run(
     rooms.close_all(&CloseReason::shutdown());
     sessions.close();
     let drained = tokio::time::timeout(grace, async {
+        engine.shutdown().await;
         sessions.wait().await;
         let _ = serving.await;
     })

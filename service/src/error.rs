@@ -116,6 +116,22 @@ impl ApiError {
         self.code.as_str()
     }
 
+    /// What went wrong, for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// A redirect to the same `suffix` below the room's path on its owner
+    /// (e.g. `/socket.io/` for a Socket.IO session); other errors as they
+    /// are.
+    pub fn with_path_suffix(mut self, suffix: &str) -> Self {
+        if let Some(location) = &mut self.location {
+            let at = location.find('?').unwrap_or(location.len());
+            location.insert_str(at, suffix);
+        }
+        self
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status

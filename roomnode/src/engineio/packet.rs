@@ -130,6 +130,19 @@ impl Packet {
         self.accepted
     }
 
+    /// The packet as text: a text message with its `4`'s data, a binary
+    /// one as `b:` and hex (tests).
+    #[cfg(test)]
+    pub(crate) fn debug_text(&self) -> String {
+        match &self.data {
+            Data::Text(text) => text.clone(),
+            Data::Binary(bytes) => {
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                format!("b:{hex}")
+            }
+        }
+    }
+
     /// The packet as one WebSocket frame.
     pub(super) fn frame(&self) -> &Bytes {
         self.frame.get_or_init(|| match &self.data {

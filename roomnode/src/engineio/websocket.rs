@@ -14,11 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use super::packet::{self, Incoming, Message};
@@ -91,11 +89,7 @@ pub(super) async fn run_refused(session: Arc<Session>, accepted: Accepted) {
 }
 
 fn already_upgraded() -> CloseReason {
-    CloseReason {
-        last: None,
-        code: proto::wire::close::POLICY,
-        reason: "session already upgraded",
-    }
+    CloseReason::bare(proto::wire::close::POLICY, "session already upgraded")
 }
 
 /// Where the WebSocket stands.
@@ -217,11 +211,7 @@ fn probe_frame(
 }
 
 fn upgrade_failed() -> CloseReason {
-    CloseReason {
-        last: None,
-        code: proto::wire::close::POLICY,
-        reason: "upgrade failed",
-    }
+    CloseReason::bare(proto::wire::close::POLICY, "upgrade failed")
 }
 
 /// A frame on the WebSocket carrying the session.

@@ -38,6 +38,10 @@ pub(crate) struct Request<'a> {
     /// A join token given in the query (browsers cannot set headers on a
     /// WebSocket).
     pub(crate) token: Option<&'a str>,
+    /// Whether a private room's token is checked now; a Socket.IO client
+    /// gives it later, in its CONNECT, and is answered there
+    /// ([`verify_token`]).
+    pub(crate) token_now: bool,
     /// Whether the request can carry the connection it asks for (the
     /// native join: a WebSocket upgrade); if not, it is refused after the
     /// room's own checks.
@@ -126,8 +130,9 @@ pub(crate) async fn admit(node: &Node, req: Request<'_>) -> Result<Admitted, Api
             ),
         ));
     }
-    let claims = if room.is_private() {
-        Some(check_token(node, &room, req.token, req.headers)?)
+    let claims = if room.is_private() && req.token_now {
+        let token = req.token.or(service::auth::bearer(req.headers));
+        Some(verify_token(node, &room, token)?)
     } else {
         None
     };
@@ -202,13 +207,13 @@ fn reserve_handshake(node: &Node) -> Result<Slot, ApiError> {
     })
 }
 
-/// A private room's join token, from the query or `Authorization: Bearer`,
-/// verified with the cluster secret: no store round trip.
-fn check_token(
+/// A private room's join token (from the query or `Authorization: Bearer`,
+/// or a Socket.IO CONNECT's `auth`), verified with the cluster secret: no
+/// store round trip.
+pub(crate) fn verify_token(
     node: &Node,
     room: &Room,
-    query_token: Option<&str>,
-    headers: &HeaderMap,
+    token: Option<&str>,
 ) -> Result<Claims, ApiError> {
     let config = node.config();
     let secrets: Vec<&[u8]> = [&config.secret, &config.previous_secret]
@@ -222,8 +227,7 @@ fn check_token(
             "this node has no --secret to verify join tokens".into(),
         ));
     }
-    let bearer = service::auth::bearer(headers);
-    let Some(token) = query_token.or(bearer) else {
+    let Some(token) = token else {
         return Err(ApiError::new(
             ErrorCode::TokenRequired,
             format!(

@@ -18,6 +18,10 @@ pub(crate) struct CloseReason {
     pub(crate) code: u16,
     /// Close reason text.
     pub(crate) reason: &'static str,
+    /// The membership is over for good (the room was deleted): a
+    /// Socket.IO member gets a DISCONNECT, so its client does not
+    /// reconnect. Otherwise it only loses its transport and reconnects.
+    pub(crate) disconnect: bool,
 }
 
 impl CloseReason {
@@ -26,6 +30,7 @@ impl CloseReason {
             last: Some(error_frame(code::ROOM_CLOSED, "the room was deleted").into()),
             code: close::NORMAL,
             reason: "room deleted",
+            disconnect: true,
         }
     }
 
@@ -36,6 +41,7 @@ impl CloseReason {
             last: Some(ServerMsg::Moved { path: &path }.encode().into()),
             code: close::NORMAL,
             reason: "room moved",
+            disconnect: false,
         }
     }
 
@@ -46,6 +52,7 @@ impl CloseReason {
             ),
             code: close::RESTART,
             reason: "node fenced",
+            disconnect: false,
         }
     }
 
@@ -54,6 +61,7 @@ impl CloseReason {
             last: None,
             code: close::GOING_AWAY,
             reason: "node shutting down",
+            disconnect: false,
         }
     }
 
@@ -90,11 +98,13 @@ impl CloseReason {
         Self::bare(close::RESTART, "room closed or moving; reconnect")
     }
 
-    fn bare(code: u16, reason: &'static str) -> Self {
+    /// A close frame alone, with `code` and `reason`.
+    pub(crate) fn bare(code: u16, reason: &'static str) -> Self {
         Self {
             last: None,
             code,
             reason,
+            disconnect: false,
         }
     }
 
@@ -109,6 +119,7 @@ impl CloseReason {
             ),
             code: close::POLICY,
             reason: "slow consumer",
+            disconnect: false,
         }
     }
 }

@@ -257,7 +257,7 @@ async fn handle(
             reply_error(socket, code::RATE_LIMITED, text).await
         }
         Ok(ClientMsg::Send { body }) => match room.send(key, &body) {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(Refused::Moving) => {
                 let text = "the room is moving to another node: this message was not accepted; send it again after reconnecting";
                 reply_error(socket, code::ROOM_MOVING, text).await

@@ -153,6 +153,7 @@ impl Session {
         &self.scope
     }
 
+    #[cfg(test)]
     pub(crate) fn transport(&self) -> Transport {
         match self.lock().mode {
             Mode::Polling | Mode::Probing { .. } => Transport::Polling,
@@ -420,9 +421,5 @@ pub(super) fn close_reason(cause: CloseCause, farewell: Farewell) -> CloseReason
         CloseCause::SlowConsumer => (close::POLICY, "slow consumer"),
         CloseCause::Shutdown => (close::GOING_AWAY, "server shutting down"),
     };
-    CloseReason {
-        last: None,
-        code,
-        reason,
-    }
+    CloseReason::bare(code, reason)
 }

@@ -1,0 +1,338 @@
+//! One Socket.IO session's packets from its client, as a room member: the
+//! CONNECT (namespace, `auth` token and name, recovery), events accepted
+//! into the room's stream and their acks, binary attachments, DISCONNECT.
+//!
+//! As Socket.IO's own server does: a packet that does not decode closes
+//! the session; events to a namespace the client has not joined are
+//! ignored; a DISCONNECT leaves the room but keeps the session (it can
+//! CONNECT again). One namespace per session (`/` or `/room/{id}`, both
+//! the path's room).
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use proto::ErrorCode;
+use proto::socketio::bridge::Event;
+use proto::socketio::packet::{Kind, Packet as SioPacket};
+use proto::socketio::recovery::Resume;
+use proto::wire::code;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::outbound::{self, Nsp, Peer};
+use crate::engineio::{Close, CloseCause, Handler, Message, Session};
+use crate::member::admission::{self, Admitted};
+use crate::member::limits::{RateLimit, Slot, Verdict};
+use crate::node::Node;
+use crate::room::{Refused, Room};
+
+/// What the session's first request gave besides Engine.IO's parameters.
+pub(super) struct Given {
+    /// A join token from `?token=` or `Authorization: Bearer`.
+    pub(super) token: Option<String>,
+    /// A display name from `?name=`.
+    pub(super) name: Option<String>,
+}
+
+/// A Socket.IO session as a member of its path's room.
+pub(super) struct Member {
+    node: Node,
+    room: Arc<Room>,
+    given: Given,
+    /// The session, for packets the member is sent outside a handler call
+    /// (none today); weak, as the session owns its handler.
+    _session: Weak<Session>,
+    state: Mutex<State>,
+    /// The member's place in the node's connection limit.
+    _slot: Slot,
+}
+
+#[derive(Default)]
+struct State {
+    joined: Option<Joined>,
+    /// A binary packet waiting for its attachments.
+    partial: Option<Partial>,
+}
+
+struct Joined {
+    key: u64,
+    nsp: Nsp,
+    rate: RateLimit,
+}
+
+struct Partial {
+    kind: Kind,
+    nsp: String,
+    id: Option<u64>,
+    data: String,
+    expected: usize,
+    attachments: Vec<Vec<u8>>,
+}
+
+/// The session broke the protocol: it is closed.
+struct Violation(&'static str);
+
+impl Member {
+    pub(super) fn new(
+        node: Node,
+        session: &Arc<Session>,
+        admitted: Admitted,
+        given: Given,
+    ) -> Self {
+        let Admitted { room, slot, .. } = admitted;
+        node.metrics().connections.inc();
+        Self {
+            node,
+            room,
+            given,
+            _session: Arc::downgrade(session),
+            state: Mutex::new(State::default()),
+            _slot: slot,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn receive(&self, session: &Arc<Session>, msg: Message) -> Result<(), Violation> {
+        let mut st = self.lock();
+        let text = match msg {
+            Message::Binary(bytes) => {
+                let partial = st
+                    .partial
+                    .as_mut()
+                    .ok_or(Violation("binary data without a binary packet"))?;
+                partial.attachments.push(bytes.to_vec());
+                if partial.attachments.len() == partial.expected {
+                    let done = st.partial.take().expect("checked above");
+                    self.complete(session, &mut st, done);
+                }
+                return Ok(());
+            }
+            Message::Text(text) => text,
+        };
+        if st.partial.is_some() {
+            return Err(Violation("text packet while attachments were due"));
+        }
+        let packet = SioPacket::decode(&text).map_err(|_| Violation("invalid packet"))?;
+        match packet.kind {
+            Kind::Connect => self.connect(session, &mut st, &packet),
+            Kind::Disconnect => {
+                if st
+                    .joined
+                    .as_ref()
+                    .is_some_and(|j| Nsp::of(packet.nsp, self.room.id()) == Some(j.nsp))
+                {
+                    let joined = st.joined.take().expect("checked above");
+                    self.room.leave(joined.key);
+                }
+            }
+            Kind::Event | Kind::BinaryEvent | Kind::BinaryAck => {
+                let partial = Partial {
+                    kind: packet.kind,
+                    nsp: packet.nsp.to_owned(),
+                    id: packet.id,
+                    data: packet.data.map(|d| d.get().to_owned()).unwrap_or_default(),
+                    expected: packet.attachments,
+                    attachments: Vec::with_capacity(packet.attachments.min(16)),
+                };
+                if partial.expected == 0 {
+                    self.complete(session, &mut st, partial);
+                } else {
+                    st.partial = Some(partial);
+                }
+            }
+            // Nobody here asks clients for acks.
+            Kind::Ack => {}
+            Kind::ConnectError => return Err(Violation("CONNECT_ERROR from a client")),
+        }
+        Ok(())
+    }
+
+    /// A CONNECT: joins the room under the namespace asked for.
+    fn connect(&self, session: &Arc<Session>, st: &mut State, packet: &SioPacket<'_>) {
+        let room = self.room.id();
+        let Some(nsp) = Nsp::of(packet.nsp, room) else {
+            refuse(session, packet.nsp, "Invalid namespace", None);
+            return;
+        };
+        if st.joined.is_some() {
+            let text = "this connection is in the room already";
+            refuse(
+                session,
+                packet.nsp,
+                text,
+                Some(ErrorCode::BadRequest.as_str()),
+            );
+            return;
+        }
+        let auth: Value = packet
+            .data
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .unwrap_or(Value::Null);
+        let name = match self.name(&auth) {
+            Ok(name) => name,
+            Err((message, code)) => return refuse(session, packet.nsp, &message, Some(&code)),
+        };
+        let peer = Peer {
+            session: session.clone(),
+            nsp,
+        };
+        match self
+            .room
+            .join_socketio(name.as_deref(), peer, Resume::from_auth(&auth))
+        {
+            Ok(key) => {
+                session.mark_connected();
+                let config = self.node.config();
+                st.joined = Some(Joined {
+                    key,
+                    nsp,
+                    rate: RateLimit::new(config.rate, config.burst),
+                });
+            }
+            Err(Refused::Full) => {
+                let text = format!("room {room} is full");
+                refuse(
+                    session,
+                    packet.nsp,
+                    &text,
+                    Some(ErrorCode::RoomFull.as_str()),
+                );
+            }
+            // Moved, deleted or fenced since the session started: the
+            // client reconnects, through the router to the room's owner.
+            Err(Refused::Closed | Refused::Moving) => session.close(Close::Transport),
+        }
+    }
+
+    /// The member's name: its token's (a private room's token is checked
+    /// here), else `auth.name`, else `?name=`.
+    fn name(&self, auth: &Value) -> Result<Option<String>, (String, String)> {
+        let asked = auth
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| self.given.name.clone());
+        if let Some(name) = &asked {
+            proto::wire::check_name(name)
+                .map_err(|e| (e.to_string(), ErrorCode::InvalidName.as_str().to_owned()))?;
+        }
+        if !self.room.is_private() {
+            return Ok(asked);
+        }
+        let token = auth
+            .get("token")
+            .and_then(Value::as_str)
+            .or(self.given.token.as_deref());
+        let Some(token) = token else {
+            let text = format!(
+                "room {} is private: pass a join token as auth: {{ token }}",
+                self.room.id()
+            );
+            return Err((text, ErrorCode::TokenRequired.as_str().to_owned()));
+        };
+        let claims = admission::verify_token(&self.node, &self.room, Some(token))
+            .map_err(|e| (e.message().to_owned(), e.code().to_owned()))?;
+        Ok(claims.name.or(asked))
+    }
+
+    /// A whole event (or a binary ack, ignored): accepted into the room.
+    fn complete(&self, session: &Arc<Session>, st: &mut State, p: Partial) {
+        if p.kind == Kind::BinaryAck {
+            return;
+        }
+        let Some(joined) = st
+            .joined
+            .as_mut()
+            .filter(|j| Nsp::of(&p.nsp, self.room.id()) == Some(j.nsp))
+        else {
+            return;
+        };
+        let nsp = p.nsp.as_str();
+        let answer = |reply: Arc<crate::engineio::Packet>| {
+            // A session that overflows closes itself.
+            let _ = session.send(&[reply]);
+        };
+        if self.node.registration().is_fenced() {
+            if let Some(id) = p.id {
+                answer(outbound::ack_error(nsp, id, code::UNAVAILABLE));
+            }
+            return;
+        }
+        match joined.rate.check() {
+            Verdict::Accept => {}
+            verdict => {
+                let metrics = self.node.metrics();
+                metrics.rejected.with_label_values(&["rate_limited"]).inc();
+                if verdict == Verdict::Close {
+                    session.close(Close::Transport);
+                } else if let Some(id) = p.id {
+                    answer(outbound::ack_error(nsp, id, code::RATE_LIMITED));
+                }
+                return;
+            }
+        }
+        let Some(event) = event_of(&p) else {
+            // Decoding checked the shape: an array starting with a name.
+            return;
+        };
+        let body = RawValue::from_string(event.to_body().to_string())
+            .expect("a serialized value is valid JSON");
+        match self.room.emit(joined.key, &event, &body) {
+            Ok(seq) => {
+                if let Some(id) = p.id {
+                    answer(outbound::ack_seq(nsp, id, seq));
+                }
+            }
+            Err(refused) => {
+                let code = match refused {
+                    Refused::Moving => code::ROOM_MOVING,
+                    Refused::Closed | Refused::Full => code::ROOM_CLOSED,
+                };
+                if let Some(id) = p.id {
+                    answer(outbound::ack_error(nsp, id, code));
+                }
+            }
+        }
+    }
+}
+
+/// The event a whole EVENT or BINARY_EVENT carries.
+fn event_of(p: &Partial) -> Option<Event> {
+    let mut all: Vec<Value> = serde_json::from_str(&p.data).ok()?;
+    if all.is_empty() {
+        return None;
+    }
+    let name = all.remove(0);
+    Some(Event {
+        name,
+        args: all,
+        attachments: p.attachments.clone(),
+    })
+}
+
+/// Answers a CONNECT with CONNECT_ERROR.
+fn refuse(session: &Session, nsp: &str, message: &str, code: Option<&str>) {
+    let _ = session.send(&[outbound::connect_error(nsp, message, code)]);
+}
+
+impl Handler for Member {
+    fn on_message(&self, session: &Arc<Session>, msg: Message) {
+        if let Err(Violation(why)) = self.receive(session, msg) {
+            tracing::debug!(sid = session.sid(), why, "closing a Socket.IO session");
+            session.close(Close::Packet);
+        }
+    }
+
+    fn on_close(&self, _session: &Arc<Session>, cause: CloseCause) {
+        let metrics = self.node.metrics();
+        metrics.connections.dec();
+        if cause == CloseCause::SlowConsumer {
+            metrics.slow_consumers.inc();
+        }
+        if let Some(joined) = self.lock().joined.take() {
+            self.room.leave(joined.key);
+        }
+    }
+}
