@@ -56,7 +56,11 @@ async fn connect_answers_the_member_and_pid_for_both_spellings_of_the_room() {
     let cluster = Cluster::start(1, 1).await;
     let url = sio_url(&cluster, "spell").await;
 
-    let (_a, main) = Sio::joined(&url, None).await;
+    let (a, main) = Sio::joined(&url, None).await;
+    // A WebSocket from the start has nothing to upgrade to.
+    assert_eq!(a.open["upgrades"], json!([]));
+    assert_eq!(a.open["pingInterval"], 25_000);
+    assert_eq!(a.open["pingTimeout"], 20_000);
     let sid = main["sid"].as_str().unwrap();
     assert!(sid.starts_with('m'), "the member id: {main}");
     let pid = main["pid"].as_str().unwrap();
