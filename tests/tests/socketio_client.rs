@@ -1,0 +1,299 @@
+//! The real `socket.io-client` 4.8 from npm, in Node, against room nodes
+//! (and the router) in this process: each case runs one script of
+//! `tests/browser/socketio/` with the room's URL and path on its command
+//! line and asserts on the JSON line of results it prints. Scripts fail
+//! (exit 1) only when something never happens; what happened is checked
+//! here, value by value.
+//!
+//! Offsets: every delivered event ends with its seq as a string (the
+//! recovery offset), which socket.io-client passes on to the handler as
+//! its last argument; the expected argument lists below include it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use testkit::Proc;
+use testkit::inproc::Cluster;
+
+/// Bound on one script run (each waits at most a few seconds per step).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `tests/browser`, where the npm packages and the scripts are.
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// `node socketio/<script>.mjs <args>`, started.
+fn start(script: &str, args: &[&str]) -> Proc {
+    let dir = browser_dir();
+    assert!(
+        dir.join("node_modules/socket.io-client").is_dir(),
+        "socket.io-client is not installed: run `npm ci` in tests/browser"
+    );
+    Proc::program(script, "node")
+        .arg(dir.join("socketio").join(format!("{script}.mjs")))
+        .args(args)
+        .spawn()
+}
+
+/// Waits for a started script to end: its result line, or a panic with
+/// its output if it failed.
+async fn result(script: &mut Proc) -> Value {
+    let (status, log) = script.finish(SCRIPT_TIMEOUT).await;
+    let line = log.lines().rev().find_map(|l| {
+        serde_json::from_str::<Value>(l)
+            .ok()
+            .filter(|v| v.get("ok").is_some())
+    });
+    match line {
+        Some(v) if status.success() && v["ok"] == true => v,
+        _ => panic!("{} failed ({status}):\n{log}", script.label()),
+    }
+}
+
+/// Runs `socketio/<script>.mjs` to its end: its result line.
+async fn run(script: &str, args: &[&str]) -> Value {
+    result(&mut start(script, args)).await
+}
+
+/// Creates `room` and returns the base URL of its owner and its Socket.IO
+/// path there (`/iN/room/{room}/socket.io`).
+async fn on_node(cluster: &Cluster, room: &str) -> (String, String) {
+    let rec = cluster.create_room(room).await;
+    let node = cluster.owner(room).await;
+    let path = format!("/{}/room/{room}/socket.io", node.id());
+    assert_eq!(rec["node"], node.id());
+    (node.http().base().to_owned(), path)
+}
+
+/// The argument list of a delivered event: `args`, then the offset.
+fn delivered(args: Value, seq: u64) -> Value {
+    let mut all = args.as_array().expect("args is an array").clone();
+    all.push(json!(seq.to_string()));
+    Value::Array(all)
+}
+
+/// What `exchange.mjs` saw in a fresh room: `count` chat events acked with
+/// seqs 1..=count and received by B with those offsets, none echoed to A,
+/// and B's reply (seq count + 1) at A.
+fn check_exchange(out: &Value, count: u64) {
+    let acks: Vec<Value> = (1..=count).map(|seq| json!({ "seq": seq })).collect();
+    assert_eq!(out["acks"], json!(acks), "{out}");
+    let at_b: Vec<Value> = (0..count)
+        .map(|i| delivered(json!(["hello", i, { "n": i }]), i + 1))
+        .collect();
+    assert_eq!(out["atB"], json!(at_b), "{out}");
+    assert_eq!(out["atA"], json!([]), "a sender gets no echo: {out}");
+    assert_eq!(out["replyAck"], json!({ "seq": count + 1 }), "{out}");
+    assert_eq!(
+        out["repliesAtA"],
+        json!([delivered(json!(["hi alice"]), count + 1)]),
+        "{out}"
+    );
+    let (a, b) = (&out["ids"]["a"], &out["ids"]["b"]);
+    assert!(a.is_string() && b.is_string() && a != b, "{out}");
+}
+
+#[tokio::test]
+async fn websocket_only_straight_to_the_node() {
+    let cluster = Cluster::start(1, 1).await;
+    let (url, path) = on_node(&cluster, "ws-only").await;
+    let args = ["--url", &url, "--path", &path, "--transport", "websocket"];
+    let out = run("exchange", &args).await;
+    check_exchange(&out, 5);
+    let ws = json!({ "a": "websocket", "b": "websocket" });
+    assert_eq!(out["first"], ws, "{out}");
+    assert_eq!(out["transports"], ws, "{out}");
+
+    // The room's own namespace is the same room.
+    let (url, path) = on_node(&cluster, "ws-nsp").await;
+    let nsp = ["--transport", "websocket", "--nsp", "/room/ws-nsp"];
+    let out = run(
+        "exchange",
+        &[&["--url", &url, "--path", &path][..], &nsp].concat(),
+    )
+    .await;
+    check_exchange(&out, 5);
+}
+
+#[tokio::test]
+async fn polling_only_straight_to_the_node() {
+    let cluster = Cluster::start(1, 1).await;
+    let (url, path) = on_node(&cluster, "poll-only").await;
+    let args = ["--url", &url, "--path", &path, "--transport", "polling"];
+    let out = run("exchange", &args).await;
+    check_exchange(&out, 5);
+    let polling = json!({ "a": "polling", "b": "polling" });
+    assert_eq!(out["first"], polling, "{out}");
+    assert_eq!(out["transports"], polling, "{out}");
+}
+
+#[tokio::test]
+async fn polling_then_the_upgrade_straight_to_the_node() {
+    let cluster = Cluster::start(1, 1).await;
+    let (url, path) = on_node(&cluster, "upgrade").await;
+    let args = ["--url", &url, "--path", &path, "--transport", "default"];
+    let out = run("exchange", &args).await;
+    check_exchange(&out, 5);
+    assert_eq!(
+        out["first"],
+        json!({ "a": "polling", "b": "polling" }),
+        "{out}"
+    );
+    let ws = json!({ "a": "websocket", "b": "websocket" });
+    assert_eq!(out["transports"], ws, "{out}");
+}
+
+/// 500 events emitted back to back reach a receiver on `transport` in
+/// order: seqs 1..=500, each once, each with its own index.
+async fn five_hundred_in_order(transport: &str) {
+    let cluster = Cluster::start(1, 1).await;
+    let room = format!("order-{transport}");
+    let (url, path) = on_node(&cluster, &room).await;
+    let args = ["--url", &url, "--path", &path, "--receiver", transport];
+    let out = run("order", &args).await;
+    assert_eq!(out["receiver"], transport, "{out}");
+    let seqs: Vec<u64> = (1..=500).collect();
+    assert_eq!(out["acked"], json!(seqs), "acks in emit order");
+    let expected: Vec<Value> = (0..500u64)
+        .map(|i| json!([i, (i + 1).to_string()]))
+        .collect();
+    assert_eq!(out["got"], json!(expected), "deliveries in seq order");
+    assert_eq!(out["arity"], json!([2]), "index and offset, nothing else");
+}
+
+#[tokio::test]
+async fn five_hundred_events_in_order_to_a_websocket_receiver() {
+    five_hundred_in_order("websocket").await;
+}
+
+#[tokio::test]
+async fn five_hundred_events_in_order_to_a_polling_receiver() {
+    five_hundred_in_order("polling").await;
+}
+
+#[tokio::test]
+async fn binary_arguments_arrive_byte_for_byte_and_as_base64_at_native_members() {
+    let cluster = Cluster::start(1, 1).await;
+    let (url, path) = on_node(&cluster, "binary").await;
+    let ws = format!("{}/i1/room/binary", cluster.node(1).ws_base());
+    let args = ["--url", &url, "--path", &path, "--native", &ws];
+    let out = run("binary", &args).await;
+    assert_eq!(out["acks"], json!([{ "seq": 1 }, { "seq": 2 }]), "{out}");
+    let file = json!([
+        { "hex": "000102ff" },
+        { "name": "x.bin", "data": { "hex": "090807" } },
+        [1, { "hex": "6869" }],
+        "1"
+    ]);
+    for (member, transport) in [("b", "websocket"), ("c", "polling")] {
+        let got = &out[member];
+        assert_eq!(got["transport"], transport, "{out}");
+        assert_eq!(got["file"], file, "{member}: {out}");
+        let big = json!({
+            "isBuffer": true,
+            "length": 40000,
+            "sha": out["sent"]["bigSha"],
+            "rest": ["2"],
+        });
+        assert_eq!(got["big"], big, "{member}: {out}");
+    }
+    let native = &out["native"];
+    assert_eq!(
+        native["file"],
+        json!({
+            "seq": 1,
+            "from": native["aId"],
+            "body": {
+                "event": "file",
+                "args": [
+                    { "_binary": "AAEC/w==" },
+                    { "name": "x.bin", "data": { "_binary": "CQgH" } },
+                    [1, { "_binary": "aGk=" }],
+                ],
+            },
+        }),
+        "{out}"
+    );
+    assert_eq!(
+        native["big"],
+        json!({
+            "seq": 2,
+            "event": "big",
+            "arity": 1,
+            "sha": out["sent"]["bigSha"],
+            "length": 40000,
+        }),
+        "{out}"
+    );
+}
+
+/// Creates private room `room` through router 0: its record (with the
+/// join token).
+async fn create_private(cluster: &Cluster, room: &str) -> Value {
+    let r = cluster
+        .router(0)
+        .http()
+        .post_json("/rooms", &json!({ "id": room, "private": true }))
+        .await;
+    assert_eq!(r.status, 201, "POST /rooms {room} private: {}", r.text);
+    r.body
+}
+
+#[tokio::test]
+async fn private_rooms_refuse_missing_tampered_and_foreign_tokens_and_admit_valid_ones() {
+    let cluster = Cluster::start(1, 1).await;
+    let rec = create_private(&cluster, "vault").await;
+    let other = create_private(&cluster, "attic").await;
+    let token = rec["token"].as_str().expect("a private room's token");
+    // Flip the signature's first character.
+    let (head, sig) = token.rsplit_once('.').expect("payload.signature");
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{head}.{flipped}{}", &sig[1..]);
+    let url = cluster.node(1).http().base().to_owned();
+    let args = [
+        "--url",
+        &url,
+        "--path",
+        "/i1/room/vault/socket.io",
+        "--token",
+        token,
+        "--tampered",
+        &tampered,
+        "--other",
+        other["token"].as_str().expect("token"),
+    ];
+    let out = run("private", &args).await;
+    let refused = &out["refused"];
+    let required = json!({
+        "message": "room vault is private: pass a join token as auth: { token }",
+        "data": { "code": "token_required" },
+    });
+    assert_eq!(refused["none"], required, "{out}");
+    assert_eq!(refused["noneName"], required, "{out}");
+    assert_eq!(refused["pollingNone"], required, "{out}");
+    assert_eq!(
+        refused["tampered"],
+        json!({
+            "message": "token signature does not verify",
+            "data": { "code": "invalid_token" },
+        }),
+        "{out}"
+    );
+    assert_eq!(
+        refused["other"],
+        json!({
+            "message": "token is for another room",
+            "data": { "code": "wrong_room" },
+        }),
+        "{out}"
+    );
+    assert_eq!(
+        refused["namespace"],
+        json!({ "message": "Invalid namespace", "data": null }),
+        "{out}"
+    );
+    assert_eq!(out["acked"], json!({ "seq": 1 }), "{out}");
+    assert_eq!(out["atB"], json!(["secret", "1"]), "{out}");
+}
