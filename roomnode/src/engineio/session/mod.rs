@@ -61,6 +61,10 @@ struct State {
     /// Ended with [`Farewell::Flush`] and no poll to take the queue and
     /// the close packet: the next poll does.
     linger: bool,
+    /// The client closed with no poll waiting: the next poll gets `6`. A
+    /// GET sent together with the POST of the close may be read after it
+    /// (two connections); it is answered as if it had come first.
+    parting: bool,
     /// When the pong to the last ping is due.
     pong_due: Option<Instant>,
     connected: bool,
@@ -124,6 +128,7 @@ impl Session {
                 posting: false,
                 end: None,
                 linger: false,
+                parting: false,
                 pong_due: None,
                 connected: false,
                 pending: true,
@@ -242,7 +247,8 @@ impl Session {
 
     /// Whether a close packet waits for a poll.
     pub(super) fn lingering(&self) -> bool {
-        self.lock().linger
+        let st = self.lock();
+        st.linger || st.parting
     }
 
     /// Ends the session; a second end is ignored.
@@ -286,7 +292,10 @@ impl Session {
                         packets.push(last.clone());
                         let _ = w.tx.send(packets);
                     }
-                    None => st.linger = flush,
+                    None => {
+                        st.linger = flush;
+                        st.parting = cause == CloseCause::ClientClose;
+                    }
                 }
             }
         }

@@ -29,6 +29,10 @@ impl Session {
                 self.released.cancel();
                 return Poll::Ready(packets);
             }
+            if std::mem::take(&mut st.parting) {
+                self.released.cancel();
+                return Poll::Ready(vec![self.core.noop.clone()]);
+            }
             return Poll::Refused(Refusal::UnknownSid);
         }
         match st.mode {

@@ -146,6 +146,17 @@ async fn a_close_packet_ends_the_pending_poll_with_a_noop() {
 }
 
 #[tokio::test]
+async fn a_poll_read_after_the_close_packet_still_gets_a_noop_once() {
+    let h = Harness::start(config()).await;
+    let q = format!("EIO=4&transport=polling&sid={}", h.handshake().await);
+    assert_eq!(h.post(&q, "1").await.status, StatusCode::OK);
+    let late = h.get(&q).await;
+    assert_eq!((late.status, late.body.as_str()), (StatusCode::OK, "6"));
+    assert_eq!(h.get(&q).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.closed().await, CloseCause::ClientClose);
+}
+
+#[tokio::test]
 async fn a_server_close_flushes_then_sends_the_close_packet() {
     let h = Harness::start(config()).await;
     let q = format!("EIO=4&transport=polling&sid={}", h.handshake().await);
