@@ -231,7 +231,8 @@ pub(crate) fn decode(text: &str, polling: bool) -> Result<Incoming, Malformed> {
     let Some(&first) = text.as_bytes().first() else {
         return Err(Malformed);
     };
-    let data = &text[1..];
+    // Not `&text[1..]`: a first character of several bytes would panic.
+    let data = text.get(1..).ok_or(Malformed)?;
     if polling && first == b'b' {
         let bytes = B64.decode(data).map_err(|_| Malformed)?;
         return Ok(Incoming::Message(Message::Binary(bytes.into())));
@@ -282,6 +283,13 @@ mod tests {
         }
         // A WebSocket text frame starting with `b` is not base64.
         assert_eq!(decode("bAQID", false), Err(Malformed));
+        // A first character of several bytes is refused, not a panic
+        // (found by fuzz/regressions/engineio_packet/multibyte_first_char).
+        for bad in ["\u{fffd}", "é4", "€", "\u{1f600}x"] {
+            assert_eq!(decode(bad, false), Err(Malformed), "{bad:?}");
+            assert_eq!(decode(bad, true), Err(Malformed), "{bad:?}");
+        }
+        assert_eq!(decode_payload("4ok\x1eé"), Err(Malformed));
     }
 
     #[test]
