@@ -25,6 +25,7 @@
 //!   packets in (`inbound`) and out (`outbound`).
 //! - `metrics`: the Prometheus metrics.
 //! - `bench`: a room in isolation, for the micro-benchmarks.
+//! - `fuzzing`: the Engine.IO decoders, for the fuzz targets.
 //!
 //! Dependencies point one way: `close` and `limits` are leaves; a room
 //! writes to its members' outlets; `rooms` holds rooms; `ownership`
@@ -40,6 +41,8 @@ pub mod bench;
 mod cluster;
 pub mod config;
 mod engineio;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod member;
 mod metrics;

@@ -46,7 +46,7 @@
 mod cors;
 mod engine;
 mod heartbeat;
-mod packet;
+pub(crate) mod packet; // also read by `crate::fuzzing`
 mod polling;
 mod query;
 mod session;

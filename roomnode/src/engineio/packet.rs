@@ -113,7 +113,7 @@ impl Packet {
     }
 
     /// A packet of the engine's own (open, close, ping, pong, noop).
-    pub(super) fn control(kind: Kind, text: &str) -> Self {
+    pub(crate) fn control(kind: Kind, text: &str) -> Self {
         Self::new(kind, Data::Text(text.to_owned()))
     }
 
@@ -172,7 +172,7 @@ impl Packet {
 }
 
 /// A polling payload of `packets`.
-pub(super) fn encode_payload(packets: &[std::sync::Arc<Packet>]) -> String {
+pub(crate) fn encode_payload(packets: &[std::sync::Arc<Packet>]) -> String {
     let mut out = String::new();
     for (i, p) in packets.iter().enumerate() {
         if i > 0 {
