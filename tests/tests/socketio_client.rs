@@ -297,3 +297,207 @@ async fn private_rooms_refuse_missing_tampered_and_foreign_tokens_and_admit_vali
     assert_eq!(out["acked"], json!({ "seq": 1 }), "{out}");
     assert_eq!(out["atB"], json!(["secret", "1"]), "{out}");
 }
+
+/// Native member N and Socket.IO member S (over `transport`) in one room:
+/// each sees the other's messages with the same seqs.
+async fn native_and_socketio_in_one_room(transport: &str) {
+    let cluster = Cluster::start(1, 1).await;
+    let room = format!("mixed-{transport}");
+    let (url, path) = on_node(&cluster, &room).await;
+    let ws = format!("{}/i1/room/{room}", cluster.node(1).ws_base());
+    let args = [
+        "--url",
+        &url,
+        "--path",
+        &path,
+        "--native",
+        &ws,
+        "--transport",
+        transport,
+    ];
+    let out = run("native", &args).await;
+    let n = out["welcome"]["member"].clone();
+    let s = out["sid"].clone();
+    assert_eq!(out["welcome"]["seq"], 0, "{out}");
+    assert_eq!(out["acked"], json!({ "seq": 1 }), "{out}");
+    let message = |seq: u64, from: &Value, body: Value| json!({ "type": "message", "room": room, "seq": seq, "from": from, "body": body });
+    assert_eq!(
+        out["atNative"],
+        json!([
+            { "type": "joined", "member": s, "name": "sio", "members": 2 },
+            {
+                "type": "message",
+                "room": room,
+                "seq": 1,
+                "from": s,
+                "name": "sio",
+                "body": { "event": "chat", "args": ["from socket.io", { "x": 1 }] },
+            },
+            message(2, &n, json!({ "text": "from native" })),
+            message(3, &n, json!({ "event": "shout", "args": [1, "two", null] })),
+            message(4, &n, json!({ "event": "bin", "args": [{ "_binary": "AQID" }] })),
+        ]),
+        "{out}"
+    );
+    assert_eq!(
+        out["atSocketIo"],
+        json!([
+            ["message", { "text": "from native" }, "2"],
+            ["shout", 1, "two", null, "3"],
+            ["bin", { "hex": "010203" }, "4"],
+        ]),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn native_and_websocket_members_see_each_other() {
+    native_and_socketio_in_one_room("websocket").await;
+}
+
+#[tokio::test]
+async fn native_and_polling_members_see_each_other() {
+    native_and_socketio_in_one_room("polling").await;
+}
+
+/// A client over `transport` loses its transport, misses 5 events and
+/// reconnects: recovered, with exactly those 5 (in order, once, without
+/// its own events), then live traffic.
+async fn recovery_after_a_dropped_transport(transport: &str) {
+    let cluster = Cluster::start(1, 1).await;
+    let room = format!("recover-{transport}");
+    let (url, path) = on_node(&cluster, &room).await;
+    let args = ["--url", &url, "--path", &path, "--transport", transport];
+    let out = run("recover", &args).await;
+    assert_eq!(out["reason"], "transport close", "{out}");
+    assert_eq!(out["before"]["recovered"], false, "{out}");
+    assert_eq!(out["after"]["recovered"], true, "{out}");
+    assert_eq!(out["after"]["id"], out["before"]["id"], "{out}");
+    assert_eq!(out["after"]["pid"], out["before"]["pid"], "{out}");
+    // m 0 is seq 1, A's own events 2..=4, the missed ones 5..=9, live 10.
+    assert_eq!(out["ownAcks"], json!([2, 3, 4]), "{out}");
+    assert_eq!(out["acks"], json!([1, 5, 6, 7, 8, 9, 10]), "{out}");
+    assert_eq!(
+        out["atA"],
+        json!([
+            [0, "1"],
+            [1, "5"],
+            [2, "6"],
+            [3, "7"],
+            [4, "8"],
+            [5, "9"],
+            [6, "10"]
+        ]),
+        "{out}"
+    );
+    assert_eq!(out["ownAtA"], json!([]), "no echo of its own events: {out}");
+}
+
+#[tokio::test]
+async fn a_websocket_client_recovers_what_it_missed_after_a_dropped_transport() {
+    recovery_after_a_dropped_transport("websocket").await;
+}
+
+#[tokio::test]
+async fn a_polling_client_recovers_what_it_missed_after_a_dropped_transport() {
+    recovery_after_a_dropped_transport("polling").await;
+}
+
+#[tokio::test]
+async fn another_stream_is_not_recovered() {
+    let cluster = Cluster::start(1, 1).await;
+    let (url, path) = on_node(&cluster, "streams").await;
+    let router = cluster.router(0).http().base().to_owned();
+    let args = [
+        "--url", &url, "--path", &path, "--router", &router, "--room", "streams",
+    ];
+    let out = run("stream_change", &args).await;
+
+    // A forged pid: a new member, and B's two events meanwhile (seqs 2
+    // and 3) are not replayed.
+    let forged = &out["forged"];
+    assert_eq!(forged["after"]["recovered"], false, "{out}");
+    assert_ne!(forged["after"]["id"], forged["before"]["id"], "{out}");
+    let stream = |pid: &Value| {
+        pid.as_str()
+            .and_then(|p| p.split_once('~'))
+            .map(|s| s.0.to_owned())
+    };
+    assert_eq!(
+        stream(&forged["after"]["pid"]),
+        stream(&forged["before"]["pid"]),
+        "{out}"
+    );
+    assert_eq!(forged["atA"], json!([[0, "1"], [3, "4"]]), "{out}");
+
+    // Deleted and created again: a new stream, nothing recovered (B's
+    // first event in the new room, seq 1, is not replayed to A).
+    let deleted = &out["deleted"];
+    assert_eq!(deleted["deleteStatus"], 204, "{out}");
+    assert_eq!(deleted["createStatus"], 201, "{out}");
+    let server = json!(["io server disconnect", "io server disconnect"]);
+    assert_eq!(deleted["reasons"], server, "{out}");
+    assert_eq!(deleted["firstAck"], json!({ "seq": 1 }), "{out}");
+    assert_eq!(deleted["after"]["recovered"], false, "{out}");
+    let old = stream(&deleted["before"]["pid"]);
+    let new = stream(&deleted["after"]["pid"]);
+    assert!(new.is_some() && new != old, "{out}");
+    assert_eq!(new, stream(&deleted["bPid"]), "{out}");
+    assert_eq!(deleted["atA"], json!([[5, "2"]]), "{out}");
+}
+
+#[tokio::test]
+async fn a_deleted_room_disconnects_its_clients_for_good() {
+    let cluster = Cluster::start(1, 1).await;
+    let (url, path) = on_node(&cluster, "doomed").await;
+    let router = cluster.router(0).http().base().to_owned();
+    let args = [
+        "--url", &url, "--path", &path, "--router", &router, "--room", "doomed",
+    ];
+    let out = run("deleted", &args).await;
+    assert_eq!(out["deleteStatus"], 204, "{out}");
+    let both = |v: Value| json!({ "a": v, "b": v });
+    assert_eq!(out["reasons"], both(json!("io server disconnect")), "{out}");
+    assert_eq!(out["attempts"], both(json!(0)), "no reconnection: {out}");
+    assert_eq!(out["connects"], both(json!(0)), "no reconnection: {out}");
+    assert_eq!(out["active"], both(json!(false)), "{out}");
+    assert_eq!(
+        out["late"],
+        json!({ "message": "websocket error", "data": null }),
+        "the path is gone: {out}"
+    );
+}
+
+/// What `rooms.mjs` saw in each of `rooms`: 3 acked events (seqs 1..=3)
+/// received in order, in that room only, over polling.
+fn check_rooms(out: &Value, rooms: &[String]) {
+    for room in rooms {
+        let got: Vec<Value> = (0..3u64)
+            .map(|i| json!([room, i, (i + 1).to_string()]))
+            .collect();
+        assert_eq!(
+            out[room.as_str()],
+            json!({ "acks": [1, 2, 3], "got": got, "transports": ["polling", "polling"] }),
+            "{room}: {out}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn three_rooms_on_three_nodes_with_polling_clients() {
+    let cluster = Cluster::start(3, 1).await;
+    let router = cluster.router(0).http();
+    let mut rooms = Vec::new();
+    let mut args = Vec::new();
+    for n in 1..=3u16 {
+        let node = cluster.node(n);
+        let (room, _) = testkit::cluster::create_room_on(&router, "spread", &node.id()).await;
+        let path = format!("/{}/room/{room}/socket.io", node.id());
+        args.push("--room".to_owned());
+        args.push(format!("{room},{},{path}", node.http().base()));
+        rooms.push(room);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run("rooms", &args).await;
+    check_rooms(&out, &rooms);
+}

@@ -120,14 +120,16 @@ export function next(socket, event, what = event) {
 }
 
 /**
- * Cuts the client's transport the way a network drop does, with
- * reconnection held until `resume` is called: resolves with the
- * "disconnect" reason. The client keeps its `pid` and last offset.
+ * Closes the client's transport under its engine, as a lost connection
+ * does ("transport close"), with reconnection held until `resume` is
+ * called: resolves with the "disconnect" reason. The client keeps its
+ * `pid` and last offset.
  */
 export async function drop(socket) {
-  const reason = next(socket, "disconnect", "disconnect after the transport was closed");
+  const disconnect = next(socket, "disconnect", "disconnect after the transport was closed");
   socket.io.reconnection(false);
-  socket.io.engine.close();
+  socket.io.engine.transport.close();
+  const [reason] = await disconnect;
   return reason;
 }
 
