@@ -35,6 +35,8 @@ pub struct RoomView {
     pub node: InstanceId,
     /// `/iN/room/ID`.
     pub path: String,
+    /// `/iN/room/ID/socket.io/`: the `path` option of `socket.io-client`.
+    pub socketio_path: String,
     /// Full WebSocket URL built from `--public-url` or the request's `Host`.
     pub ws_url: String,
     /// Owner epoch.
@@ -55,6 +57,7 @@ impl RoomView {
         Self {
             ws_url: format!("{}{path}", ws_base.trim_end_matches('/')),
             path,
+            socketio_path: crate::path::socketio(rec.node, &rec.id),
             id: rec.id.clone(),
             node: rec.node,
             epoch: rec.epoch,

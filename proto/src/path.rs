@@ -1,6 +1,7 @@
 //! The data-plane paths. `/iN/room/ID` is what the load balancer routes on
 //! (one rule per instance); `/room/ID` is the legacy un-sharded path that only
-//! the router understands and rewrites.
+//! the router understands and rewrites. A room's Socket.IO endpoint is under
+//! its path (`/iN/room/ID/socket.io/`), so the same rules route it.
 
 use std::fmt;
 
@@ -64,6 +65,27 @@ impl RoomPath {
 /// The sharded path of `room` on `instance`: `/iN/room/ID`.
 pub fn sharded(instance: InstanceId, room: &RoomId) -> String {
     format!("/{instance}/room/{room}")
+}
+
+/// The last segment of a room's Socket.IO endpoint, under its path.
+const SOCKETIO_SEGMENT: &str = "socket.io";
+
+/// The Socket.IO endpoint of `room` on `instance`: `/iN/room/ID/socket.io/`,
+/// what `socket.io-client` takes as its `path` option (the final slash is
+/// the one it adds itself).
+pub fn socketio(instance: InstanceId, room: &RoomId) -> String {
+    format!("{}/{SOCKETIO_SEGMENT}/", sharded(instance, room))
+}
+
+/// The room path a Socket.IO endpoint path is under (`/iN/room/ID` of
+/// `/iN/room/ID/socket.io/`, the final slash optional, as for `/room/ID`);
+/// `None` for any other path. Not checked to be a room path.
+pub fn socketio_base(path: &str) -> Option<&str> {
+    path.strip_suffix('/')
+        .unwrap_or(path)
+        .strip_suffix(SOCKETIO_SEGMENT)?
+        .strip_suffix('/')
+        .filter(|base| !base.is_empty())
 }
 
 /// The legacy path of `room`: `/room/ID`.
@@ -130,6 +152,24 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn socketio_endpoints_are_under_the_room_path() {
+        let room: RoomId = "lobby".parse().unwrap();
+        let path = socketio(InstanceId::new(2).unwrap(), &room);
+        assert_eq!(path, "/i2/room/lobby/socket.io/");
+        assert_eq!(socketio_base(&path), Some("/i2/room/lobby"));
+        assert_eq!(socketio_base("/room/lobby/socket.io"), Some("/room/lobby"));
+        for other in [
+            "/i2/room/lobby",
+            "/i2/room/lobby/socket.io//",
+            "/i2/room/lobby/xsocket.io/",
+            "/socket.io/",
+            "socket.io",
+        ] {
+            assert_eq!(socketio_base(other), None, "{other:?}");
+        }
+    }
+
     proptest! {
         #[test]
         fn format_then_parse_is_identity(n in 1u16..=9999, room in "[A-Za-z0-9_-]{1,64}") {
@@ -137,6 +177,8 @@ mod tests {
             let room: RoomId = room.parse().unwrap();
             let parsed = RoomPath::parse(&sharded(instance, &room)).unwrap();
             prop_assert_eq!(parsed, RoomPath::Sharded { instance, room: room.clone() });
+            let base = socketio_base(&socketio(instance, &room)).map(RoomPath::parse);
+            prop_assert_eq!(base, Some(Ok(RoomPath::Sharded { instance, room: room.clone() })));
             prop_assert_eq!(RoomPath::parse(&legacy(&room)).unwrap(), RoomPath::Legacy { room });
         }
 

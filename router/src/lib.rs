@@ -12,7 +12,8 @@
 //!   check).
 //! - `admin`: `POST /admin/rebalance`.
 //! - `api`: `POST/GET/DELETE /rooms…`, `GET /nodes`.
-//! - `proxy`: the data plane, `/room/{id}` and `/iN/room/{id}`.
+//! - `proxy`: the data plane, `/room/{id}` and `/iN/room/{id}`, each also
+//!   with its Socket.IO endpoint `…/socket.io/`.
 //! - [`generate`]: ALB rules, nginx.conf and Prometheus targets from the
 //!   node registry (`router alb-rules`, `nginx-config`, `prometheus-sd`).
 //! - `ownership`: who owns a room: find, create, delete, and fail over

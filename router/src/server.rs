@@ -13,7 +13,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use service::error::ApiError;
 use service::server::{Limits, serve};
@@ -104,10 +104,11 @@ fn routes(app: App, public_metrics: bool) -> Router {
             ))),
         )
         .route("/room/{room}", get(proxy::legacy))
-        .route(
-            "/{instance}/room/{room}",
-            axum::routing::any(proxy::instance),
-        )
+        .route("/room/{room}/socket.io/", any(proxy::legacy))
+        .route("/room/{room}/socket.io", any(proxy::legacy))
+        .route("/{instance}/room/{room}", any(proxy::instance))
+        .route("/{instance}/room/{room}/socket.io/", any(proxy::instance))
+        .route("/{instance}/room/{room}/socket.io", any(proxy::instance))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -317,6 +318,7 @@ mod tests {
         let (status, created) = call(&r, "POST", "/rooms", json!({"id": "lobby"}), None).await;
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(created["ws_url"], "wss://chat.example.com/i1/room/lobby");
+        assert_eq!(created["socketio_path"], "/i1/room/lobby/socket.io/");
         let (status, again) = call(&r, "POST", "/rooms", json!({"id": "lobby"}), None).await;
         assert_eq!((status, &again), (StatusCode::OK, &created));
         let (status, got) = call(&r, "GET", "/rooms/lobby", Value::Null, None).await;

@@ -91,7 +91,36 @@ impl Http {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await?;
+        Self::reply(request.send().await?).await
+    }
+
+    /// A request with extra headers, a raw body and its own bound (a long
+    /// poll outlasts [`REQUEST_TIMEOUT`]), which the JSON calls cannot
+    /// send; panics if there is no answer.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+        timeout: Duration,
+    ) -> Reply {
+        let what = format!("{method} {}", self.url(path));
+        let mut request = self.client.request(method, self.url(path)).timeout(timeout);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_owned());
+        }
+        let answer = match request.send().await {
+            Ok(response) => Self::reply(response).await,
+            Err(e) => Err(e),
+        };
+        answer.unwrap_or_else(|e| panic!("{what}: no answer: {e}"))
+    }
+
+    async fn reply(response: reqwest::Response) -> Result<Reply, reqwest::Error> {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await?;

@@ -21,6 +21,8 @@
 //! - [`ws`]: [`WsClient`], the one WebSocket client, speaking JSON text
 //!   frames; [`join`], [`next`], [`ws::refusal`].
 //! - [`http`]: [`Http`], a JSON HTTP client that never follows redirects.
+//! - [`upstream`]: [`Upstream`], a stand-in room node that answers with
+//!   what reached it, to check what a proxy in front of it forwards.
 //! - [`metrics`]: the one parser of a `/metrics` page ([`metrics::sum`],
 //!   [`metrics::sum_with`], [`metrics::value`]) and scraping it.
 //! - [`traffic`]: [`LiveClient`], a client that keeps talking in its room
@@ -44,6 +46,7 @@ pub mod metrics;
 pub mod port;
 pub mod process;
 pub mod traffic;
+pub mod upstream;
 pub mod verdict;
 pub mod wait;
 pub mod ws;
@@ -54,5 +57,6 @@ pub use http::{Http, Reply};
 pub use port::free_port;
 pub use process::{Proc, ProcBuilder, bin_path};
 pub use traffic::LiveClient;
+pub use upstream::Upstream;
 pub use wait::{always, eventually, wait_until};
 pub use ws::{WsClient, join, next};

@@ -1,13 +1,18 @@
 //! The generated deployment configuration, run by the real tools: nginx from
-//! `router nginx-config` in front of real nodes, and Prometheus discovering
-//! the nodes through `router prometheus-sd --watch` and scraping them.
+//! `router nginx-config` in front of real nodes, and in front of stand-in
+//! nodes for the Socket.IO paths under `/iN/room/ID`; Prometheus
+//! discovering the nodes through `router prometheus-sd --watch` and
+//! scraping them.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use proto::record::{NodeRecord, NodeState};
+use router::generate::nginx::NginxSettings;
 use serde_json::{Value, json};
-use testkit::{Cluster, Http, Proc, WsClient, eventually, free_port};
+use testkit::ws::tungstenite::Message;
+use testkit::{Cluster, Http, Proc, Upstream, WsClient, eventually, free_port};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -50,6 +55,35 @@ fn shared_dir() -> tempfile::TempDir {
     dir
 }
 
+/// nginx running `conf` from `dir` (checked with `nginx -t` first), once
+/// it answers on `listen` through its default location (the routers).
+async fn nginx(dir: &tempfile::TempDir, conf: &str, listen: &str) -> Proc {
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let nginx = system_program("nginx");
+    let conf_arg = conf_path.to_str().unwrap();
+    let mut check = Proc::program("nginx -t", &nginx)
+        .args(["-t", "-c", conf_arg])
+        .spawn();
+    let status = check.wait_exit(WAIT).await.expect("nginx -t ends");
+    assert!(status.success(), "nginx -t:\n{}", check.log());
+    let server = Proc::program("nginx", &nginx)
+        .args(["-c", conf_arg, "-g", "daemon off; master_process off;"])
+        .spawn();
+    let front = Http::new(format!("http://{listen}"));
+    let ready = testkit::wait_until(WAIT, async || {
+        front
+            .send(reqwest::Method::GET, "/readyz", None)
+            .await
+            .is_ok_and(|r| r.status == 200)
+    })
+    .await;
+    if !ready {
+        server.fail("nginx did not come up");
+    }
+    server
+}
+
 #[tokio::test]
 async fn nginx_from_nginx_config_routes_each_instance_path_to_its_node() {
     let cluster = Cluster::start(3, 1).await;
@@ -74,30 +108,8 @@ async fn nginx_from_nginx_config_routes_each_instance_path_to_its_node() {
     for n in 1..=3 {
         assert!(conf.contains(&format!("location /i{n}/room/ {{")), "{conf}");
     }
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, &conf).unwrap();
-    let nginx = system_program("nginx");
-    let conf_arg = conf_path.to_str().unwrap();
-    let mut check = Proc::program("nginx -t", &nginx)
-        .args(["-t", "-c", conf_arg])
-        .spawn();
-    let status = check.wait_exit(WAIT).await.expect("nginx -t ends");
-    assert!(status.success(), "nginx -t:\n{}", check.log());
-    let server = Proc::program("nginx", &nginx)
-        .args(["-c", conf_arg, "-g", "daemon off; master_process off;"])
-        .spawn();
-
+    let server = nginx(&dir, &conf, &listen).await;
     let front = Http::new(format!("http://{listen}"));
-    let ready = testkit::wait_until(WAIT, async || {
-        front
-            .send(reqwest::Method::GET, "/readyz", None)
-            .await
-            .is_ok_and(|r| r.status == 200)
-    })
-    .await;
-    if !ready {
-        server.fail("nginx did not come up");
-    }
     // The API through nginx's default location (the routers).
     let mut joined = 0;
     for i in 0..12 {
@@ -130,6 +142,125 @@ async fn nginx_from_nginx_config_routes_each_instance_path_to_its_node() {
     }
     assert_eq!(joined, 12);
     drop(server);
+}
+
+/// The `proxy_read_timeout` (seconds) nginx applies in `location {path}`
+/// of `conf`: the location's own, else the server's, else nginx's default
+/// of 60 s. Durations in `conf` are written in seconds (`3600s`).
+fn read_timeout(conf: &str, location: &str) -> u64 {
+    let setting = |block: &str| {
+        block.lines().find_map(|l| {
+            let v = l.trim().strip_prefix("proxy_read_timeout ")?;
+            v.trim_end_matches(';').strip_suffix('s')?.parse().ok()
+        })
+    };
+    let server = &conf[conf.find("server {").expect("a server block")..];
+    let open = format!("location {location} {{");
+    let inside = server
+        .find(&open)
+        .map(|at| &server[at..at + server[at..].find('}').expect("block end")])
+        .unwrap_or_else(|| panic!("no `{open}` in:\n{conf}"));
+    let outside = &server[..server.find("location ").unwrap_or(server.len())];
+    setting(inside).or_else(|| setting(outside)).unwrap_or(60)
+}
+
+/// The Socket.IO endpoint under `/iN/room/ID`, through nginx from `router
+/// nginx-config`: polling GETs and POSTs and a WebSocket upgrade reach
+/// instance N with path and query intact (seen by stand-in nodes that
+/// answer with what reached them), `/room/ID/socket.io/` goes to the
+/// routers unchanged, and no read timeout cuts a long poll short.
+#[tokio::test]
+async fn nginx_from_nginx_config_passes_socketio_paths_to_their_instance() {
+    let router = Upstream::start("router").await;
+    let mut stand_ins = Vec::new();
+    let mut nodes = Vec::new();
+    for n in 1..=3 {
+        let node = Upstream::start(&format!("i{n}")).await;
+        nodes.push(NodeRecord {
+            id: testkit::ids::iid(n),
+            addr: node.url(),
+            weight: 1.0,
+            state: NodeState::Active,
+        });
+        stand_ins.push(node);
+    }
+    let dir = shared_dir();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let settings = NginxSettings {
+        listen: listen.clone(),
+        routers: vec![router.addr().to_string()],
+        runtime_dir: Some(dir.path().to_str().unwrap().to_owned()),
+    };
+    let conf = router::generate::nginx::config(&settings, &nodes).expect("a config");
+    for n in 1..=3 {
+        // A poll is held up to the node's ping interval (25 s by default).
+        let secs = read_timeout(&conf, &format!("/i{n}/room/"));
+        assert!(secs >= 60, "proxy_read_timeout {secs}s for /i{n}/room/");
+    }
+    let _server = nginx(&dir, &conf, &listen).await;
+    let front = Http::new(format!("http://{listen}"));
+    let wait = Duration::from_secs(10);
+
+    for stand_in in stand_ins.iter().chain([&router]) {
+        let (name, path) = match stand_in.name() {
+            "router" => ("router", "/room/x/socket.io/".to_owned()),
+            n => (n, format!("/{n}/room/x/socket.io/")),
+        };
+        let query = "EIO=4&transport=polling&t=Pq-1";
+        let poll = front.get(&format!("{path}?{query}")).await;
+        assert_eq!(poll.status, 200, "{}", poll.text);
+        let seen = &poll.body;
+        assert_eq!(
+            (&seen["upstream"], &seen["method"]),
+            (&json!(name), &json!("GET"))
+        );
+        assert_eq!(
+            (&seen["path"], &seen["query"]),
+            (&json!(path), &json!(query))
+        );
+
+        let query = "EIO=4&transport=polling&sid=s1";
+        let post = front
+            .raw(
+                reqwest::Method::POST,
+                &format!("{path}?{query}"),
+                &[("content-type", "text/plain;charset=UTF-8")],
+                Some("40"),
+                wait,
+            )
+            .await;
+        assert_eq!(post.status, 200, "{}", post.text);
+        let seen = &post.body;
+        assert_eq!(
+            (&seen["upstream"], &seen["method"], &seen["path"]),
+            (&json!(name), &json!("POST"), &json!(path))
+        );
+        assert_eq!(
+            (&seen["query"], &seen["body"]),
+            (&json!(query), &json!("40"))
+        );
+    }
+
+    let query = "EIO=4&transport=websocket";
+    let url = format!("ws://{listen}/i2/room/x/socket.io/?{query}");
+    let mut ws = WsClient::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let seen = ws.recv_json(wait).await;
+    assert_eq!(
+        (&seen["upstream"], &seen["method"]),
+        (&json!("i2"), &json!("GET"))
+    );
+    assert_eq!(
+        (&seen["path"], &seen["query"]),
+        (&json!("/i2/room/x/socket.io/"), &json!(query))
+    );
+    assert_eq!(seen["headers"]["upgrade"], "websocket");
+    ws.send_text("2probe").await;
+    match ws.recv_message(wait).await {
+        Some(Message::Text(t)) => assert_eq!(t.as_str(), "2probe"),
+        other => panic!("expected the probe back through nginx, got {other:?}"),
+    }
 }
 
 #[tokio::test]

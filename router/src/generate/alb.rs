@@ -372,6 +372,58 @@ mod tests {
         ));
     }
 
+    /// Whether an ALB path pattern matches `path` (the path only, never
+    /// the query): case-sensitive, `*` any run of characters (`/`
+    /// included), `?` one character.
+    fn alb_matches(pattern: &str, path: &str) -> bool {
+        let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), path.chars().collect());
+        // Classic wildcard matching, over prefixes of both.
+        let mut m = vec![vec![false; s.len() + 1]; p.len() + 1];
+        m[0][0] = true;
+        for i in 1..=p.len() {
+            m[i][0] = m[i - 1][0] && p[i - 1] == '*';
+            for j in 1..=s.len() {
+                m[i][j] = match p[i - 1] {
+                    '*' => m[i - 1][j] || m[i][j - 1],
+                    '?' => m[i - 1][j - 1],
+                    c => m[i - 1][j - 1] && c == s[j - 1],
+                };
+            }
+        }
+        m[p.len()][s.len()]
+    }
+
+    #[test]
+    fn each_rooms_socketio_endpoint_matches_its_instances_rule_only() {
+        let r = rules(&settings(), &ids(&[1, 3, 30])).unwrap();
+        let template = cloudformation("arn:listener", &r);
+        for (n, path) in [
+            (1, "/i1/room/lobby"),
+            (3, "/i3/room/lobby/socket.io/"),
+            (3, "/i3/room/lobby/socket.io"),
+            (30, "/i30/room/a-b_c/socket.io/"),
+        ] {
+            let matching: Vec<u16> = r
+                .iter()
+                .filter(|rule| alb_matches(&rule.path, path))
+                .map(|rule| rule.instance.number())
+                .collect();
+            assert_eq!(matching, [n], "{path}");
+            // The same patterns in the CloudFormation template.
+            let resource = &template["Resources"][format!("RoomRouterRuleI{n}")];
+            let values = &resource["Properties"]["Conditions"][0]["PathPatternConfig"]["Values"];
+            let pattern = values[0].as_str().unwrap();
+            assert!(alb_matches(pattern, path), "{pattern} {path}");
+        }
+        // The router's own paths stay with the default rule.
+        for path in ["/room/lobby/socket.io/", "/rooms", "/i3/rooms/x"] {
+            assert!(
+                r.iter().all(|rule| !alb_matches(&rule.path, path)),
+                "{path}"
+            );
+        }
+    }
+
     #[test]
     fn plan_creates_modifies_and_deletes() {
         let desired = rules(&settings(), &ids(&[1, 2, 4])).unwrap();

@@ -1,6 +1,8 @@
 //! A complete nginx.conf: one upstream and one `location /iN/room/` per
-//! instance, the default location to the routers, WebSocket upgrade headers
-//! and timeouts fit for long-lived connections. [`NginxArgs`] is
+//! instance (which also takes the room's Socket.IO endpoint,
+//! `/iN/room/ID/socket.io/`), the default location to the routers,
+//! WebSocket upgrade headers, keepalive to the upstreams for polling, and
+//! timeouts fit for long-lived connections and long polls. [`NginxArgs`] is
 //! `router nginx-config`.
 
 use std::fmt::Write;
@@ -33,8 +35,9 @@ pub enum NginxError {
     Address(String, String),
 }
 
-/// Seconds a WebSocket may stay silent before nginx drops it: above the
-/// node's ping interval and the ALB-style idle timeouts clients expect.
+/// Seconds a WebSocket may stay silent, or a long poll wait for its answer,
+/// before nginx drops it: above the node's ping interval (which bounds
+/// both) and the ALB-style idle timeouts clients expect.
 const READ_TIMEOUT_SECS: u32 = 3600;
 
 /// The config for `nodes`.
@@ -60,8 +63,10 @@ pub fn config(settings: &NginxSettings, nodes: &[NodeRecord]) -> Result<String, 
         }
         let _ = writeln!(c, "    access_log {dir}/access.log;");
     }
+    // Without an Upgrade the Connection header stays empty, so plain
+    // requests (Socket.IO's polling) reuse the upstreams' keepalive pools.
     c.push_str(
-        "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        ''      close;\n    }\n\n",
+        "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        ''      '';\n    }\n\n",
     );
     c.push_str("    upstream roomrouter_routers {\n");
     for r in &settings.routers {
@@ -169,6 +174,10 @@ mod tests {
         assert!(c.contains("upstream roomnode_i1 {\n        server 10.0.0.11:9000;"));
         assert!(c.contains("server 10.0.0.12:9000;"));
         assert!(c.contains("proxy_set_header Connection $connection_upgrade;"));
+        // No `Connection: close` to the nodes for a request without an
+        // upgrade: polling keeps its upstream connections.
+        assert!(c.contains("default upgrade;\n        ''      '';"), "{c}");
+        assert!(c.contains("proxy_read_timeout 3600s;"));
         assert!(matches!(
             config(&s, &[node(3, "https://x:1")]),
             Err(NginxError::Address(..))
