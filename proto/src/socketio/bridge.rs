@@ -43,6 +43,17 @@ impl Event {
     /// The event a native body is delivered to Socket.IO members as.
     pub fn from_body(body: &Value) -> Self {
         if let Some((name, args)) = as_event(body) {
+            // Placeholder-like data would be read by socket.io-parser as
+            // placeholders of a binary packet (naming attachments that do
+            // not exist): such an event goes as a plain EVENT, its
+            // `_binary` objects as JSON, where placeholders are data.
+            if args.iter().any(has_placeholder_like) {
+                return Self {
+                    name: name.clone(),
+                    args: args.clone(),
+                    attachments: Vec::new(),
+                };
+            }
             let mut attachments = Vec::new();
             let args = args
                 .iter()
@@ -86,6 +97,19 @@ fn as_event(body: &Value) -> Option<(&Value, &Vec<Value>)> {
         .filter(|n| n.is_string() || n.is_number())?;
     let args = obj.get("args")?.as_array()?;
     Some((name, args))
+}
+
+/// Whether `v` holds an object socket.io-parser would take for a
+/// placeholder (`_placeholder: true`, whatever else it holds).
+fn has_placeholder_like(v: &Value) -> bool {
+    match v {
+        Value::Object(obj) => {
+            obj.get("_placeholder") == Some(&Value::Bool(true))
+                || obj.values().any(has_placeholder_like)
+        }
+        Value::Array(items) => items.iter().any(has_placeholder_like),
+        _ => false,
+    }
 }
 
 fn placeholder_num(v: &Value) -> Option<usize> {
@@ -183,6 +207,17 @@ mod tests {
             assert_eq!(e.args, vec![body]);
             assert!(e.attachments.is_empty());
         }
+    }
+
+    #[test]
+    fn placeholder_like_data_keeps_the_event_plain() {
+        let body = json!({"event": "chat", "args": [
+            {"_binary": ""},
+            {"note": {"_placeholder": true, "num": 1}},
+        ]});
+        let e = Event::from_body(&body);
+        assert!(e.attachments.is_empty());
+        assert_eq!(Value::Array(e.args.clone()), body["args"]);
     }
 
     #[test]
