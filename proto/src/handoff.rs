@@ -190,6 +190,11 @@ pub struct RoomSnapshot {
     pub seq: u64,
     /// The retained message frames, oldest first, with seqs up to `seq`.
     pub history: Vec<String>,
+    /// Member ids issued so far (`m1`..`m<members>`): the new owner goes
+    /// on from there, so a newcomer never takes the id of a moved member
+    /// that is still coming back (a Socket.IO member recovers its id).
+    #[serde(default)]
+    pub members: u64,
 }
 
 #[cfg(test)]

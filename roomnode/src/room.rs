@@ -180,7 +180,9 @@ impl Room {
     ) -> Arc<Self> {
         let frames = snapshot.history.into_iter().map(Utf8Bytes::from).collect();
         let history = History::restore(limits.history, snapshot.seq, frames);
-        Self::with(rec, snapshot.stream, history, limits, metrics)
+        let room = Self::with(rec, snapshot.stream, history, limits, metrics);
+        room.lock().next_member = snapshot.members;
+        room
     }
 
     fn with(
@@ -517,6 +519,7 @@ impl Room {
                 .iter()
                 .map(|f| f.as_str().to_owned())
                 .collect(),
+            members: st.next_member,
         })
     }
 

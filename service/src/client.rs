@@ -215,6 +215,7 @@ mod tests {
                 stream: "s".into(),
                 seq: 1,
                 history: vec!["{}".into()],
+                members: 0,
             })
             .collect();
         let json = snapshots

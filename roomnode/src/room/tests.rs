@@ -174,7 +174,7 @@ fn a_frozen_room_refuses_sends_and_its_snapshot_restores_it_elsewhere() {
         old.send(a.key, &body(&i.to_string())).unwrap();
     }
     let snap = old.freeze(2).unwrap();
-    assert_eq!(old.send(a.key, &body("9")), Err(Refused::Moving));
+    assert!(matches!(old.send(a.key, &body("9")), Err(Refused::Moving)));
     assert_eq!((snap.seq, snap.history.len(), snap.epoch), (5, 3, 2));
     let new = Room::restore(
         &record("i2", 2),
@@ -184,6 +184,10 @@ fn a_frozen_room_refuses_sends_and_its_snapshot_restores_it_elsewhere() {
     );
     let b = join(&new, Some(3), Some(&snap.stream));
     assert_eq!(b.first[0]["seq"], 5);
+    assert_eq!(
+        b.first[0]["member"], "m2",
+        "member ids go on from the old owner's (m1 moved with the room)"
+    );
     assert_eq!(b.first[0]["stream"], snap.stream.as_str());
     let replay: Vec<_> = b.first[1..]
         .iter()

@@ -66,7 +66,12 @@ struct Partial {
     data: String,
     expected: usize,
     attachments: Vec<Vec<u8>>,
+    /// Bytes of the packet and its attachments so far.
+    bytes: usize,
 }
+
+/// Most binary attachments one event may carry.
+const MAX_ATTACHMENTS: usize = 64;
 
 /// The session broke the protocol: it is closed.
 struct Violation(&'static str);
@@ -102,6 +107,12 @@ impl Member {
                     .partial
                     .as_mut()
                     .ok_or(Violation("binary data without a binary packet"))?;
+                partial.bytes += bytes.len();
+                if partial.bytes > self.node.config().max_frame_bytes {
+                    return Err(Violation(
+                        "event with its attachments over --max-frame-bytes",
+                    ));
+                }
                 partial.attachments.push(bytes.to_vec());
                 if partial.attachments.len() == partial.expected {
                     let done = st.partial.take().expect("checked above");
@@ -128,13 +139,17 @@ impl Member {
                 }
             }
             Kind::Event | Kind::BinaryEvent | Kind::BinaryAck => {
+                if packet.attachments > MAX_ATTACHMENTS {
+                    return Err(Violation("too many attachments"));
+                }
                 let partial = Partial {
                     kind: packet.kind,
                     nsp: packet.nsp.to_owned(),
                     id: packet.id,
                     data: packet.data.map(|d| d.get().to_owned()).unwrap_or_default(),
                     expected: packet.attachments,
-                    attachments: Vec::with_capacity(packet.attachments.min(16)),
+                    attachments: Vec::with_capacity(packet.attachments),
+                    bytes: text.len(),
                 };
                 if partial.expected == 0 {
                     self.complete(session, &mut st, partial);

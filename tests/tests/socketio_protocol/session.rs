@@ -143,3 +143,28 @@ async fn a_session_without_connect_is_closed_after_the_connect_timeout() {
     let got = other.text().await;
     assert!(got.starts_with("2[\"here\","), "{got}");
 }
+
+#[tokio::test]
+async fn events_beyond_the_limits_close_the_session() {
+    let cluster = Cluster::start_with(1, 1, |c| c.max_frame_bytes = 1024).await;
+    let url = sio_url(&cluster, "big").await;
+
+    // More attachments than an event may carry.
+    let (mut s, _) = Sio::joined(&url, None).await;
+    s.send("565-[\"x\"]").await;
+    assert!(s.closes().await, "65 attachments");
+
+    // An event whose attachments together pass --max-frame-bytes, each
+    // one below it.
+    let (mut s, _) = Sio::joined(&url, None).await;
+    let (mut other, _) = Sio::joined(&url, None).await;
+    s.send(r#"52-["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#)
+        .await;
+    s.send_binary(&[1; 600]).await;
+    s.send_binary(&[2; 600]).await;
+    assert!(s.closes().await, "1,200 bytes of attachments");
+    // Nothing of it reached the room.
+    let (mut third, _) = Sio::joined(&url, None).await;
+    third.send(r#"2["after"]"#).await;
+    assert_eq!(other.text().await, r#"2["after","1"]"#);
+}

@@ -49,6 +49,7 @@ fn snapshot(rec: &RoomRecord, epoch: u64, seq: u64) -> RoomSnapshot {
         stream: "s".into(),
         seq,
         history: Vec::new(),
+        members: 0,
     }
 }
 
