@@ -1,12 +1,15 @@
-// The room deleted under two clients (A WebSocket, B polling): each gets
-// "disconnect" with its reason, and neither tries to reconnect within
-// `--quiet` ms (reconnection is on, with a 50 ms delay); a new client
-// cannot connect to the path any more.
+// The room deleted under two clients: A over WebSocket, B over polling
+// through a local relay that holds each of B's polls 300 ms, so that the
+// deletion finds B between two polls (its DISCONNECT is queued, not
+// written to a waiting poll). B has just received an event when the room
+// is deleted. Reports every "disconnect" reason of each, and whether
+// either tried to reconnect within `--quiet` ms (reconnection is on, with
+// a 50 ms delay); a new client then tries the path.
 //
 // node deleted.mjs --url http://host:port --path /iN/room/R/socket.io
 //   --router http://router --room R [--quiet 500]
 
-import { connect, main, next, options, refusal } from "./lib.mjs";
+import { ack, connect, main, next, options, record, refusal, relay, until } from "./lib.mjs";
 
 const opt = options({
   url: { type: "string" },
@@ -17,21 +20,24 @@ const opt = options({
 });
 
 main(async () => {
+  const held = await relay([opt.url], { holdPollsMs: 300 });
   const clients = {
     a: await connect(opt.url, opt.path, { transport: "websocket" }),
-    b: await connect(opt.url, opt.path, { transport: "polling" }),
+    b: await connect(held.url, opt.path, { transport: "polling" }),
   };
   const attempts = { a: 0, b: 0 };
   const connects = { a: 0, b: 0 };
-  const disconnects = {};
+  const reasons = { a: [], b: [] };
   for (const [k, s] of Object.entries(clients)) {
     s.io.on("reconnect_attempt", () => attempts[k]++);
     s.on("connect", () => connects[k]++);
-    disconnects[k] = next(s, "disconnect");
+    s.on("disconnect", (reason) => reasons[k].push(reason));
   }
+  const atB = record(clients.b, "x");
+  await ack(clients.a, "x");
+  await until("B got x", () => atB.length === 1);
   const res = await fetch(`${opt.router}/rooms/${opt.room}`, { method: "DELETE" });
-  const reasons = {};
-  for (const k of Object.keys(clients)) [reasons[k]] = await disconnects[k];
+  await until("both clients were disconnected", () => reasons.a.length > 0 && reasons.b.length > 0);
   // Nothing to wait for: a client that would come back does so within
   // its 50 ms reconnection delay.
   await new Promise((r) => setTimeout(r, Number(opt.quiet)));

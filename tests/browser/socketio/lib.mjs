@@ -4,6 +4,7 @@
 // results each script prints (exit 0), or `{"ok":false,"error":…}` (exit 1).
 // tests/tests/socketio_client.rs runs the scripts and asserts on the line.
 
+import http from "node:http";
 import { parseArgs } from "node:util";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
@@ -181,6 +182,54 @@ export function hex(value) {
   return value instanceof Uint8Array ? Buffer.from(value).toString("hex") : null;
 }
 
+/**
+ * A local HTTP proxy (plain requests only: polling) that sends each
+ * request to the next of `bases` in turn, on a connection of its own, and
+ * holds every poll of a session (a GET with `sid`) `holdPollsMs` before
+ * passing it on. `seen[i]` counts the requests target i got and the
+ * sessions they belonged to.
+ */
+export function relay(bases, { holdPollsMs = 0 } = {}) {
+  const targets = bases.map((b) => new URL(b));
+  const agent = new http.Agent({ keepAlive: false });
+  const seen = targets.map(() => ({ requests: 0, sids: new Set() }));
+  let turn = 0;
+  const server = http.createServer((req, res) => {
+    const i = turn++ % targets.length;
+    const target = targets[i];
+    seen[i].requests++;
+    const sid = new URL(req.url, "http://x").searchParams.get("sid");
+    if (sid) seen[i].sids.add(sid);
+    const forward = () => {
+      const up = http.request(
+        {
+          host: target.hostname,
+          port: target.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: target.host, connection: "close" },
+          agent,
+        },
+        (upRes) => {
+          res.writeHead(upRes.statusCode, upRes.headers);
+          upRes.pipe(res);
+        },
+      );
+      up.on("error", (err) => {
+        res.writeHead(502);
+        res.end(String(err));
+      });
+      req.pipe(up);
+    };
+    if (sid && req.method === "GET" && holdPollsMs > 0) setTimeout(forward, holdPollsMs);
+    else forward();
+  });
+  open.push({ close: () => server.close() });
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${server.address().port}`, seen })),
+  );
+}
+
 /** Runs `scenario`, prints its result as one JSON line and exits. */
 export function main(scenario) {
   const guard = setTimeout(() => finish({ ok: false, error: `script still running after ${SCRIPT_MS} ms` }, 1), SCRIPT_MS);
@@ -190,6 +239,8 @@ export function main(scenario) {
   );
   function finish(line, code) {
     clearTimeout(guard);
+    // Before the clients close: what they record must not change.
+    const text = JSON.stringify(line) + "\n";
     for (const s of open) {
       try {
         s.close();
@@ -197,6 +248,6 @@ export function main(scenario) {
         // Closing what is already gone.
       }
     }
-    process.stdout.write(JSON.stringify(line) + "\n", () => process.exit(code));
+    process.stdout.write(text, () => process.exit(code));
   }
 }

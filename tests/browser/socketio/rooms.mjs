@@ -7,55 +7,15 @@
 // node rooms.mjs --room R1,http://node1,/i1/room/R1/socket.io --room …
 // node rooms.mjs --spread http://router1,http://router2 --room R1,proxy,/room/R1/socket.io …
 
-import http from "node:http";
-import { ack, connect, main, options, record, until } from "./lib.mjs";
+import { ack, connect, main, options, record, relay, until } from "./lib.mjs";
 
 const opt = options({
   room: { type: "string", multiple: true },
   spread: { type: "string" },
 });
 
-/** A local HTTP proxy sending each request to the next of `bases`. */
-function roundRobin(bases) {
-  const targets = bases.map((b) => new URL(b));
-  const agent = new http.Agent({ keepAlive: false });
-  const seen = targets.map(() => ({ requests: 0, sids: new Set() }));
-  let next = 0;
-  const server = http.createServer((req, res) => {
-    const i = next++ % targets.length;
-    const target = targets[i];
-    seen[i].requests++;
-    const sid = new URL(req.url, "http://x").searchParams.get("sid");
-    if (sid) seen[i].sids.add(sid);
-    const up = http.request(
-      {
-        host: target.hostname,
-        port: target.port,
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, host: target.host, connection: "close" },
-        agent,
-      },
-      (upRes) => {
-        res.writeHead(upRes.statusCode, upRes.headers);
-        upRes.pipe(res);
-      },
-    );
-    up.on("error", (err) => {
-      res.writeHead(502);
-      res.end(String(err));
-    });
-    req.pipe(up);
-  });
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () =>
-      resolve({ url: `http://127.0.0.1:${server.address().port}`, seen, server }),
-    ),
-  );
-}
-
 main(async () => {
-  const proxy = opt.spread ? await roundRobin(opt.spread.split(",")) : null;
+  const proxy = opt.spread ? await relay(opt.spread.split(",")) : null;
   const rooms = opt.room.map((spec) => {
     const [name, url, path] = spec.split(",");
     return { name, url: url === "proxy" ? proxy.url : url, path };
@@ -80,7 +40,6 @@ main(async () => {
       // Sessions whose requests reached every target.
       everywhere: [...sids[0]].filter((sid) => sids.every((set) => set.has(sid))).length,
     };
-    proxy.server.close();
   }
   return result;
 });
