@@ -12,7 +12,7 @@ use crate::body::{BodyWriter, Stamp};
 use crate::clock;
 use crate::errors::Errors;
 use crate::net::{Endpoint, Sources};
-use crate::session::{ConnectError, Incoming, Protocol, Session};
+use crate::session::{ConnectError, Incoming, Protocol, Session, TransportError};
 use crate::stats::{Receipts, Shards, Tracker, Window};
 
 /// The run's timeline, known once every connection attempt has finished.
@@ -242,7 +242,7 @@ impl Conn {
         session: &mut Session,
         at: Instant,
         plan: &Schedule,
-    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    ) -> Result<(), TransportError> {
         let Some(s) = self.spec.sender else {
             return Ok(());
         };

@@ -1,5 +1,8 @@
-//! Just enough Engine.IO v4 and Socket.IO v4, over the WebSocket transport
-//! only, to be a chat client of the Socket.IO + Redis baseline.
+//! Just enough Engine.IO v4 and Socket.IO v4/v5 to be a chat client of the
+//! Socket.IO + Redis baseline and of a room node's Socket.IO endpoint
+//! (`<room path>/socket.io/`), over WebSocket (one packet per text frame)
+//! or long-polling (packets joined by `\x1e` in an HTTP body; see
+//! `crate::polling`).
 //!
 //! Engine.IO: one packet per WebSocket text frame, the first character its
 //! type: `0` open (`0{"sid",…,"pingInterval","pingTimeout","maxPayload"}`,
@@ -18,6 +21,11 @@
 //! `42["join","<room>"]`; then the client emits `42["chat",<body>]` and the
 //! server broadcasts `42["chat",<body>]` to every member of the room, the
 //! sender included; the server pings with `2`, the client answers `3`.
+//!
+//! On a room node the path names the room, so there is no `join`: after
+//! `40` → `40{"sid","pid"}` the client emits `42["chat",<body>]` and every
+//! *other* member gets `42["chat",<body>,"<seq>"]` (the offset last, for
+//! connection state recovery); the sender gets nothing back.
 
 use std::borrow::Cow;
 
@@ -25,6 +33,14 @@ use serde::Deserialize;
 
 /// Path and query of the WebSocket endpoint, appended to a server URL.
 pub const PATH_QUERY: &str = "/socket.io/?EIO=4&transport=websocket";
+/// A room node's Socket.IO path, appended to the room's path.
+pub const NODE_SUFFIX: &str = "/socket.io/";
+/// The query opening a WebSocket session.
+pub const QUERY_WEBSOCKET: &str = "?EIO=4&transport=websocket";
+/// The query opening a polling session (its requests add `&sid=…`).
+pub const QUERY_POLLING: &str = "?EIO=4&transport=polling";
+/// Separates the packets of a polling payload.
+pub const RECORD_SEPARATOR: char = '\x1e';
 /// Client → server: connect to the main namespace.
 pub const CONNECT: &str = "40";
 /// The event carrying chat messages both ways.
@@ -174,12 +190,45 @@ fn parse_socket(s: &str) -> Result<SioPacket<'_>, ParseError> {
 }
 
 /// An event's name and its first argument, from the `args` of an
-/// [`SioPacket::Event`]: `["name", arg]`.
+/// [`SioPacket::Event`]: `["name", arg, …]` (further arguments, such as a
+/// room node's offset, are skipped).
 pub fn event<'a, T: Deserialize<'a>>(args: &'a str) -> serde_json::Result<(Cow<'a, str>, T)> {
-    #[derive(Deserialize)]
-    struct Event<'b, U>(#[serde(borrow)] Cow<'b, str>, U);
-    let Event(name, arg) = serde_json::from_str::<Event<'a, T>>(args)?;
-    Ok((name, arg))
+    let mut de = serde_json::Deserializer::from_str(args);
+    let pair = serde::Deserializer::deserialize_seq(&mut de, FirstTwo(std::marker::PhantomData))?;
+    de.end()?;
+    Ok(pair)
+}
+
+/// Visits a JSON array's first two elements and skips the rest.
+struct FirstTwo<'a, T>(std::marker::PhantomData<(&'a (), T)>);
+
+impl<'a, T: Deserialize<'a>> serde::de::Visitor<'a> for FirstTwo<'a, T> {
+    type Value = (Cow<'a, str>, T);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event array [\"name\", arg, ...]")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'a>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let name: BorrowedName<'a> = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let arg = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok((name.0, arg))
+    }
+}
+
+/// An event name, borrowed unless it has escapes.
+#[derive(Deserialize)]
+struct BorrowedName<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The packets of a polling payload (one, or several joined by `\x1e`).
+pub fn split_payload(body: &str) -> impl Iterator<Item = &str> {
+    body.split(RECORD_SEPARATOR)
 }
 
 /// The pong answering a ping that carried `data`.
@@ -302,6 +351,19 @@ mod tests {
         let (name, _): (_, serde_json::Value) = event(r#"["joined",{"n":1}]"#).unwrap();
         assert_eq!(name, "joined");
         assert!(event::<Stamp>(r#"{"s":1}"#).is_err());
+        assert!(event::<Stamp>(r#"["chat"]"#).is_err());
+        // A room node appends the offset; more arguments are skipped too.
+        let (name, got): (_, Stamp) = event(r#"["chat",{"s":3,"q":9,"t":42},"17"]"#).unwrap();
+        assert_eq!((name.as_ref(), got), ("chat", stamp));
+        let (_, got): (_, Stamp) = event(r#"["chat",{"s":3,"q":9,"t":42},"17",[1,{}]]"#).unwrap();
+        assert_eq!(got, stamp);
+    }
+
+    #[test]
+    fn polling_payloads_split_on_the_record_separator() {
+        let packets: Vec<&str> = split_payload("2\x1e42[\"chat\",{}]\x1e6").collect();
+        assert_eq!(packets, ["2", r#"42["chat",{}]"#, "6"]);
+        assert_eq!(split_payload("40").collect::<Vec<_>>(), ["40"]);
     }
 
     #[test]

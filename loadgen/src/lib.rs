@@ -11,8 +11,10 @@
 //! - `body` — the stamped message body (sender, sequence, send time, padding).
 //! - `engineio` — just enough Engine.IO v4 / Socket.IO v4.
 //! - `net` — URL resolution, source-address spreading, TCP and WebSocket setup.
-//! - `session` — one connection's framing for either target.
-//! - `target` — where each room's members connect (roomrouter API, Socket.IO servers).
+//! - `polling` — Engine.IO's long-polling transport (a GET loop, a POST writer).
+//! - `session` — one connection's framing for either target and transport.
+//! - `target` — where each room's members connect and what they speak
+//!   (roomrouter API, natively or Socket.IO; Socket.IO servers).
 //! - `conn` — the task per connection: connect, read, send on schedule.
 //! - `stats` — windows, latency and gap bookkeeping, loss, sharded histograms.
 //! - `errors` — failures by kind.
@@ -31,6 +33,7 @@ pub mod engineio;
 pub mod errors;
 pub mod floor;
 pub mod net;
+pub mod polling;
 pub mod procstat;
 pub mod report;
 pub mod scenario;

@@ -21,7 +21,7 @@ const MAX_MESSAGE: usize = 1 << 20;
 /// Where one connection goes: its URL and the address it resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// `ws://host:port/path?query`.
+    /// `ws://host:port/path?query` (`http://` for a polling session).
     pub url: String,
     /// The resolved peer.
     pub peer: SocketAddr,
@@ -34,11 +34,12 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// The endpoint of `url` (`ws://` only), at its host's first address.
+    /// The endpoint of `url` (`ws://`, or `http://` for Engine.IO
+    /// polling), at its host's first address.
     pub async fn endpoint(&mut self, url: String) -> anyhow::Result<Endpoint> {
         let parsed = Url::parse(&url).with_context(|| format!("bad URL {url:?}"))?;
-        if parsed.scheme() != "ws" {
-            bail!("only ws:// URLs are supported, got {url:?}");
+        if !matches!(parsed.scheme(), "ws" | "http") {
+            bail!("only ws:// and http:// URLs are supported, got {url:?}");
         }
         let host = parsed.host_str().context("URL without a host")?;
         let host = host
@@ -156,7 +157,12 @@ mod tests {
         assert_eq!(e.peer, "127.0.0.1:9001".parse().unwrap());
         let e = r.endpoint("ws://localhost/x".into()).await.unwrap();
         assert_eq!(e.peer.port(), 80);
-        assert!(r.endpoint("http://127.0.0.1/x".into()).await.is_err());
+        assert!(r.endpoint("https://127.0.0.1/x".into()).await.is_err());
+        let e = r
+            .endpoint("http://127.0.0.1:9001/i1/room/x/socket.io/?EIO=4&transport=polling".into())
+            .await
+            .unwrap();
+        assert_eq!(e.peer, "127.0.0.1:9001".parse().unwrap());
         assert_eq!(
             ws_origin("http://127.0.0.1:8080/").unwrap(),
             "ws://127.0.0.1:8080"

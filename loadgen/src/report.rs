@@ -3,7 +3,9 @@
 //!
 //! JSON fields (`schema` 1):
 //! - `schema`, `kind` (`"run"`), `target`, `connect_mode` (roomrouter only),
-//!   `run_id`
+//!   `protocol` (`native` or `socketio`), `transport` (Socket.IO only:
+//!   `websocket` or `polling`), `sender_echo` (whether a sender gets its own
+//!   message back; added later, absent from older reports), `run_id`
 //! - `shape`: `rooms`, `members`, `senders` (per room), `rate_per_sender`,
 //!   `payload_bytes`, `body_bytes`, `warmup_s`, `duration_s`, `drain_s`,
 //!   `connections`, `sources`
@@ -12,7 +14,8 @@
 //! - `send`: `senders_connected`, `offered_per_s`, `achieved_per_s`,
 //!   `sent_in_window`, `sent_total`, `lag_us` (send time minus tick time,
 //!   percentiles), `generator_lagged`
-//! - `deliveries`: `offered_per_s` (senders × rate × members),
+//! - `deliveries`: `offered_per_s` (senders × rate × receivers, where the
+//!   receivers of a message are the members, one fewer without echo),
 //!   `delivered_per_s`, `expected`, `received`, `lost`, `loss_ratio`,
 //!   `surplus`, `gaps`, `duplicates`, `foreign`, `outside_window`
 //! - `latency_us`: `samples`, `p50`, `p99`, `p999`, `max`, `mean`
@@ -29,7 +32,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::config::{ConnectMode, Target};
+use crate::config::{ConnectMode, Target, Transport, WireProtocol};
 use crate::errors::Errors;
 use crate::stats::Percentiles;
 
@@ -47,6 +50,13 @@ pub struct RunReport {
     pub target: Target,
     /// roomrouter's way in.
     pub connect_mode: Option<ConnectMode>,
+    /// What the members spoke.
+    pub protocol: WireProtocol,
+    /// Socket.IO's Engine.IO transport.
+    pub transport: Option<Transport>,
+    /// Whether a sender got its own message back (counted as a delivery);
+    /// without, a message is expected by the other members only.
+    pub sender_echo: bool,
     /// Room ids are `lg-<run_id>-<k>`.
     pub run_id: String,
     /// What was asked.
@@ -134,11 +144,13 @@ pub struct SendStats {
 /// Deliveries.
 #[derive(Debug, Clone, Serialize)]
 pub struct Deliveries {
-    /// Senders × rate × members (as configured).
+    /// Senders × rate × receivers per message (as configured: the
+    /// members, or one fewer without echo).
     pub offered_per_s: f64,
     /// Received / window.
     pub delivered_per_s: f64,
-    /// Sent in the window × members connected in the room.
+    /// Sent in the window × receivers in the room (members connected, one
+    /// fewer without echo).
     pub expected: u64,
     /// Measured deliveries received.
     pub received: u64,
@@ -204,10 +216,17 @@ impl RunReport {
     pub fn table(&self) -> String {
         let mut o = String::new();
         let s = &self.shape;
-        let mode = self
+        let mut mode = self
             .connect_mode
             .map(|m| format!(" connect={}", serde_plain(&m)))
             .unwrap_or_default();
+        let _ = write!(mode, " protocol={}", serde_plain(&self.protocol));
+        if let Some(t) = self.transport {
+            let _ = write!(mode, " transport={}", serde_plain(&t));
+        }
+        if !self.sender_echo {
+            mode.push_str(" (no echo: members - 1 receive each message)");
+        }
         let _ = writeln!(
             o,
             "loadgen run   target={}{mode} run={}",

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::body::{BodyWriter, Stamp};
 use crate::clock;
-use crate::config::{RunArgs, Target};
+use crate::config::{RunArgs, Target, Transport, WireProtocol};
 use crate::conn::{self, ConnReport, ConnSpec, Schedule, Shared};
 use crate::errors::Errors;
 use crate::net::Sources;
@@ -45,7 +45,11 @@ pub async fn run(args: &RunArgs, nofile_limit: u64) -> anyhow::Result<RunReport>
         Target::Roomrouter => {
             target::roomrouter::plan(
                 &args.api,
-                args.connect,
+                target::roomrouter::Way {
+                    connect: args.connect,
+                    protocol: args.protocol,
+                    transport: args.transport,
+                },
                 args.create_token.as_deref(),
                 &run_id,
                 args.rooms,
@@ -261,8 +265,17 @@ fn build(i: Inputs<'_>) -> RunReport {
         sent_in_window += r.sent_in_window;
     }
     let senders_connected = i.reports.iter().filter(|r| r.connected && r.sender).count() as u64;
+    // Who gets each message: every connected member, or every other one
+    // when the sender gets no echo (it is connected: it sent).
+    let echo = i.rooms.iter().all(|r| r.echo);
+    let receivers_per_room: Vec<u64> = i
+        .connected_per_room
+        .iter()
+        .map(|&n| if echo { n } else { n.saturating_sub(1) })
+        .collect();
+    let receivers_per_message = if echo { a.members } else { a.members - 1 };
     let loss = Loss::new(
-        stats::expected_deliveries(&sent_per_room, i.connected_per_room),
+        stats::expected_deliveries(&sent_per_room, &receivers_per_room),
         receipts.measured,
     );
     let latency = Percentiles::of(&i.shared.latency.merged());
@@ -283,6 +296,16 @@ fn build(i: Inputs<'_>) -> RunReport {
         kind: "run",
         target: a.target,
         connect_mode: (a.target == Target::Roomrouter).then_some(a.connect),
+        protocol: match a.target {
+            Target::Roomrouter => a.protocol,
+            Target::Socketio => WireProtocol::Socketio,
+        },
+        transport: match (a.target, a.protocol) {
+            (Target::Roomrouter, WireProtocol::Socketio) => Some(a.transport),
+            (Target::Socketio, _) => Some(Transport::Websocket),
+            (Target::Roomrouter, WireProtocol::Native) => None,
+        },
+        sender_echo: echo,
         run_id: i.run_id,
         shape: Shape {
             rooms: a.rooms,
@@ -323,7 +346,7 @@ fn build(i: Inputs<'_>) -> RunReport {
             generator_lagged: lagged,
         },
         deliveries: Deliveries {
-            offered_per_s: total_senders * a.rate * a.members as f64,
+            offered_per_s: total_senders * a.rate * receivers_per_message as f64,
             delivered_per_s: receipts.measured as f64 / window_s,
             expected: loss.expected,
             received: loss.received,
@@ -400,6 +423,7 @@ mod tests {
                 endpoints: vec![Arc::clone(&ep)],
                 protocol: Protocol::Roomrouter,
                 node: None,
+                echo: true,
             })
             .collect();
         let specs: Vec<ConnSpec> = specs(&rooms, 3, 2).collect();

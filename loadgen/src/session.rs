@@ -1,8 +1,8 @@
 //! One client connection and its framing, for either target: opening it
-//! (TCP from a chosen source, WebSocket handshake, the protocol's own
-//! handshake), sending a stamped message, and reading only what a receiver
-//! needs (the stamp of a delivery, the code of an error frame). Socket.IO
-//! heartbeats are answered here.
+//! (TCP from a chosen source, WebSocket handshake or a polling session, the
+//! protocol's own handshake), sending a stamped message, and reading only
+//! what a receiver needs (the stamp of a delivery, the code of an error
+//! frame). Socket.IO heartbeats are answered here.
 
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
@@ -15,11 +15,13 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::body::{BodyWriter, Stamp};
+use crate::config::Transport;
 use crate::engineio::{self, Packet, SioPacket};
 use crate::net::{self, Endpoint};
+use crate::polling::{Polling, PollingError};
 
 /// How long closing may take at the end of a run.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -29,11 +31,26 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub enum Protocol {
     /// roomrouter's JSON frames: `welcome` first, `send`/`message`.
     Roomrouter,
-    /// Socket.IO v4 over WebSocket; joins `room` after connecting.
+    /// Socket.IO v4/v5: the baseline's (which joins a room by an event
+    /// after connecting) or a room node's (the path names the room).
     SocketIo {
-        /// The room to join.
-        room: Arc<str>,
+        /// The room to join with `42["join",room]`, for the baseline.
+        join: Option<Arc<str>>,
+        /// The Engine.IO transport: the endpoint's URL is `ws://` for
+        /// `websocket`, `http://` for `polling`.
+        transport: Transport,
     },
+}
+
+/// Why a send or a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The WebSocket failed.
+    #[error("websocket: {0}")]
+    WebSocket(#[from] WsError),
+    /// The polling session failed.
+    #[error("polling: {0}")]
+    Polling(#[from] PollingError),
 }
 
 /// Why a connection could not be opened.
@@ -73,9 +90,26 @@ pub enum Incoming {
 
 /// An open session.
 pub struct Session {
-    ws: WebSocketStream<TcpStream>,
+    link: Link,
     protocol: Protocol,
     out: String,
+}
+
+/// What carries a session's frames.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per connection, in its task; nearly all are WebSockets"
+)]
+enum Link {
+    WebSocket(WebSocketStream<TcpStream>),
+    Polling(Polling),
+}
+
+/// One text frame (or packet) read, or the end.
+enum Read {
+    Text(Utf8Bytes),
+    Closed(Option<u16>),
+    Other,
 }
 
 /// The roomrouter frame fields a client reads.
@@ -107,6 +141,26 @@ impl Session {
         source: Option<Ipv4Addr>,
         protocol: Protocol,
     ) -> Result<Self, ConnectError> {
+        let link = match protocol {
+            Protocol::SocketIo {
+                transport: Transport::Polling,
+                ..
+            } => Link::Polling(Polling::open(endpoint, source).await?),
+            _ => Link::WebSocket(Self::websocket(endpoint, source).await?),
+        };
+        let mut s = Self {
+            link,
+            protocol,
+            out: String::new(),
+        };
+        s.handshake().await?;
+        Ok(s)
+    }
+
+    async fn websocket(
+        endpoint: &Endpoint,
+        source: Option<Ipv4Addr>,
+    ) -> Result<WebSocketStream<TcpStream>, ConnectError> {
         let tcp = net::connect_tcp(endpoint.peer, source)
             .await
             .map_err(ConnectError::Tcp)?;
@@ -117,13 +171,7 @@ impl Session {
                     WsError::Http(resp) => ConnectError::Http(resp.status().as_u16()),
                     other => ConnectError::WebSocket(other),
                 })?;
-        let mut s = Self {
-            ws,
-            protocol,
-            out: String::new(),
-        };
-        s.handshake().await?;
-        Ok(s)
+        Ok(ws)
     }
 
     async fn handshake(&mut self) -> Result<(), ConnectError> {
@@ -137,7 +185,7 @@ impl Session {
                     return Err(proto(format!("expected welcome, got {:?}", frame.kind)));
                 }
             }
-            Protocol::SocketIo { room } => {
+            Protocol::SocketIo { join, .. } => {
                 let text = self.next_text().await?;
                 match engineio::parse(&text) {
                     Ok(Packet::Open(_)) => {}
@@ -158,7 +206,9 @@ impl Session {
                         other => return Err(proto(format!("expected 40, got {other:?}"))),
                     }
                 }
-                self.send_text(engineio::join(&room)).await?;
+                if let Some(room) = join {
+                    self.send_text(engineio::join(&room)).await?;
+                }
             }
         }
         Ok(())
@@ -167,29 +217,55 @@ impl Session {
     /// The next text frame during the handshake.
     async fn next_text(&mut self) -> Result<String, ConnectError> {
         loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
-                Some(Ok(Message::Close(c))) => {
+            match self.read().await {
+                Ok(Read::Text(t)) => return Ok(t.as_str().to_owned()),
+                Ok(Read::Closed(code)) => {
                     return Err(ConnectError::Protocol(format!(
-                        "closed during handshake: {c:?}"
+                        "closed during handshake (code {code:?})"
                     )));
                 }
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(ConnectError::WebSocket(e)),
-                None => return Err(ConnectError::Protocol("closed during handshake".into())),
+                Ok(Read::Other) => continue,
+                Err(TransportError::WebSocket(e)) => return Err(ConnectError::WebSocket(e)),
+                Err(e) => return Err(ConnectError::Protocol(e.to_string())),
             }
         }
     }
 
     async fn send_text(&mut self, text: String) -> Result<(), ConnectError> {
-        self.ws
-            .send(Message::text(text))
-            .await
-            .map_err(ConnectError::WebSocket)
+        self.write(text).await.map_err(|e| match e {
+            TransportError::WebSocket(e) => ConnectError::WebSocket(e),
+            e => ConnectError::Protocol(e.to_string()),
+        })
+    }
+
+    /// Writes one text frame (WebSocket) or queues one packet (polling).
+    async fn write(&mut self, text: String) -> Result<(), TransportError> {
+        match &mut self.link {
+            Link::WebSocket(ws) => Ok(ws.send(Message::text(text)).await?),
+            Link::Polling(p) => Ok(p.send(text).await?),
+        }
+    }
+
+    /// The next text frame or packet. Cancel-safe.
+    async fn read(&mut self) -> Result<Read, TransportError> {
+        match &mut self.link {
+            Link::WebSocket(ws) => Ok(match ws.next().await {
+                None => Read::Closed(None),
+                Some(m) => match m? {
+                    Message::Text(t) => Read::Text(t),
+                    Message::Close(frame) => Read::Closed(frame.map(|f| u16::from(f.code))),
+                    _ => Read::Other,
+                },
+            }),
+            Link::Polling(p) => Ok(p
+                .next()
+                .await?
+                .map_or(Read::Closed(None), |t| Read::Text(t.into()))),
+        }
     }
 
     /// Sends one message carrying `stamp`, its body built by `body`.
-    pub async fn send(&mut self, body: &BodyWriter, stamp: Stamp) -> Result<(), WsError> {
+    pub async fn send(&mut self, body: &BodyWriter, stamp: Stamp) -> Result<(), TransportError> {
         self.out.clear();
         match self.protocol {
             Protocol::Roomrouter => {
@@ -202,43 +278,44 @@ impl Session {
             }
         }
         // The buffer is kept for the next message; the frame gets a copy.
-        self.ws.send(Message::text(self.out.as_str())).await
+        let frame = self.out.clone();
+        self.write(frame).await
     }
 
     /// Reads the next frame. Cancel-safe except for a Socket.IO pong being
     /// written, which tungstenite keeps buffered and writes with the next
-    /// frame.
-    pub async fn next(&mut self) -> Result<Incoming, WsError> {
-        let msg = match self.ws.next().await {
-            None => return Ok(Incoming::Closed(None)),
-            Some(m) => m?,
-        };
-        let text = match msg {
-            Message::Text(t) => t,
-            Message::Close(frame) => {
-                return Ok(Incoming::Closed(frame.map(|f| u16::from(f.code))));
-            }
-            _ => return Ok(Incoming::Other),
+    /// frame (polling: queued for the writer).
+    pub async fn next(&mut self) -> Result<Incoming, TransportError> {
+        let text = match self.read().await? {
+            Read::Text(t) => t,
+            Read::Closed(code) => return Ok(Incoming::Closed(code)),
+            Read::Other => return Ok(Incoming::Other),
         };
         Ok(match &self.protocol {
             Protocol::Roomrouter => decode_room(&text),
             Protocol::SocketIo { .. } => {
                 let (incoming, reply) = decode_socketio(&text);
                 if let Some(reply) = reply {
-                    self.ws.send(Message::text(reply)).await?;
+                    self.write(reply).await?;
                 }
                 incoming
             }
         })
     }
 
-    /// Closes with 1000, waiting at most [`CLOSE_TIMEOUT`].
-    pub async fn close(mut self) {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "done".into(),
-        };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(Some(frame))).await;
+    /// Closes with 1000 (polling: the close packet), waiting at most
+    /// [`CLOSE_TIMEOUT`].
+    pub async fn close(self) {
+        match self.link {
+            Link::WebSocket(mut ws) => {
+                let frame = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "done".into(),
+                };
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+            }
+            Link::Polling(p) => p.close(CLOSE_TIMEOUT).await,
+        }
     }
 }
 

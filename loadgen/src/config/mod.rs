@@ -1,6 +1,10 @@
 //! The command line: one struct per subcommand, every flag with an
 //! environment variable, checked once by `validate` with messages that name
-//! the flag.
+//! the flag. `bulk-rooms`' flags are in `bulk`.
+
+mod bulk;
+
+pub use bulk::{BulkArgs, BulkPlacement, MAX_BULK_ROOMS, MAX_ID_LEN};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +71,29 @@ pub enum ConnectMode {
     Direct,
 }
 
+/// What roomrouter members speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireProtocol {
+    /// roomrouter's JSON frames at `/iN/room/{id}`; a sender gets its own
+    /// message back.
+    Native,
+    /// Socket.IO v5 at the room's `/socket.io/` path; a sender does not get
+    /// its own event back.
+    Socketio,
+}
+
+/// The Engine.IO transport of Socket.IO members of a roomrouter room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// One WebSocket per member.
+    Websocket,
+    /// HTTP long-polling: a GET always pending for the server's packets,
+    /// a POST for each batch of the client's.
+    Polling,
+}
+
 /// `loadgen run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -79,6 +106,18 @@ pub struct RunArgs {
     /// roomrouter: how clients reach the room's node.
     #[arg(long, env = "LOADGEN_CONNECT", value_enum, default_value_t = ConnectMode::Instance)]
     pub connect: ConnectMode,
+    /// roomrouter: what members speak (the baseline speaks Socket.IO
+    /// whatever this says). Socket.IO members connect to
+    /// `<room path>/socket.io/` (through the router's legacy path
+    /// `/room/{id}/socket.io/` with `--connect legacy`) and emit
+    /// `42["chat",<body>]`; they do not get their own event back, so a
+    /// message is expected by members − 1.
+    #[arg(long, env = "LOADGEN_PROTOCOL", value_enum, default_value_t = WireProtocol::Native)]
+    pub protocol: WireProtocol,
+    /// roomrouter with `--protocol socketio`: the members' Engine.IO
+    /// transport.
+    #[arg(long, env = "LOADGEN_TRANSPORT", value_enum, default_value_t = Transport::Websocket)]
+    pub transport: Transport,
     /// roomrouter: bearer token for `POST /rooms` when the router has
     /// `--create-token`.
     #[arg(long, env = "LOADGEN_CREATE_TOKEN", hide_env_values = true)]
@@ -254,8 +293,17 @@ impl RunArgs {
                 if !(self.api.starts_with("http://") || self.api.starts_with("https://")) {
                     return Err(format!("--api must be an http:// URL, got {:?}", self.api));
                 }
+                if self.transport == Transport::Polling && self.protocol != WireProtocol::Socketio {
+                    return Err("--transport polling needs --protocol socketio".into());
+                }
             }
             Target::Socketio => {
+                if self.transport == Transport::Polling {
+                    return Err(
+                        "--transport polling is for --target roomrouter --protocol socketio (the baseline serves WebSocket only)"
+                            .into(),
+                    );
+                }
                 if self.servers.is_empty() || self.servers.len() > 64 {
                     return Err("--servers takes 1 to 64 URLs".into());
                 }
@@ -291,116 +339,6 @@ impl FloorArgs {
                 "--frames-per-write must be 1..={MAX_FRAMES_PER_WRITE}, got {}",
                 self.frames_per_write
             ));
-        }
-        Ok(())
-    }
-}
-
-/// Longest room id.
-pub const MAX_ID_LEN: usize = proto::id::MAX_ROOM_ID_LEN;
-/// Most rooms one `bulk-rooms` writes.
-pub const MAX_BULK_ROOMS: u64 = 100_000_000;
-
-/// How `bulk-rooms` picks each room's owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BulkPlacement {
-    /// The product's weighted rendezvous hashing over `--nodes` (weight 1):
-    /// the table is placed, as if every room had been created through a
-    /// router with exactly these nodes active.
-    Hrw,
-    /// Room k on node k mod n: a table that `router rebalance` must fix.
-    RoundRobin,
-}
-
-/// `loadgen bulk-rooms`.
-#[derive(Debug, Clone, Args)]
-pub struct BulkArgs {
-    /// etcd endpoints, comma-separated (`http://127.0.0.1:2379`).
-    #[arg(long, env = "LOADGEN_ETCD", value_delimiter = ',', required = true)]
-    pub etcd: Vec<String>,
-    /// The cluster's key prefix.
-    #[arg(long, env = "LOADGEN_PREFIX", default_value = proto::keys::DEFAULT_PREFIX)]
-    pub prefix: String,
-    /// Rooms to write.
-    #[arg(long, env = "LOADGEN_ROOMS", default_value_t = 100_000)]
-    pub rooms: u64,
-    /// Number of the first room (ids are numbered from here), so that a
-    /// second write adds rooms instead of overwriting.
-    #[arg(long, env = "LOADGEN_START", default_value_t = 0)]
-    pub start: u64,
-    /// The owners, comma-separated instance ids.
-    #[arg(
-        long,
-        env = "LOADGEN_NODES",
-        value_delimiter = ',',
-        default_value = "i1,i2,i3"
-    )]
-    pub nodes: Vec<proto::InstanceId>,
-    /// How each room's owner is chosen.
-    #[arg(long, env = "LOADGEN_PLACEMENT", value_enum, default_value_t = BulkPlacement::Hrw)]
-    pub placement: BulkPlacement,
-    /// Length of every room id (1..=64): `--id-tag` then the room's number,
-    /// zero-padded.
-    #[arg(long, env = "LOADGEN_ID_LEN", default_value_t = 12)]
-    pub id_len: usize,
-    /// First characters of every room id (`[A-Za-z0-9_-]`).
-    #[arg(long, env = "LOADGEN_ID_TAG", default_value = "b")]
-    pub id_tag: String,
-    /// Transactions in flight at once (each ≤ 128 puts: 64 rooms).
-    #[arg(long, env = "LOADGEN_IN_FLIGHT", default_value_t = 32)]
-    pub in_flight: usize,
-    /// Also list up to this many written rooms whose HRW owner becomes
-    /// `--movers-to` once it joins `--nodes` (rooms a rebalance will move),
-    /// spread over the table.
-    #[arg(long, env = "LOADGEN_MOVERS", default_value_t = 0)]
-    pub movers: usize,
-    /// The node that joins, for `--movers`.
-    #[arg(long, env = "LOADGEN_MOVERS_TO")]
-    pub movers_to: Option<proto::InstanceId>,
-    /// Also write the report as JSON to this file.
-    #[arg(long, env = "LOADGEN_JSON")]
-    pub json: Option<PathBuf>,
-}
-
-impl BulkArgs {
-    /// Checks what clap cannot; the message names the flag.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(1..=MAX_BULK_ROOMS).contains(&self.rooms) {
-            return Err(format!("--rooms must be 1..={MAX_BULK_ROOMS}"));
-        }
-        if self.nodes.is_empty() {
-            return Err("--nodes needs at least one instance id".into());
-        }
-        let tag_ok = self
-            .id_tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !tag_ok {
-            return Err(format!(
-                "--id-tag must be of [A-Za-z0-9_-], got {:?}",
-                self.id_tag
-            ));
-        }
-        let last = self.start.saturating_add(self.rooms - 1);
-        let need = self.id_tag.len() + last.to_string().len();
-        if !(need..=MAX_ID_LEN).contains(&self.id_len) {
-            return Err(format!(
-                "--id-len must be {need}..={MAX_ID_LEN} (--id-tag plus the largest room number), got {}",
-                self.id_len
-            ));
-        }
-        if !(1..=1024).contains(&self.in_flight) {
-            return Err("--in-flight must be 1..=1024".into());
-        }
-        if self.movers > 0 {
-            match self.movers_to {
-                None => return Err("--movers needs --movers-to".into()),
-                Some(to) if self.nodes.contains(&to) => {
-                    return Err(format!("--movers-to {to} is already in --nodes"));
-                }
-                Some(_) => {}
-            }
         }
         Ok(())
     }
@@ -484,36 +422,5 @@ mod tests {
         };
         let err = args.validate().unwrap_err();
         assert!(err.contains("--burst"), "{err}");
-    }
-
-    #[test]
-    fn bulk_rooms_checks_id_length_and_movers() {
-        let parse = |extra: &[&str]| {
-            let mut argv = vec!["loadgen", "bulk-rooms", "--etcd", "http://127.0.0.1:2379"];
-            argv.extend_from_slice(extra);
-            let Command::BulkRooms(args) = Cli::parse_from(argv).command else {
-                panic!("bulk-rooms")
-            };
-            args
-        };
-        let args = parse(&[]);
-        assert_eq!(
-            (args.rooms, args.id_len, args.nodes.len()),
-            (100_000, 12, 3)
-        );
-        assert!(args.validate().is_ok());
-        let err = parse(&["--rooms", "1000000000", "--id-len", "8"])
-            .validate()
-            .unwrap_err();
-        assert!(err.contains("--rooms"), "{err}");
-        let err = parse(&["--id-len", "5"]).validate().unwrap_err();
-        assert!(err.contains("--id-len"), "{err}");
-        let err = parse(&["--movers", "3"]).validate().unwrap_err();
-        assert!(err.contains("--movers-to"), "{err}");
-        assert!(
-            parse(&["--movers", "3", "--movers-to", "i4", "--id-len", "64"])
-                .validate()
-                .is_ok()
-        );
     }
 }

@@ -2,7 +2,8 @@
 //! connect and what they speak.
 //!
 //! Layout:
-//! - `roomrouter` — rooms created through the router API, three ways in.
+//! - `roomrouter` — rooms created through the router API, three ways in,
+//!   natively or as Socket.IO members.
 //! - `socketio` — the Socket.IO + Redis baseline, members round-robin over
 //!   its servers.
 
@@ -25,6 +26,9 @@ pub struct Room {
     pub protocol: Protocol,
     /// The node hosting it, when the target says.
     pub node: Option<String>,
+    /// Whether a sender gets its own message back: the expected deliveries
+    /// of a message are the room's connected members, or one fewer.
+    pub echo: bool,
 }
 
 /// The id of room `k` of run `run`.

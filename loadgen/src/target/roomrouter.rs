@@ -1,7 +1,9 @@
 //! roomrouter: rooms are created with `POST /rooms`, and members reach the
 //! owner one of three ways ([`ConnectMode`]): through the router's legacy
 //! path, through its per-instance prefix, or straight to the node's
-//! advertised address (what an ALB rule does).
+//! advertised address (what an ALB rule does); natively at the room's path
+//! or as Socket.IO members at `<path>/socket.io/` ([`WireProtocol`]), over
+//! WebSocket or long-polling.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use proto::api::{NodeView, RoomView};
 
 use super::{Room, room_name};
-use crate::config::ConnectMode;
+use crate::config::{ConnectMode, Transport, WireProtocol};
+use crate::engineio;
 use crate::net::{Resolver, ws_origin};
 use crate::session::Protocol;
 
@@ -21,14 +24,58 @@ const CREATE_CONCURRENCY: usize = 32;
 /// One API request's limit.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How members of roomrouter rooms connect.
+#[derive(Debug, Clone, Copy)]
+pub struct Way {
+    /// Through the router or straight to the node.
+    pub connect: ConnectMode,
+    /// Native or Socket.IO.
+    pub protocol: WireProtocol,
+    /// Socket.IO's transport.
+    pub transport: Transport,
+}
+
+impl Way {
+    /// The URL of a room whose path (native, from the router's origin or
+    /// the node's: `ws://host:port/…`) is `ws_url`.
+    fn url(self, ws_url: String) -> String {
+        match (self.protocol, self.transport) {
+            (WireProtocol::Native, _) => ws_url,
+            (WireProtocol::Socketio, Transport::Websocket) => {
+                format!(
+                    "{ws_url}{}{}",
+                    engineio::NODE_SUFFIX,
+                    engineio::QUERY_WEBSOCKET
+                )
+            }
+            (WireProtocol::Socketio, Transport::Polling) => {
+                let http = ws_url.replacen("ws://", "http://", 1);
+                format!("{http}{}{}", engineio::NODE_SUFFIX, engineio::QUERY_POLLING)
+            }
+        }
+    }
+
+    /// What members speak.
+    fn protocol(self) -> Protocol {
+        match self.protocol {
+            WireProtocol::Native => Protocol::Roomrouter,
+            WireProtocol::Socketio => Protocol::SocketIo {
+                join: None,
+                transport: self.transport,
+            },
+        }
+    }
+}
+
 /// Creates the rooms of run `run` through `api` and says where to connect.
 pub async fn plan(
     api: &str,
-    mode: ConnectMode,
+    way: Way,
     create_token: Option<&str>,
     run: &str,
     rooms: usize,
 ) -> anyhow::Result<Vec<Room>> {
+    let mode = way.connect;
     let api = api.trim_end_matches('/');
     let http = reqwest::Client::builder()
         .timeout(API_TIMEOUT)
@@ -77,9 +124,11 @@ pub async fn plan(
         };
         out.push(Room {
             name: v.id.to_string(),
-            endpoints: vec![Arc::new(resolver.endpoint(url).await?)],
-            protocol: Protocol::Roomrouter,
+            endpoints: vec![Arc::new(resolver.endpoint(way.url(url)).await?)],
+            protocol: way.protocol(),
             node: Some(node),
+            // A native sender gets its message back; a Socket.IO one does not.
+            echo: way.protocol == WireProtocol::Native,
         });
     }
     Ok(out)
@@ -113,4 +162,38 @@ async fn create(
     resp.json()
         .await
         .with_context(|| format!("POST /rooms {id}: body"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socketio_members_use_the_rooms_socketio_path() {
+        let way = |protocol, transport| Way {
+            connect: ConnectMode::Direct,
+            protocol,
+            transport,
+        };
+        let room = || "ws://127.0.0.1:9001/i1/room/r".to_owned();
+        assert_eq!(
+            way(WireProtocol::Native, Transport::Websocket).url(room()),
+            "ws://127.0.0.1:9001/i1/room/r"
+        );
+        assert_eq!(
+            way(WireProtocol::Socketio, Transport::Websocket).url(room()),
+            "ws://127.0.0.1:9001/i1/room/r/socket.io/?EIO=4&transport=websocket"
+        );
+        assert_eq!(
+            way(WireProtocol::Socketio, Transport::Polling).url(room()),
+            "http://127.0.0.1:9001/i1/room/r/socket.io/?EIO=4&transport=polling"
+        );
+        assert!(matches!(
+            way(WireProtocol::Socketio, Transport::Polling).protocol(),
+            Protocol::SocketIo {
+                join: None,
+                transport: Transport::Polling
+            }
+        ));
+    }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Room, room_name};
+use crate::config::Transport;
 use crate::engineio;
 use crate::net::Resolver;
 use crate::session::Protocol;
@@ -21,11 +22,14 @@ pub async fn plan(servers: &[String], run: &str, rooms: usize) -> anyhow::Result
             let name = room_name(run, k);
             Room {
                 protocol: Protocol::SocketIo {
-                    room: name.as_str().into(),
+                    join: Some(name.as_str().into()),
+                    transport: Transport::Websocket,
                 },
                 name,
                 endpoints: endpoints.clone(),
                 node: None,
+                // The server emits to the whole room, the sender included.
+                echo: true,
             }
         })
         .collect())
