@@ -71,11 +71,20 @@ impl ServeArgs {
 /// The chat page served at `/`.
 const PAGE: &str = include_str!("../assets/index.html");
 
+/// socket.io-client's own browser build for the page's Socket.IO mode,
+/// vendored from npm (`assets/vendor/README.md`).
+const SOCKET_IO_JS: &[u8] = include_bytes!("../assets/vendor/socket.io.min.js");
+
+/// Where the page loads [`SOCKET_IO_JS`]: the path names the version, so
+/// browsers may keep it for good.
+const SOCKET_IO_JS_PATH: &str = "/assets/socket.io-4.8.4.min.js";
+
 /// Every route. `/metrics` is on the public router only when it has no
 /// listener of its own.
 fn routes(app: App, public_metrics: bool) -> Router {
     let mut router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
+        .route(SOCKET_IO_JS_PATH, get(socket_io_js))
         .route(
             "/rooms",
             get(api::list).post(api::create.layer(middleware::from_fn_with_state(
@@ -130,6 +139,19 @@ fn routes(app: App, public_metrics: bool) -> Router {
 pub fn app(config: RouterConfig, store: Store) -> Router {
     let app = App::new(config, store, TaskTracker::new(), CancellationToken::new());
     routes(app, true)
+}
+
+/// [`SOCKET_IO_JS`], cacheable for a year (a new version gets a new path).
+async fn socket_io_js() -> Response {
+    use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        SOCKET_IO_JS,
+    )
+        .into_response()
 }
 
 /// Ready only while the store answers (existing tunnels are unaffected).
