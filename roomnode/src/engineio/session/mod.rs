@@ -58,8 +58,8 @@ struct State {
     next_poll: u64,
     posting: bool,
     end: Option<CloseCause>,
-    /// Ended with [`Farewell::Flush`] and no poll to take the queue and
-    /// the close packet: the next poll does.
+    /// Ended with [`Farewell::Flush`] and the close packet not sent yet:
+    /// the next poll takes what is queued, or else the close packet.
     linger: bool,
     /// The client closed with no poll waiting: the next poll gets `6`. A
     /// GET sent together with the POST of the close may be read after it
@@ -284,6 +284,16 @@ impl Session {
                     Farewell::Close | Farewell::Flush => &self.core.close,
                 };
                 match st.poll.take().filter(|w| !w.tx.is_closed()) {
+                    // What is queued first, the close packet in the next
+                    // poll's answer: socket.io-client acts on a close
+                    // packet before the packets that came with it (a
+                    // DISCONNECT would be reported after "transport
+                    // close"), as Socket.IO's server never sends them
+                    // together.
+                    Some(w) if flush && !st.queue.is_empty() => {
+                        let _ = w.tx.send(st.queue.drain(..).collect());
+                        st.linger = true;
+                    }
                     Some(w) => {
                         let mut packets: Vec<_> = match flush {
                             true => st.queue.drain(..).collect(),

@@ -23,11 +23,12 @@ impl Session {
         let mut st = self.lock();
         self.check_pong(&mut st);
         if st.end.is_some() {
+            if st.linger && !st.queue.is_empty() {
+                return Poll::Ready(st.queue.drain(..).collect());
+            }
             if std::mem::take(&mut st.linger) {
-                let mut packets: Vec<_> = st.queue.drain(..).collect();
-                packets.push(self.core.close.clone());
                 self.released.cancel();
-                return Poll::Ready(packets);
+                return Poll::Ready(vec![self.core.close.clone()]);
             }
             if std::mem::take(&mut st.parting) {
                 self.released.cancel();

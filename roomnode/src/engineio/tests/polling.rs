@@ -164,8 +164,25 @@ async fn a_server_close_flushes_then_sends_the_close_packet() {
     session.send(&[Arc::new(Packet::text("bye"))]).unwrap();
     session.close(Close::Packet);
     assert_eq!(h.closed().await, CloseCause::Server);
-    // The next poll still gets them, within the linger.
-    assert_eq!(h.get(&q).await.body, "4bye\x1e1");
+    // The next polls still get them, within the linger: what was queued,
+    // then the close packet on its own.
+    assert_eq!(h.get(&q).await.body, "4bye");
+    assert_eq!(h.get(&q).await.body, "1");
+    assert_eq!(h.get(&q).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_server_close_answers_the_pending_poll_then_the_next_with_the_close_packet() {
+    let h = Harness::start(config()).await;
+    let q = format!("EIO=4&transport=polling&sid={}", h.handshake().await);
+    let session = h.session(0);
+    let (first, ()) = tokio::join!(h.get(&q), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        session.send(&[Arc::new(Packet::text("bye"))]).unwrap();
+        session.close(Close::Packet);
+    });
+    assert_eq!(first.body, "4bye");
+    assert_eq!(h.get(&q).await.body, "1");
     assert_eq!(h.get(&q).await.status, StatusCode::BAD_REQUEST);
 }
 
