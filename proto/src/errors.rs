@@ -82,6 +82,8 @@ error_codes! {
     NotFound = "not_found", 404;
     /// No such room.
     UnknownRoom = "unknown_room", 404;
+    /// No such member in the room.
+    UnknownMember = "unknown_member", 404;
     /// A node asked for another instance's path.
     WrongInstance = "wrong_instance", 404;
     /// A method the endpoint does not have.

@@ -195,6 +195,21 @@ pub struct RoomSnapshot {
     /// that is still coming back (a Socket.IO member recovers its id).
     #[serde(default)]
     pub members: u64,
+    /// The server's publishes still within their idempotency window, so
+    /// a retry after the move still delivers nothing twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PublishedKey>,
+}
+
+/// An idempotency key of a server publish, handed to the new owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedKey {
+    /// The key.
+    pub key: String,
+    /// The seq its publish got.
+    pub seq: u64,
+    /// How long ago, in milliseconds.
+    pub age_ms: u64,
 }
 
 #[cfg(test)]

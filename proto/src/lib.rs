@@ -16,6 +16,7 @@
 //!   native message map onto each other in one room.
 
 pub mod api;
+pub mod backend;
 pub mod errors;
 pub mod handoff;
 pub mod id;

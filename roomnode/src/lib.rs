@@ -23,6 +23,8 @@
 //!   polling and WebSocket, heartbeats.
 //! - `socketio/`: Socket.IO on every room: a session's admission, its
 //!   packets in (`inbound`) and out (`outbound`).
+//! - `backend`: the node's side of the server API (publish as the server,
+//!   members, kick, history), behind the cluster key.
 //! - `metrics`: the Prometheus metrics.
 //! - `bench`: a room in isolation, for the micro-benchmarks.
 //! - `fuzzing`: the Engine.IO decoders, for the fuzz targets.
@@ -36,6 +38,7 @@
 //! Serving (the HTTP loop, errors, auth, the internal API's client, tracing)
 //! comes from the `service` crate, shared with the router.
 
+mod backend;
 #[doc(hidden)]
 pub mod bench;
 mod cluster;

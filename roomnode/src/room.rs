@@ -18,8 +18,10 @@
 //! Layout: this file (the [`Room`]), [`history`] (the ring behind `since`
 //! resume and Socket.IO recovery), [`limits`] (the sizes a room lives by),
 //! [`rooms`] (the rooms this node hosts, by id), [`sink`] (a member's way
-//! out, by protocol), `tests`.
+//! out, by protocol), `backend` (what the application's backend may do:
+//! publish as the server, list and kick members, read history), `tests`.
 
+mod backend;
 pub(crate) mod history;
 pub(crate) mod limits;
 pub(crate) mod rooms;
@@ -44,6 +46,7 @@ use crate::member::limits::{RateLimit, Verdict};
 use crate::member::outlet::{Outlet, text_frame};
 use crate::metrics::Metrics;
 use crate::socketio::outbound::{self, Delivery, Peer, Source};
+use backend::Idempotency;
 use history::{Gap, History};
 use limits::{PRESENCE_INTERVAL, RoomLimits};
 use sink::{Broadcast, Sink};
@@ -52,6 +55,8 @@ struct Member {
     id: Arc<str>,
     name: Option<Arc<str>>,
     sink: Sink,
+    /// When it joined, Unix seconds.
+    joined_at: u64,
 }
 
 impl State {
@@ -129,6 +134,8 @@ struct State {
     idle_since: Option<Instant>,
     /// Joins admitted, per second.
     joins: RateLimit,
+    /// The server's recent publishes, by idempotency key.
+    published: Idempotency,
 }
 
 /// A room hosted here.
@@ -181,7 +188,11 @@ impl Room {
         let frames = snapshot.history.into_iter().map(Utf8Bytes::from).collect();
         let history = History::restore(limits.history, snapshot.seq, frames);
         let room = Self::with(rec, snapshot.stream, history, limits, metrics);
-        room.lock().next_member = snapshot.members;
+        {
+            let mut st = room.lock();
+            st.next_member = snapshot.members;
+            st.published = Idempotency::import(snapshot.published, Instant::now());
+        }
         room
     }
 
@@ -213,12 +224,18 @@ impl Room {
                 presence_due: false,
                 idle_since: Some(Instant::now()),
                 joins: RateLimit::new(limits.join_rate, limits.join_burst),
+                published: Idempotency::default(),
             }),
         })
     }
 
     pub(crate) fn id(&self) -> &RoomId {
         &self.id
+    }
+
+    /// The room's message stream.
+    pub(crate) fn stream(&self) -> &str {
+        &self.stream
     }
 
     /// Whether joining needs a token.
@@ -348,7 +365,16 @@ impl Room {
             };
             self.fan_out(st, joined.encode().into(), None, None);
         }
-        st.add(key, Member { id, name, sink });
+        let joined_at = store::store::unix_now();
+        st.add(
+            key,
+            Member {
+                id,
+                name,
+                sink,
+                joined_at,
+            },
+        );
     }
 
     /// Broadcasts a native member's message to everyone, sender included;
@@ -371,13 +397,26 @@ impl Room {
             return Err(Refused::Closed);
         };
         let (from, name) = (sender.id.clone(), sender.name.clone());
+        Ok(self.accept(&mut st, (&from, name.as_deref()), key, body, source))
+    }
+
+    /// Puts a message from `from` (its id and name; `sender` its key, or 0
+    /// for the server) into the stream and sends it to everyone; its seq.
+    fn accept(
+        &self,
+        st: &mut State,
+        (from, name): (&str, Option<&str>),
+        sender: u64,
+        body: &RawValue,
+        source: Source<'_>,
+    ) -> u64 {
         let room = &self.id;
         let (seq, frame) = st.history.push(|seq| {
             ServerMsg::Message {
                 room,
                 seq,
-                from: &from,
-                name: name.as_deref(),
+                from,
+                name,
                 body,
             }
             .encode()
@@ -385,9 +424,9 @@ impl Room {
         });
         self.metrics.received.inc();
         let accepted = Some(Instant::now());
-        let delivery = Delivery::new(room, seq, key, source, accepted);
-        self.fan_out(&mut st, frame, accepted, Some(&delivery));
-        Ok(seq)
+        let delivery = Delivery::new(room, seq, sender, source, accepted);
+        self.fan_out(st, frame, accepted, Some(&delivery));
+        seq
     }
 
     /// Removes a member (idempotent) and tells the others.
@@ -520,6 +559,7 @@ impl Room {
                 .map(|f| f.as_str().to_owned())
                 .collect(),
             members: st.next_member,
+            published: st.published.export(Instant::now()),
         })
     }
 

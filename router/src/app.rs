@@ -189,6 +189,20 @@ impl App {
     }
 }
 
+/// Layer in front of the server API: the admin token or an API key (when
+/// either is configured), checked before the body is read.
+pub(crate) async fn backend_only(
+    State(app): State<App>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let config = app.config();
+    let accepted =
+        std::iter::once(config.admin_token.as_ref()).chain(config.api_keys.iter().map(Some));
+    require(req.headers(), accepted, "admin token or API key")?;
+    Ok(next.run(req).await)
+}
+
 /// Layer in front of admin-token routes: refuses before the body is read.
 pub(crate) async fn admin_only(
     State(app): State<App>,

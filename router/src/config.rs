@@ -40,6 +40,16 @@ pub struct RouterConfig {
     /// their users.
     #[arg(long, env = "ROUTER_CREATE_TOKEN", hide_env_values = true)]
     pub create_token: Option<Secret>,
+    /// Keys of the application's backend for the server API (publish,
+    /// members, kick, history), comma-separated so they can rotate; the
+    /// admin token also works there.
+    #[arg(
+        long = "api-key",
+        env = "ROUTER_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<Secret>,
     /// Cluster secret that signs join tokens of private rooms (the same on
     /// every router and node; at least 16 characters).
     #[arg(long, env = "ROOMROUTER_SECRET", hide_env_values = true)]

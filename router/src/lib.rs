@@ -12,6 +12,8 @@
 //!   check).
 //! - `admin`: `POST /admin/rebalance`.
 //! - `api`: `POST/GET/DELETE /rooms…`, `GET /nodes`.
+//! - `backend`: the server API for the application's backend (publish,
+//!   members, kick, history), passed on to the room's owner.
 //! - `proxy`: the data plane, `/room/{id}` and `/iN/room/{id}`, each also
 //!   with its Socket.IO endpoint `…/socket.io/`.
 //! - [`generate`]: ALB rules, nginx.conf and Prometheus targets from the
@@ -27,6 +29,7 @@
 mod admin;
 mod api;
 mod app;
+mod backend;
 pub mod config;
 pub mod generate;
 mod metrics;

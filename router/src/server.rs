@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::{self, App};
 use crate::config::{ConfigError, RouterConfig, StoreArgs};
-use crate::{admin, api, proxy};
+use crate::{admin, api, backend, proxy};
 
 /// Bound on waiting for proxied tunnels after shutdown is signalled.
 const GRACE: Duration = Duration::from_secs(5);
@@ -79,6 +79,26 @@ const SOCKET_IO_JS: &[u8] = include_bytes!("../assets/vendor/socket.io.min.js");
 /// browsers may keep it for good.
 const SOCKET_IO_JS_PATH: &str = "/assets/socket.io-4.8.4.min.js";
 
+/// The server API (`backend`), behind its credential check (before the
+/// body is read).
+fn backend_routes(app: &App) -> Router<App> {
+    Router::new()
+        .route(
+            "/rooms/{room}/messages",
+            axum::routing::post(backend::publish),
+        )
+        .route("/rooms/{room}/members", get(backend::members))
+        .route(
+            "/rooms/{room}/members/{member}",
+            axum::routing::delete(backend::kick),
+        )
+        .route("/rooms/{room}/history", get(backend::history))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            app::backend_only,
+        ))
+}
+
 /// Every route. `/metrics` is on the public router only when it has no
 /// listener of its own.
 fn routes(app: App, public_metrics: bool) -> Router {
@@ -104,6 +124,7 @@ fn routes(app: App, public_metrics: bool) -> Router {
                 api::mint.layer(middleware::from_fn_with_state(app.clone(), app::admin_only)),
             ),
         )
+        .merge(backend_routes(&app))
         .route("/nodes", get(api::nodes))
         .route(
             "/admin/rebalance",
@@ -271,6 +292,7 @@ mod tests {
             metrics_listen: None,
             admin_token: Some("admin-token-0123456789".parse().unwrap()),
             create_token: None,
+            api_keys: Vec::new(),
             secret: Some("secret-0123456789abcdef".parse().unwrap()),
             token_ttl: 60,
             body_timeout: 10,
@@ -356,6 +378,7 @@ mod tests {
     async fn a_create_token_guards_room_creation() {
         let r = routes_with(RouterConfig {
             create_token: Some("create-token-0123456789".parse().unwrap()),
+            api_keys: Vec::new(),
             ..config()
         })
         .await;

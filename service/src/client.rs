@@ -1,8 +1,9 @@
 //! [`InternalClient`]: what a router or another node can ask a node to do
 //! through its internal endpoints (hand rooms off, adopt rooms' state,
 //! change its state), one typed method per endpoint of
-//! [`proto::handoff`]. Every call is bounded by a timeout and carries the
-//! cluster key.
+//! [`proto::handoff`], and [`InternalClient::relay`] for the server API
+//! ([`proto::backend`]) that the router passes on. Every call is bounded by
+//! a timeout and carries the cluster key.
 
 use std::time::Duration;
 
@@ -58,6 +59,17 @@ impl CallError {
             Self::Unreachable { .. } => None,
         }
     }
+}
+
+/// A node's answer, whatever its status.
+#[derive(Debug)]
+pub struct Relayed {
+    /// The status.
+    pub status: StatusCode,
+    /// A redirect's `Location`.
+    pub location: Option<String>,
+    /// The body (JSON, or empty).
+    pub body: Bytes,
 }
 
 /// A pooled HTTP client for internal calls. Cheap to clone.
@@ -140,17 +152,62 @@ impl InternalClient {
         path: &str,
         json: Bytes,
     ) -> Result<R, CallError> {
+        let (url, answer) = self.call(Method::POST, base, path, Some(json)).await?;
+        let Relayed {
+            status,
+            body: bytes,
+            ..
+        } = answer;
+        if status.is_success() {
+            serde_json::from_slice(&bytes).map_err(|e| CallError::Unreachable {
+                url,
+                reason: format!("unreadable answer: {e}"),
+            })
+        } else {
+            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+                error: "unknown".into(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+            Err(CallError::Refused { url, status, body })
+        }
+    }
+
+    /// `method {base}{path_and_query}` with an optional JSON body, for the
+    /// server API the router passes on: the node's status and body as they
+    /// are, whatever the status.
+    pub async fn relay(
+        &self,
+        method: Method,
+        base: &str,
+        path_and_query: &str,
+        json: Option<Bytes>,
+    ) -> Result<Relayed, CallError> {
+        let (_, answer) = self.call(method, base, path_and_query, json).await?;
+        Ok(answer)
+    }
+
+    /// One call, bounded by [`CALL_TIMEOUT`]: the URL and the answer.
+    async fn call(
+        &self,
+        method: Method,
+        base: &str,
+        path: &str,
+        json: Option<Bytes>,
+    ) -> Result<(String, Relayed), CallError> {
         let url = format!("{}{path}", base.trim_end_matches('/'));
         let unreachable = |reason: String| CallError::Unreachable {
             url: url.clone(),
             reason,
         };
-        let req = Request::builder()
-            .method(Method::POST)
+        let mut req = Request::builder()
+            .method(method)
             .uri(&url)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.key))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(json))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.key));
+        if json.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(json.unwrap_or_default()))
             .map_err(|e| unreachable(e.to_string()))?;
         let call = async {
             let resp = self
@@ -159,27 +216,27 @@ impl InternalClient {
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
             let status = resp.status();
-            let bytes = resp
+            let location = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_owned);
+            let body = resp
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| unreachable(e.to_string()))?
                 .to_bytes();
-            Ok::<_, CallError>((status, bytes))
+            Ok::<_, CallError>(Relayed {
+                status,
+                location,
+                body,
+            })
         };
-        let (status, bytes) = tokio::time::timeout(CALL_TIMEOUT, call)
+        let answer = tokio::time::timeout(CALL_TIMEOUT, call)
             .await
             .map_err(|_| unreachable(format!("timed out after {CALL_TIMEOUT:?}")))??;
-        if status.is_success() {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| unreachable(format!("unreadable answer: {e}")))
-        } else {
-            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-                error: "unknown".into(),
-                message: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-            Err(CallError::Refused { url, status, body })
-        }
+        Ok((url, answer))
     }
 }
 
@@ -216,6 +273,7 @@ mod tests {
                 seq: 1,
                 history: vec!["{}".into()],
                 members: 0,
+                published: Vec::new(),
             })
             .collect();
         let json = snapshots

@@ -217,6 +217,7 @@ impl Cluster {
             metrics_listen: None,
             admin_token: None,
             create_token: None,
+            api_keys: Vec::new(),
             secret: Some(test_secret()),
             token_ttl: router::config::DEFAULT_TOKEN_TTL_SECS,
             body_timeout: router::config::DEFAULT_BODY_TIMEOUT_SECS,

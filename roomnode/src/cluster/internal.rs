@@ -51,6 +51,7 @@ pub(crate) fn routes(node: &Node) -> Router<Node> {
             post(adopt_batch).layer(DefaultBodyLimit::max(adopt_limit)),
         )
         .route(proto::handoff::STATE_PATH, post(set_state))
+        .merge(crate::backend::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),
             require_key,

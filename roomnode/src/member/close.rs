@@ -34,6 +34,17 @@ impl CloseReason {
         }
     }
 
+    /// Removed by the application's backend: for good (a Socket.IO
+    /// member gets DISCONNECT and does not come back).
+    pub(crate) fn kicked() -> Self {
+        Self {
+            last: Some(error_frame(code::KICKED, "removed from the room by the server").into()),
+            code: close::POLICY,
+            reason: "kicked",
+            disconnect: true,
+        }
+    }
+
     /// The room now lives on `node`: the `moved` frame names its path there.
     pub(crate) fn moved(node: InstanceId, room: &RoomId) -> Self {
         let path = proto::path::sharded(node, room);

@@ -89,3 +89,47 @@ async fn a_deleted_room_sends_disconnect_and_a_stopping_node_only_drops_the_tran
     // No DISCONNECT: the transport ends, so the client reconnects.
     assert_eq!(c.recv().await, Got::Closed);
 }
+
+#[tokio::test]
+async fn the_server_api_publishes_events_and_kicks_with_disconnect() {
+    let cluster = Cluster::start(1, 1).await;
+    let url = sio_url(&cluster, "srv").await;
+    let (mut a, first) = Sio::joined(&url, None).await;
+    let router = cluster.router(0).http();
+    let published = router
+        .post_json(
+            "/rooms/srv/messages",
+            &json!({"body": {"text": "hi"}, "event": "notice"}),
+        )
+        .await;
+    assert_eq!(published.status, 201, "{}", published.text);
+    assert_eq!(a.text().await, r#"2["notice",{"text":"hi"},"1"]"#);
+    let plain = router
+        .post_json("/rooms/srv/messages", &json!({"body": [1, 2]}))
+        .await;
+    assert_eq!(plain.status, 201, "{}", plain.text);
+    assert_eq!(a.text().await, r#"2["message",[1,2],"2"]"#);
+
+    let members = router.get("/rooms/srv/members").await;
+    assert_eq!(members.body["members"][0]["member"], first["sid"]);
+    assert_eq!(
+        members.body["members"][0]["transport"],
+        "socketio-websocket"
+    );
+
+    let kick = router
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/rooms/srv/members/{}", first["sid"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kick.status, 204, "{}", kick.text);
+    assert_eq!(
+        a.recv().await,
+        Got::Text("1".into()),
+        "DISCONNECT: do not come back"
+    );
+    assert!(a.closes().await);
+}

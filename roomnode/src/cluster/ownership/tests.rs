@@ -50,6 +50,7 @@ fn snapshot(rec: &RoomRecord, epoch: u64, seq: u64) -> RoomSnapshot {
         seq,
         history: Vec::new(),
         members: 0,
+        published: Vec::new(),
     }
 }
 

@@ -158,7 +158,6 @@ impl Session {
         &self.scope
     }
 
-    #[cfg(test)]
     pub(crate) fn transport(&self) -> Transport {
         match self.lock().mode {
             Mode::Polling | Mode::Probing { .. } => Transport::Polling,
