@@ -82,6 +82,8 @@ error_codes! {
     NotFound = "not_found", 404;
     /// No such room.
     UnknownRoom = "unknown_room", 404;
+    /// The application's join hook refused the member.
+    JoinRefused = "join_refused", 403;
     /// No such member in the room.
     UnknownMember = "unknown_member", 404;
     /// A node asked for another instance's path.
@@ -130,6 +132,8 @@ error_codes! {
     RoomFull = "room_full", 503;
     /// The room is moving to another node.
     RoomMoving = "room_moving", 503;
+    /// The application's hook did not answer (and `--hook-failure closed`).
+    HookUnavailable = "hook_unavailable", 503;
     /// The node takes no new rooms.
     Draining = "draining", 503;
     /// The node is shutting down.

@@ -19,6 +19,7 @@ pub mod api;
 pub mod backend;
 pub mod errors;
 pub mod handoff;
+pub mod hooks;
 pub mod id;
 pub mod keys;
 pub mod path;

@@ -43,6 +43,9 @@ pub mod code {
     /// The application's backend removed this member (server API); the
     /// connection closes with 1008.
     pub const KICKED: &str = "kicked";
+    /// The application's publish hook rejected the message (the `message`
+    /// field says why); nobody else saw it.
+    pub const REJECTED: &str = "rejected";
 }
 
 /// A frame from a client.

@@ -173,6 +173,38 @@ pub struct Config {
     /// The secret before the last rotation, still accepted.
     #[arg(long, env = "ROOMROUTER_PREVIOUS_SECRET", hide_env_values = true)]
     pub previous_secret: Option<Secret>,
+    /// The application's backend, asked before each member is admitted
+    /// (`http://…`; see docs/hooks.md).
+    #[arg(long, env = "ROOMNODE_JOIN_HOOK")]
+    pub join_hook: Option<String>,
+    /// The application's backend, asked before each message is accepted.
+    #[arg(long, env = "ROOMNODE_PUBLISH_HOOK")]
+    pub publish_hook: Option<String>,
+    /// Signs every hook request (`X-Roomrouter-Signature`); required with
+    /// a hook.
+    #[arg(long, env = "ROOMNODE_HOOK_SECRET", hide_env_values = true)]
+    pub hook_secret: Option<Secret>,
+    /// Longest wait for the join and publish hooks' answer.
+    #[arg(long, env = "ROOMNODE_HOOK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub hook_timeout: Duration,
+    /// What a join or publish hook that fails (times out, answers non-2xx
+    /// or nonsense) means: `closed` refuses the join or message, `open`
+    /// lets it through.
+    #[arg(long, env = "ROOMNODE_HOOK_FAILURE", value_enum, default_value_t = HookFailure::Closed)]
+    pub hook_failure: HookFailure,
+    /// Publish hook calls in flight at once on this node; more wait (a
+    /// room's throughput through the hook is this over the hook's latency).
+    #[arg(long, env = "ROOMNODE_PUBLISH_HOOK_CONCURRENCY", default_value_t = 256)]
+    pub publish_hook_concurrency: usize,
+}
+
+/// What a failed join or publish hook call means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookFailure {
+    /// Refuse: the backend must say yes.
+    Closed,
+    /// Let it through.
+    Open,
 }
 
 /// A configuration that cannot work, naming the flag.
@@ -190,8 +222,16 @@ pub enum ConfigError {
     )]
     Limits,
     /// See the message.
-    #[error("--ping-timeout and --connect-timeout must be positive")]
+    #[error(
+        "--ping-timeout, --connect-timeout, --hook-timeout and --publish-hook-concurrency must be positive"
+    )]
     Timeouts,
+    /// See the message.
+    #[error("a hook must be an http:// URL, got {0:?}")]
+    Hook(String),
+    /// See the message.
+    #[error("--join-hook and --publish-hook need --hook-secret to sign their requests")]
+    HookSecret,
     /// See the message.
     #[error("--advertise must be an http:// or https:// URL, got {0:?}")]
     Advertise(String),
@@ -230,6 +270,12 @@ impl Config {
             allowed_origins: Vec::new(),
             secret: None,
             previous_secret: None,
+            join_hook: None,
+            publish_hook: None,
+            hook_secret: None,
+            hook_timeout: Duration::from_secs(2),
+            hook_failure: HookFailure::Closed,
+            publish_hook_concurrency: 256,
         }
     }
 
@@ -254,6 +300,18 @@ impl Config {
             return Err(ConfigError::Limits);
         }
         if self.ping_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(ConfigError::Timeouts);
+        }
+        let hooks = [&self.join_hook, &self.publish_hook];
+        for url in hooks.into_iter().flatten() {
+            if !url.starts_with("http://") {
+                return Err(ConfigError::Hook(url.clone()));
+            }
+        }
+        if hooks.iter().any(|h| h.is_some()) && self.hook_secret.is_none() {
+            return Err(ConfigError::HookSecret);
+        }
+        if self.hook_timeout.is_zero() || self.publish_hook_concurrency == 0 {
             return Err(ConfigError::Timeouts);
         }
         if let Some(a) = &self.advertise

@@ -14,10 +14,12 @@ use service::extract::RoomPath;
 
 use crate::cluster::internal;
 use crate::member::admission::{self, ThisNode};
+use crate::member::join_hook;
 use crate::member::session;
 use crate::member::upgrade::{NotWebSocket, Upgrade};
 use crate::node::Node;
 use crate::socketio;
+use proto::hooks::Protocol;
 
 /// The node's routes.
 pub(crate) fn routes(node: Node) -> Router {
@@ -73,7 +75,7 @@ async fn join(
     headers: HeaderMap,
     upgrade: Result<Upgrade, NotWebSocket>,
 ) -> Result<Response, ApiError> {
-    let Query(params) =
+    let Query(mut params) =
         query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     if let Some(name) = &params.name {
         check_name(name)?;
@@ -87,6 +89,14 @@ async fn join(
         transport: upgrade.as_ref().map(|_| ()).map_err(|e| ApiError::from(*e)),
     };
     let admitted = admission::admit(&node, req).await?;
+    let join = join_hook::Join {
+        room: &room,
+        name: admitted.name(params.name.take()),
+        query: join_hook::query_map(raw_query.as_deref()),
+        headers: &headers,
+        protocol: Protocol::Native,
+    };
+    params.name = join_hook::ask(&node, join).await?;
     let upgrade = upgrade.map_err(ApiError::from)?;
     let config = node.websocket_config();
     let tracker = node.sessions().clone();

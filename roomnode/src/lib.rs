@@ -25,6 +25,8 @@
 //!   packets in (`inbound`) and out (`outbound`).
 //! - `backend`: the node's side of the server API (publish as the server,
 //!   members, kick, history), behind the cluster key.
+//! - `hooks`: the application's join and publish hooks, signed and
+//!   bounded, with their failure policy.
 //! - `metrics`: the Prometheus metrics.
 //! - `bench`: a room in isolation, for the micro-benchmarks.
 //! - `fuzzing`: the Engine.IO decoders, for the fuzz targets.
@@ -46,6 +48,7 @@ pub mod config;
 mod engineio;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hooks;
 mod http;
 mod member;
 mod metrics;

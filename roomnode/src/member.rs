@@ -4,6 +4,8 @@
 //! Layout:
 //! - `admission`: whether a client may join a room here, for every
 //!   protocol: the checks, their order, the slots they reserve.
+//! - `join_hook`, `publish_hook`: the application's say on a join and on
+//!   a message, for every protocol.
 //! - `upgrade`: the WebSocket handshake, keeping the raw connection.
 //! - `session`: one native member's WebSocket: joins it to the room, reads
 //!   its frames, runs its writes.
@@ -17,7 +19,9 @@
 pub(crate) mod admission;
 pub(crate) mod close;
 pub(crate) mod conn;
+pub(crate) mod join_hook;
 pub(crate) mod limits;
 pub(crate) mod outlet;
+pub(crate) mod publish_hook;
 pub(crate) mod session;
 pub(crate) mod upgrade;

@@ -3,8 +3,8 @@
 //! set when scraped.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 use proto::InstanceId;
 
@@ -42,6 +42,10 @@ pub(crate) struct Metrics {
     pub(crate) lease_renewal: Histogram,
     /// Bytes of retained history in every hosted room.
     pub(crate) history_bytes: IntGauge,
+    /// Hook calls, by hook and outcome.
+    pub(crate) hook_calls: IntCounterVec,
+    /// Hook call latency, by hook.
+    pub(crate) hook_duration: HistogramVec,
 }
 
 impl Metrics {
@@ -113,6 +117,31 @@ impl Metrics {
         registry
             .register(Box::new(rejected.clone()))
             .expect("unique counter");
+        let hook_calls = IntCounterVec::new(
+            Opts::new(
+                "roomnode_hook_calls_total",
+                "Calls to the application's hooks, by hook (join, publish) and outcome (allowed, refused, and the failures: timeout, unreachable, status, invalid_answer).",
+            ),
+            &["hook", "outcome"],
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(hook_calls.clone()))
+            .expect("unique counter");
+        let hook_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "roomnode_hook_duration_seconds",
+                "Time from sending a hook request to its answer (or failure), by hook.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["hook"],
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(hook_duration.clone()))
+            .expect("unique histogram");
         let moves = counter(
             "roomnode_rooms_moved_total",
             "Rooms handed off from this node to another.",
@@ -160,6 +189,8 @@ impl Metrics {
             "Bytes of message history retained by the rooms hosted here (each room at most --history-bytes).",
         );
         Self {
+            hook_calls,
+            hook_duration,
             history_bytes,
             lease_renewal,
             store_view_age,

@@ -15,6 +15,7 @@ use crate::cluster::ownership::Ownership;
 use crate::cluster::registration::Registration;
 use crate::config::Config;
 use crate::engineio::Engine;
+use crate::hooks::Hooks;
 use crate::member::limits::Slots;
 use crate::metrics::Metrics;
 use crate::room::rooms::Rooms;
@@ -48,6 +49,8 @@ pub(crate) struct Parts {
     pub(crate) handshakes: Slots,
     /// The Socket.IO members' Engine.IO sessions.
     pub(crate) engine: Engine,
+    /// The application's join and publish hooks, if any.
+    pub(crate) hooks: Option<Arc<Hooks>>,
 }
 
 impl Node {
@@ -97,6 +100,10 @@ impl Node {
     }
 
     /// Joins in progress, bounded.
+    pub(crate) fn hooks(&self) -> Option<&Arc<Hooks>> {
+        self.inner.hooks.as_ref()
+    }
+
     pub(crate) fn engine(&self) -> &Engine {
         &self.inner.engine
     }

@@ -233,6 +233,12 @@ impl Room {
         &self.id
     }
 
+    /// Member `key`'s id and name, while it is here.
+    pub(crate) fn identity(&self, key: u64) -> Option<(Arc<str>, Option<Arc<str>>)> {
+        let st = self.lock();
+        st.members.get(&key).map(|m| (m.id.clone(), m.name.clone()))
+    }
+
     /// The room's message stream.
     pub(crate) fn stream(&self) -> &str {
         &self.stream

@@ -15,6 +15,7 @@ use crate::cluster::ownership::Ownership;
 use crate::cluster::registration::Registration;
 use crate::config::{Config, ConfigError};
 use crate::engineio::Engine;
+use crate::hooks::Hooks;
 use crate::member::close::CloseReason;
 use crate::member::limits::Slots;
 use crate::metrics::Metrics;
@@ -96,6 +97,7 @@ pub async fn run(
     };
     let history_budget = config.history_budget;
     let engine = Engine::new(crate::socketio::engine_config(&config), metrics.clone());
+    let hooks = Hooks::new(&config, metrics.clone()).map(Arc::new);
     let node = Node::new(Parts {
         config,
         store,
@@ -110,6 +112,7 @@ pub async fn run(
         connections: Slots::new(config_max_connections),
         handshakes: Slots::new(max_handshakes),
         engine: engine.clone(),
+        hooks,
     });
     let fence_rooms = rooms.clone();
     let keeper = crate::cluster::registration::spawn_keeper(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use proto::wire::{ClientMsg, JoinParams, code};
+use serde_json::value::RawValue;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -19,6 +20,7 @@ use crate::member::admission::Admitted;
 use crate::member::close::{CloseReason, error_frame};
 use crate::member::limits::{RateLimit, Verdict};
 use crate::member::outlet::{End, Outlet, OutletConfig};
+use crate::member::publish_hook::{self, Decision};
 use crate::member::upgrade::{Accepted, Socket};
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -33,6 +35,8 @@ pub(crate) struct Settings {
     /// The node's registration: nothing is accepted once its lease may
     /// have expired.
     pub(crate) lease: Registration,
+    /// The node, when its publish hook is asked about each message.
+    pub(crate) publish_hook: Option<Node>,
 }
 
 /// Bound on saying goodbye to a client that may not be reading or
@@ -48,8 +52,10 @@ const DRAIN_LIMIT: usize = 1 << 20;
 /// it was admitted to, then serves it until it ends. The admission's
 /// connection slot is held until then, its handshake slot until the member
 /// is in the room.
+/// `params.name` is the member's final name (its token's, or the join
+/// hook's).
 pub(crate) async fn start(accepted: Accepted, node: Node, admitted: Admitted, params: JoinParams) {
-    let name = admitted.name(params.name);
+    let name = params.name;
     let Admitted {
         room,
         slot,
@@ -92,6 +98,7 @@ pub(crate) async fn start(accepted: Accepted, node: Node, admitted: Admitted, pa
         ping: config.ping(),
         rate: RateLimit::new(config.rate, config.burst),
         lease: node.registration().clone(),
+        publish_hook: publish_hook::on(&node).then(|| node.clone()),
     };
     run(socket, room, key, node.metrics(), settings)
         .instrument(span)
@@ -113,6 +120,7 @@ pub(crate) async fn run(
         ping,
         mut rate,
         lease,
+        publish_hook,
     } = settings;
     let outlet: Arc<Outlet> = socket.get_ref().outlet().clone();
     let writes = outlet.serve();
@@ -137,7 +145,7 @@ pub(crate) async fn run(
             every = tick(&mut pinger) => ended = keep_alive(&mut socket, &mut ka, every).await.err(),
             frame = socket.next() => {
                 ka.heard = Instant::now();
-                let inbound = Inbound { room: &room, key, rate: &mut rate, metrics: &metrics, lease: &lease };
+                let inbound = Inbound { room: &room, key, rate: &mut rate, metrics: &metrics, lease: &lease, hook: publish_hook.as_ref() };
                 ended = handle(&mut socket, frame, inbound).await.err();
             }
         }
@@ -205,6 +213,8 @@ struct Inbound<'a> {
     rate: &'a mut RateLimit,
     metrics: &'a Metrics,
     lease: &'a Registration,
+    /// The node, when the publish hook is on.
+    hook: Option<&'a Node>,
 }
 
 /// Acts on one frame from the client.
@@ -219,6 +229,7 @@ async fn handle(
         rate,
         metrics,
         lease,
+        hook,
     } = inbound;
     let text = match frame {
         None => return Err(End::Gone),
@@ -256,19 +267,40 @@ async fn handle(
             let text = "too many messages: this one was not accepted; slow down";
             reply_error(socket, code::RATE_LIMITED, text).await
         }
-        Ok(ClientMsg::Send { body }) => match room.send(key, &body) {
-            Ok(_) => Ok(()),
-            Err(Refused::Moving) => {
-                let text = "the room is moving to another node: this message was not accepted; send it again after reconnecting";
-                reply_error(socket, code::ROOM_MOVING, text).await
-            }
-            // The room closed (moved, deleted, fenced) as this frame came
-            // in: its goodbye is already queued for this member, so carry on
-            // and deliver it. The frame was not accepted; the client knows
-            // by not seeing it come back with a seq.
-            Err(Refused::Closed | Refused::Full) => Ok(()),
-        },
+        Ok(ClientMsg::Send { body }) => {
+            // One message of this sender at a time: its order is kept.
+            let body = match hook {
+                None => body,
+                Some(node) => match publish_hook::ask(node, room, key, &body, None).await {
+                    Decision::Accept(None) => body,
+                    Decision::Accept(Some(replaced)) => replaced,
+                    Decision::Reject(reason) => {
+                        return reply_error(socket, code::REJECTED, &reason).await;
+                    }
+                    Decision::Unavailable(why) => {
+                        return reply_error(socket, code::UNAVAILABLE, &why).await;
+                    }
+                },
+            };
+            send(socket, room, key, &body).await
+        }
         Err(e) => reply_error(socket, code::BAD_FRAME, &e.to_string()).await,
+    }
+}
+
+/// Accepts a member's message into the room.
+async fn send(socket: &mut Socket, room: &Room, key: u64, body: &RawValue) -> Result<(), End> {
+    match room.send(key, body) {
+        Ok(_) => Ok(()),
+        Err(Refused::Moving) => {
+            let text = "the room is moving to another node: this message was not accepted; send it again after reconnecting";
+            reply_error(socket, code::ROOM_MOVING, text).await
+        }
+        // The room closed (moved, deleted, fenced) as this frame came
+        // in: its goodbye is already queued for this member, so carry on
+        // and deliver it. The frame was not accepted; the client knows
+        // by not seeing it come back with a seq.
+        Err(Refused::Closed | Refused::Full) => Ok(()),
     }
 }
 

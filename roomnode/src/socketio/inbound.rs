@@ -8,7 +8,11 @@
 //! CONNECT again). One namespace per session (`/` or `/room/{id}`, both
 //! the path's room).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use axum::http::HeaderMap;
+use proto::hooks::Protocol;
 
 use proto::ErrorCode;
 use proto::socketio::bridge::Event;
@@ -21,9 +25,12 @@ use serde_json::value::RawValue;
 use super::outbound::{self, Nsp, Peer};
 use crate::engineio::{Close, CloseCause, Handler, Message, Session};
 use crate::member::admission::{self, Admitted};
+use crate::member::join_hook;
 use crate::member::limits::{RateLimit, Slot, Verdict};
+use crate::member::publish_hook::{self, Decision};
 use crate::node::Node;
 use crate::room::{Refused, Room};
+use tokio::sync::mpsc;
 
 /// What the session's first request gave besides Engine.IO's parameters.
 pub(super) struct Given {
@@ -31,16 +38,18 @@ pub(super) struct Given {
     pub(super) token: Option<String>,
     /// A display name from `?name=`.
     pub(super) name: Option<String>,
+    /// Its query parameters and headers, for the join hook.
+    pub(super) query: BTreeMap<String, Value>,
+    pub(super) headers: HeaderMap,
 }
 
 /// A Socket.IO session as a member of its path's room.
 pub(super) struct Member {
+    /// This handler, for the tasks it starts.
+    me: Weak<Member>,
     node: Node,
     room: Arc<Room>,
     given: Given,
-    /// The session, for packets the member is sent outside a handler call
-    /// (none today); weak, as the session owns its handler.
-    _session: Weak<Session>,
     state: Mutex<State>,
     /// The member's place in the node's connection limit.
     _slot: Slot,
@@ -49,6 +58,10 @@ pub(super) struct Member {
 #[derive(Default)]
 struct State {
     joined: Option<Joined>,
+    /// A CONNECT waits for the join hook.
+    connecting: bool,
+    /// The publish hook's queue of this member's events.
+    publisher: Option<mpsc::Sender<Pending>>,
     /// A binary packet waiting for its attachments.
     partial: Option<Partial>,
 }
@@ -77,22 +90,17 @@ const MAX_ATTACHMENTS: usize = 64;
 struct Violation(&'static str);
 
 impl Member {
-    pub(super) fn new(
-        node: Node,
-        session: &Arc<Session>,
-        admitted: Admitted,
-        given: Given,
-    ) -> Self {
+    pub(super) fn new(node: Node, admitted: Admitted, given: Given) -> Arc<Self> {
         let Admitted { room, slot, .. } = admitted;
         node.metrics().connections.inc();
-        Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             node,
             room,
             given,
-            _session: Arc::downgrade(session),
             state: Mutex::new(State::default()),
             _slot: slot,
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -185,17 +193,65 @@ impl Member {
             .data
             .and_then(|d| serde_json::from_str(d.get()).ok())
             .unwrap_or(Value::Null);
+        if st.connecting {
+            let text = "this connection is joining the room already";
+            let code = ErrorCode::BadRequest.as_str();
+            return refuse(session, packet.nsp, text, Some(code));
+        }
         let name = match self.name(&auth) {
             Ok(name) => name,
             Err((message, code)) => return refuse(session, packet.nsp, &message, Some(&code)),
         };
+        let asking = self.node.hooks().is_some_and(|h| h.has_join());
+        let Some(me) = self.me.upgrade().filter(|_| asking) else {
+            return self.join(session, st, packet.nsp, nsp, name, &auth);
+        };
+        // The backend's say first, off the session's reading task; the
+        // client sends nothing else before its CONNECT is answered.
+        st.connecting = true;
+        let session = session.clone();
+        let nsp_name = packet.nsp.to_owned();
+        tokio::spawn(async move {
+            let mut query = me.given.query.clone();
+            query.insert("auth".into(), auth.clone());
+            let join = join_hook::Join {
+                room: me.room.id(),
+                name,
+                query,
+                headers: &me.given.headers,
+                protocol: Protocol::Socketio,
+            };
+            let verdict = join_hook::ask(&me.node, join).await;
+            let mut st = me.lock();
+            st.connecting = false;
+            if session.is_closed() {
+                return;
+            }
+            match verdict {
+                Ok(name) => me.join(&session, &mut st, &nsp_name, nsp, name, &auth),
+                Err(e) => refuse(&session, &nsp_name, e.message(), Some(e.code())),
+            }
+        });
+    }
+
+    /// Joins the room as `name` under `nsp` (spelled `nsp_name`).
+    fn join(
+        &self,
+        session: &Arc<Session>,
+        st: &mut State,
+        nsp_name: &str,
+        nsp: Nsp,
+        name: Option<String>,
+        auth: &Value,
+    ) {
+        let room = self.room.id();
         let peer = Peer {
             session: session.clone(),
             nsp,
         };
         match self
             .room
-            .join_socketio(name.as_deref(), peer, Resume::from_auth(&auth))
+            .join_socketio(name.as_deref(), peer, Resume::from_auth(auth))
         {
             Ok(key) => {
                 session.mark_connected();
@@ -208,12 +264,7 @@ impl Member {
             }
             Err(Refused::Full) => {
                 let text = format!("room {room} is full");
-                refuse(
-                    session,
-                    packet.nsp,
-                    &text,
-                    Some(ErrorCode::RoomFull.as_str()),
-                );
+                refuse(session, nsp_name, &text, Some(ErrorCode::RoomFull.as_str()));
             }
             // Moved, deleted or fenced since the session started: the
             // client reconnects, through the router to the room's owner.
@@ -294,22 +345,85 @@ impl Member {
         };
         let body = RawValue::from_string(event.to_body().to_string())
             .expect("a serialized value is valid JSON");
-        match self.room.emit(joined.key, &event, &body) {
-            Ok(seq) => {
-                if let Some(id) = p.id {
-                    answer(outbound::ack_seq(nsp, id, seq));
+        let key = joined.key;
+        if publish_hook::on(&self.node) {
+            let pending = Pending {
+                key,
+                event,
+                body,
+                nsp: p.nsp.clone(),
+                id: p.id,
+            };
+            let publisher = match &st.publisher {
+                Some(tx) => tx.clone(),
+                None => {
+                    let tx = self.start_publisher(session);
+                    st.publisher = Some(tx.clone());
+                    tx
                 }
+            };
+            if publisher.try_send(pending).is_err()
+                && let Some(id) = p.id
+            {
+                answer(outbound::ack_error(nsp, id, code::RATE_LIMITED));
             }
-            Err(refused) => {
-                let code = match refused {
-                    Refused::Moving => code::ROOM_MOVING,
-                    Refused::Closed | Refused::Full => code::ROOM_CLOSED,
+            return;
+        }
+        let result = self.room.emit(key, &event, &body);
+        if let Some(id) = p.id {
+            answer(acked(nsp, id, result));
+        }
+    }
+
+    /// The task that asks the publish hook about this member's events, one
+    /// at a time in order, and accepts and acks them.
+    fn start_publisher(&self, session: &Arc<Session>) -> mpsc::Sender<Pending> {
+        let (tx, mut rx) = mpsc::channel::<Pending>(PUBLISH_QUEUE);
+        let (node, room, session) = (self.node.clone(), self.room.clone(), session.clone());
+        tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                let name = p.event.name.as_str().map(str::to_owned);
+                let decision = publish_hook::ask(&node, &room, p.key, &p.body, name).await;
+                // The room's answer, or the hook's refusal (with its reason).
+                let accepted = match decision {
+                    Decision::Accept(None) => Ok(room.emit(p.key, &p.event, &p.body)),
+                    Decision::Accept(Some(body)) => Ok(room.send(p.key, &body)),
+                    Decision::Reject(reason) => Err(Some(reason)),
+                    Decision::Unavailable(_) => Err(None),
                 };
                 if let Some(id) = p.id {
-                    answer(outbound::ack_error(nsp, id, code));
+                    let packet = match accepted {
+                        Ok(result) => acked(&p.nsp, id, result),
+                        Err(Some(reason)) => outbound::ack_rejected(&p.nsp, id, &reason),
+                        Err(None) => outbound::ack_error(&p.nsp, id, code::UNAVAILABLE),
+                    };
+                    // A session that overflows closes itself.
+                    let _ = session.send(&[packet]);
                 }
             }
-        }
+        });
+        tx
+    }
+}
+
+/// Events of one member waiting for the publish hook, at most.
+const PUBLISH_QUEUE: usize = 256;
+
+/// An event waiting for the publish hook.
+struct Pending {
+    key: u64,
+    event: Event,
+    body: Box<RawValue>,
+    nsp: String,
+    id: Option<u64>,
+}
+
+/// The ack of an event the room accepted (`{"seq"}`) or refused.
+fn acked(nsp: &str, id: u64, result: Result<u64, Refused>) -> Arc<crate::engineio::Packet> {
+    match result {
+        Ok(seq) => outbound::ack_seq(nsp, id, seq),
+        Err(Refused::Moving) => outbound::ack_error(nsp, id, code::ROOM_MOVING),
+        Err(Refused::Closed | Refused::Full) => outbound::ack_error(nsp, id, code::ROOM_CLOSED),
     }
 }
 
@@ -346,7 +460,9 @@ impl Handler for Member {
         if cause == CloseCause::SlowConsumer {
             metrics.slow_consumers.inc();
         }
-        if let Some(joined) = self.lock().joined.take() {
+        let mut st = self.lock();
+        st.publisher = None;
+        if let Some(joined) = st.joined.take() {
             self.room.leave(joined.key);
         }
     }

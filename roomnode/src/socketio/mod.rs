@@ -26,6 +26,7 @@ use service::extract::RoomPath;
 
 use crate::engineio::{EngineConfig, Handler, Session};
 use crate::member::admission::{self, ThisNode};
+use crate::member::join_hook;
 use crate::node::Node;
 
 /// The path below a room's path where its Socket.IO sessions live.
@@ -68,7 +69,7 @@ pub(crate) async fn serve(
     let headers = req.headers().clone();
     let engine = node.engine().clone();
     let scope = room.to_string();
-    let open = async |session: &Arc<Session>| -> Result<Arc<dyn Handler>, Response> {
+    let open = async |_: &Arc<Session>| -> Result<Arc<dyn Handler>, Response> {
         let params: Params = raw_query
             .as_deref()
             .and_then(room_params)
@@ -89,14 +90,15 @@ pub(crate) async fn serve(
             .or_else(|| service::auth::bearer(&headers).map(str::to_owned));
         let handler = inbound::Member::new(
             node.clone(),
-            session,
             admitted,
             inbound::Given {
                 token: given_token,
                 name: params.name,
+                query: join_hook::query_map(raw_query.as_deref()),
+                headers: headers.clone(),
             },
         );
-        let handler: Arc<dyn Handler> = Arc::new(handler);
+        let handler: Arc<dyn Handler> = handler;
         Ok(handler)
     };
     engine.serve(req, &scope, open).await

@@ -101,6 +101,13 @@ pub(crate) fn ack_error(nsp: &str, id: u64, code: &str) -> Arc<Packet> {
     text(Kind::Ack, nsp, Some(id), &json.to_string())
 }
 
+/// The ack of an event the publish hook rejected:
+/// `[{"error": "rejected", "reason": …}]`.
+pub(crate) fn ack_rejected(nsp: &str, id: u64, reason: &str) -> Arc<Packet> {
+    let json = serde_json::json!([{ "error": proto::wire::code::REJECTED, "reason": reason }]);
+    text(Kind::Ack, nsp, Some(id), &json.to_string())
+}
+
 /// An event's packets: EVENT, or BINARY_EVENT and its attachments, with
 /// the offset as the last argument. Only the first packet is counted as a
 /// delivery.

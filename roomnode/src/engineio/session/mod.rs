@@ -165,6 +165,11 @@ impl Session {
         }
     }
 
+    /// Whether the session has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().end.is_some()
+    }
+
     /// The layer above says the session is established: stops the
     /// connect timeout.
     pub(crate) fn mark_connected(&self) {
