@@ -180,6 +180,17 @@ pub struct Config {
     /// The application's backend, asked before each message is accepted.
     #[arg(long, env = "ROOMNODE_PUBLISH_HOOK")]
     pub publish_hook: Option<String>,
+    /// The application's backend, sent every accepted message, join and
+    /// leave in batches, at least once, in seq order per room.
+    #[arg(long, env = "ROOMNODE_EVENTS_HOOK")]
+    pub events_hook: Option<String>,
+    /// Most events one request of the events feed carries.
+    #[arg(long, env = "ROOMNODE_EVENTS_BATCH", default_value_t = 100)]
+    pub events_batch: usize,
+    /// Events waiting for the backend, at most, on this node; more are
+    /// dropped and counted (`roomnode_hook_events_dropped_total`).
+    #[arg(long, env = "ROOMNODE_EVENTS_BUFFER", default_value_t = 100_000)]
+    pub events_buffer: usize,
     /// Signs every hook request (`X-Roomrouter-Signature`); required with
     /// a hook.
     #[arg(long, env = "ROOMNODE_HOOK_SECRET", hide_env_values = true)]
@@ -223,14 +234,16 @@ pub enum ConfigError {
     Limits,
     /// See the message.
     #[error(
-        "--ping-timeout, --connect-timeout, --hook-timeout and --publish-hook-concurrency must be positive"
+        "--ping-timeout, --connect-timeout, --hook-timeout, --publish-hook-concurrency, --events-batch and --events-buffer must be positive"
     )]
     Timeouts,
     /// See the message.
     #[error("a hook must be an http:// URL, got {0:?}")]
     Hook(String),
     /// See the message.
-    #[error("--join-hook and --publish-hook need --hook-secret to sign their requests")]
+    #[error(
+        "--join-hook, --publish-hook and --events-hook need --hook-secret to sign their requests"
+    )]
     HookSecret,
     /// See the message.
     #[error("--advertise must be an http:// or https:// URL, got {0:?}")]
@@ -272,6 +285,9 @@ impl Config {
             previous_secret: None,
             join_hook: None,
             publish_hook: None,
+            events_hook: None,
+            events_batch: 100,
+            events_buffer: 100_000,
             hook_secret: None,
             hook_timeout: Duration::from_secs(2),
             hook_failure: HookFailure::Closed,
@@ -302,7 +318,7 @@ impl Config {
         if self.ping_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(ConfigError::Timeouts);
         }
-        let hooks = [&self.join_hook, &self.publish_hook];
+        let hooks = [&self.join_hook, &self.publish_hook, &self.events_hook];
         for url in hooks.into_iter().flatten() {
             if !url.starts_with("http://") {
                 return Err(ConfigError::Hook(url.clone()));
@@ -311,7 +327,11 @@ impl Config {
         if hooks.iter().any(|h| h.is_some()) && self.hook_secret.is_none() {
             return Err(ConfigError::HookSecret);
         }
-        if self.hook_timeout.is_zero() || self.publish_hook_concurrency == 0 {
+        if self.hook_timeout.is_zero()
+            || self.publish_hook_concurrency == 0
+            || self.events_batch == 0
+            || self.events_buffer == 0
+        {
             return Err(ConfigError::Timeouts);
         }
         if let Some(a) = &self.advertise

@@ -26,7 +26,8 @@
 //! - `backend`: the node's side of the server API (publish as the server,
 //!   members, kick, history), behind the cluster key.
 //! - `hooks`: the application's join and publish hooks, signed and
-//!   bounded, with their failure policy.
+//!   bounded, with their failure policy; `feed`: the events feed (every
+//!   accepted message, join and leave, batched, at least once).
 //! - `metrics`: the Prometheus metrics.
 //! - `bench`: a room in isolation, for the micro-benchmarks.
 //! - `fuzzing`: the Engine.IO decoders, for the fuzz targets.
@@ -46,6 +47,7 @@ pub mod bench;
 mod cluster;
 pub mod config;
 mod engineio;
+mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hooks;

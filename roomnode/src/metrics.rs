@@ -46,6 +46,10 @@ pub(crate) struct Metrics {
     pub(crate) hook_calls: IntCounterVec,
     /// Hook call latency, by hook.
     pub(crate) hook_duration: HistogramVec,
+    /// Events the feed sent (taken by the backend).
+    pub(crate) hook_events_sent: IntCounter,
+    /// Events the feed dropped: its buffer was full.
+    pub(crate) hook_events_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -142,6 +146,14 @@ impl Metrics {
         registry
             .register(Box::new(hook_duration.clone()))
             .expect("unique histogram");
+        let hook_events_sent = counter(
+            "roomnode_hook_events_sent_total",
+            "Events (messages, joins, leaves) the events feed delivered to the backend.",
+        );
+        let hook_events_dropped = counter(
+            "roomnode_hook_events_dropped_total",
+            "Events the events feed dropped because its buffer (--events-buffer) was full.",
+        );
         let moves = counter(
             "roomnode_rooms_moved_total",
             "Rooms handed off from this node to another.",
@@ -191,6 +203,8 @@ impl Metrics {
         Self {
             hook_calls,
             hook_duration,
+            hook_events_sent,
+            hook_events_dropped,
             history_bytes,
             lease_renewal,
             store_view_age,

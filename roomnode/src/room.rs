@@ -28,7 +28,7 @@ pub(crate) mod rooms;
 pub(crate) mod sink;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use proto::handoff::RoomSnapshot;
@@ -41,6 +41,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::feed::{Event as FeedEvent, Feed};
 use crate::member::close::{CloseReason, error_frame};
 use crate::member::limits::{RateLimit, Verdict};
 use crate::member::outlet::{Outlet, text_frame};
@@ -150,6 +151,8 @@ pub(crate) struct Room {
     stream: String,
     limits: RoomLimits,
     metrics: Arc<Metrics>,
+    /// The events feed, when the node has one.
+    feed: OnceLock<Arc<Feed>>,
     state: Mutex<State>,
 }
 
@@ -213,6 +216,7 @@ impl Room {
             stream,
             limits,
             metrics,
+            feed: OnceLock::new(),
             state: Mutex::new(State {
                 history,
                 members: HashMap::new(),
@@ -231,6 +235,30 @@ impl Room {
 
     pub(crate) fn id(&self) -> &RoomId {
         &self.id
+    }
+
+    /// Sends the room's events to `feed` from now on.
+    pub(crate) fn attach_feed(&self, feed: Arc<Feed>) {
+        let _ = self.feed.set(feed);
+    }
+
+    /// Queues a join or leave for the events feed.
+    fn feed_presence(&self, joined: bool, id: &Arc<str>, name: Option<&Arc<str>>) {
+        if let Some(feed) = self.feed.get() {
+            feed.push(FeedEvent::Presence {
+                joined,
+                room: self.id.as_str().into(),
+                member: id.clone(),
+                name: name.cloned(),
+            });
+        }
+    }
+
+    /// Takes member `key` out (the events feed hears of it).
+    fn remove_member(&self, st: &mut State, key: u64) -> Option<Member> {
+        let m = st.remove(key)?;
+        self.feed_presence(false, &m.id, m.name.as_ref());
+        Some(m)
     }
 
     /// Member `key`'s id and name, while it is here.
@@ -371,6 +399,7 @@ impl Room {
             };
             self.fan_out(st, joined.encode().into(), None, None);
         }
+        self.feed_presence(true, &id, name.as_ref());
         let joined_at = store::store::unix_now();
         st.add(
             key,
@@ -429,6 +458,12 @@ impl Room {
             .into()
         });
         self.metrics.received.inc();
+        if let Some(feed) = self.feed.get() {
+            feed.push(FeedEvent::Message {
+                frame: frame.clone(),
+                stream: self.stream.as_str().into(),
+            });
+        }
         let accepted = Some(Instant::now());
         let delivery = Delivery::new(room, seq, sender, source, accepted);
         self.fan_out(st, frame, accepted, Some(&delivery));
@@ -438,7 +473,7 @@ impl Room {
     /// Removes a member (idempotent) and tells the others.
     pub(crate) fn leave(&self, key: u64) {
         let mut st = self.lock();
-        if let Some(m) = st.remove(key) {
+        if let Some(m) = self.remove_member(&mut st, key) {
             if self.crowded(st.members.len() + 1) {
                 self.presence_changed(&mut st);
             } else {
@@ -501,7 +536,7 @@ impl Room {
                 }
             }
             for key in slow {
-                if let Some(m) = st.remove(key) {
+                if let Some(m) = self.remove_member(st, key) {
                     if m.sink.drop_slow() {
                         self.metrics.slow_consumers.inc();
                     }
@@ -628,6 +663,7 @@ impl Room {
         st.closed = true;
         st.by_id.clear();
         for (_, m) in st.members.drain() {
+            self.feed_presence(false, &m.id, m.name.as_ref());
             m.sink.end(reason, &self.id);
         }
     }

@@ -15,6 +15,7 @@ use crate::cluster::ownership::Ownership;
 use crate::cluster::registration::Registration;
 use crate::config::{Config, ConfigError};
 use crate::engineio::Engine;
+use crate::feed::Feed;
 use crate::hooks::Hooks;
 use crate::member::close::CloseReason;
 use crate::member::limits::Slots;
@@ -64,7 +65,10 @@ pub async fn run(
     let id = config.id;
     let metrics = Arc::new(Metrics::new(id));
     let limits = RoomLimits::new(&config);
-    let rooms = Rooms::new(limits, metrics.clone());
+    // Sends until the node has stopped, so the last rooms' events go too.
+    let feed_stop = CancellationToken::new();
+    let feed = Feed::start(&config, metrics.clone(), feed_stop.clone());
+    let rooms = Rooms::new(limits, metrics.clone(), feed);
     let ownership = Ownership::new(id, config.auto_create, store.clone(), rooms.clone());
     let hook = ownership.clone();
     let mirror = Mirror::start(
@@ -152,6 +156,7 @@ pub async fn run(
     }
     let _ = tokio::task::spawn_blocking(move || keeper.join()).await;
     registration.deregister().await;
+    feed_stop.cancel();
     tracing::info!(node = %id, "stopped");
     Ok(())
 }

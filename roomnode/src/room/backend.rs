@@ -139,7 +139,7 @@ impl Room {
         };
         let member = {
             let mut st = self.lock();
-            let Some(m) = st.remove(key) else {
+            let Some(m) = self.remove_member(&mut st, key) else {
                 return false;
             };
             if self.crowded(st.members.len() + 1) {

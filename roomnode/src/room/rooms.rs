@@ -12,6 +12,7 @@ use proto::handoff::RoomSnapshot;
 use proto::record::RoomRecord;
 use tokio::time::Instant;
 
+use crate::feed::Feed;
 use crate::member::close::CloseReason;
 use crate::metrics::Metrics;
 use crate::room::Room;
@@ -26,15 +27,18 @@ pub(crate) struct Rooms {
 struct Shared {
     limits: RoomLimits,
     metrics: Arc<Metrics>,
+    /// The events feed every hosted room reports to, if any.
+    feed: Option<Arc<Feed>>,
     live: Mutex<HashMap<RoomId, Arc<Room>>>,
 }
 
 impl Rooms {
-    pub(crate) fn new(limits: RoomLimits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(limits: RoomLimits, metrics: Arc<Metrics>, feed: Option<Arc<Feed>>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 limits,
                 metrics,
+                feed,
                 live: Mutex::default(),
             }),
         }
@@ -62,6 +66,9 @@ impl Rooms {
             Some(snapshot) => Room::restore(rec, snapshot, limits, metrics),
             None => Room::new(rec, limits, metrics),
         };
+        if let Some(feed) = &self.shared.feed {
+            room.attach_feed(feed.clone());
+        }
         let replaced = self.lock().insert(rec.id.clone(), room.clone());
         (room, replaced)
     }

@@ -29,6 +29,14 @@ pub(crate) struct Seen {
     /// Every request's body, by hook.
     pub(crate) joins: Vec<Value>,
     pub(crate) publishes: Vec<Value>,
+    /// Every event of every events request the backend took (answered 2xx).
+    pub(crate) events: Vec<Value>,
+    /// Events requests answered 500 on purpose.
+    pub(crate) refused_batches: usize,
+    /// Events requests still to answer 500.
+    pub(crate) fail_next: usize,
+    /// Until when events requests get no answer (the backend is "down").
+    pub(crate) down_until: Option<tokio::time::Instant>,
     /// Requests whose signature did not verify.
     pub(crate) bad_signatures: usize,
 }
@@ -46,6 +54,7 @@ impl Backend {
         let app = Router::new()
             .route("/join", post(join))
             .route("/publish", post(publish))
+            .route("/events", post(events))
             .with_state(seen.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -107,6 +116,28 @@ async fn publish(
         json!({"allow": true})
     };
     axum::Json(answer)
+}
+
+async fn events(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::http::StatusCode {
+    let req = read(&seen, &headers, &body);
+    let down = seen.lock().unwrap().down_until;
+    if down.is_some_and(|until| tokio::time::Instant::now() < until) {
+        // No answer: the node's timeout ends the call.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    let mut seen = seen.lock().unwrap();
+    if seen.fail_next > 0 {
+        seen.fail_next -= 1;
+        seen.refused_batches += 1;
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    seen.events
+        .extend(req["events"].as_array().expect("events").iter().cloned());
+    axum::http::StatusCode::NO_CONTENT
 }
 
 /// A pseudo-random number of milliseconds below `max` (no crate needed

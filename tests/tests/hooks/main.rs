@@ -3,9 +3,11 @@
 //! server (`backend.rs`): refused and renamed joins, native and Socket.IO;
 //! rejected and replaced messages that nobody else sees; per-sender order
 //! through a hook with random latency; a hanging backend bounded by the
-//! timeout under both failure policies; every request signed.
+//! timeout under both failure policies; every request signed; and the
+//! events feed (`events.rs`).
 
 mod backend;
+mod events;
 
 use std::time::Duration;
 

@@ -26,7 +26,7 @@ fn fixture(auto_create: bool) -> Fixture {
     let me: InstanceId = ME.parse().unwrap();
     let store = Store::new(Backend::Memory(MemoryKv::new()), "/t");
     let limits = RoomLimits::new(&Config::new(me, "http://node".into()));
-    let rooms = Rooms::new(limits, Arc::new(Metrics::new(me)));
+    let rooms = Rooms::new(limits, Arc::new(Metrics::new(me)), None);
     let ownership = Ownership::new(me, auto_create, store.clone(), rooms);
     let view = Mirror::start(store.clone(), Scope::Node(me), None);
     Fixture {
