@@ -5,7 +5,7 @@
 // his ack, the same seq ann sees; ann's message reaches bob as the event
 // chat(text) with its seq as the offset. Bob's transport is dropped: the
 // page says the reconnect was recovered and gets the next message once.
-// Then the room is deleted: bob's page says the server disconnected it.
+// Then the room is deleted: bob's page says the server removed him from it.
 // Usage: node chat-socketio.mjs <page url> <screenshot.png>
 import { chromium } from 'playwright-core';
 
@@ -97,7 +97,7 @@ try {
   const del = await fetch(new URL('/rooms/mixed', url), { method: 'DELETE' });
   if (!del.ok) throw new Error(`DELETE /rooms/mixed: ${del.status}`);
   await bob.waitForFunction(() => [...document.querySelectorAll('#messages .sys')]
-    .some((m) => m.textContent === 'disconnected by the server'), null, { timeout });
+    .some((m) => m.textContent === 'removed from the room by the server'), null, { timeout });
   if ((await textOf(bob, '#status')) !== 'closed') throw new Error('bob is not shown as closed');
   if (errors.length) throw new Error('page errors: ' + errors.join('; '));
   console.log(JSON.stringify({ ok: true, node, ack_seq: ackSeq, native_seq: nativeSeq, after_recovery_seq: backSeq }));

@@ -8,8 +8,14 @@
 //!   `?protocol=socketio` mode, socket.io-client from the router) in one
 //!   room chat both ways, the Socket.IO side shows the seq of its ack and a
 //!   recovered reconnect after its transport drops, and deleting the room
-//!   shows it disconnected by the server (screenshot
-//!   `target/screenshots/chat-page-socketio.png`).
+//!   shows it removed from the room by the server (screenshot
+//!   `target/screenshots/chat-page-socketio.png`);
+//! - `chat-moderation.mjs`: `router up` with its nodes' hooks on the example
+//!   backend (`examples/chat-backend`): a join refused in Socket.IO mode, a
+//!   renamed member, a trimmed message, a rejected one marked not sent with
+//!   its reason on the sender's page (native and Socket.IO) and never shown
+//!   to the other, and a kick through the server API shown on both pages
+//!   with no reconnect (screenshot `target/screenshots/chat-page-moderated.png`).
 //!
 //! And, without a browser: the socket.io-client bundle the router serves is
 //! byte for byte the npm package's build, so the vendored copy cannot drift.
@@ -18,15 +24,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use testkit::inproc::Cluster;
-use testkit::{Http, Proc, free_port, wait_until};
+use testkit::{Http, Proc, eventually, free_port, wait_until};
 
 /// `tests/`, where `browser/` lives.
 fn here() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `router up` with 3 nodes on a free port, once it answers and sees them.
-async fn router_up() -> (Proc, Http, u16) {
+/// `router up` with 3 nodes on a free port and `extra` flags, once it
+/// answers and sees them.
+async fn router_up(extra: &[&str]) -> (Proc, Http, u16) {
     let port = free_port();
     let up = Proc::bin("router")
         .args([
@@ -36,6 +43,7 @@ async fn router_up() -> (Proc, Http, u16) {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(extra)
         .spawn();
     let page = Http::new(format!("http://127.0.0.1:{port}"));
     let ready = wait_until(Duration::from_secs(20), async || {
@@ -53,7 +61,7 @@ async fn router_up() -> (Proc, Http, u16) {
 
 /// Runs `tests/browser/<script> <page url> <screenshot>` to its end and
 /// returns its output, which must say `"ok":true`; checks the screenshot.
-async fn run_page_script(script: &str, up: &Proc, port: u16, shot: &str) -> String {
+async fn run_page_script(script: &str, up: &Proc, port: u16, shot: &str, extra: &[&str]) -> String {
     assert!(
         here().join("browser/node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: run scripts/test (it runs npm ci in tests/browser)"
@@ -66,6 +74,7 @@ async fn run_page_script(script: &str, up: &Proc, port: u16, shot: &str) -> Stri
         .arg(here().join("browser").join(script))
         .arg(format!("http://127.0.0.1:{port}/"))
         .arg(&shot)
+        .args(extra)
         .spawn();
     let status = browser
         .wait_exit(Duration::from_secs(90))
@@ -88,8 +97,8 @@ async fn run_page_script(script: &str, up: &Proc, port: u16, shot: &str) -> Stri
 
 #[tokio::test]
 async fn two_browsers_chat_through_the_page_of_router_up() {
-    let (up, page, port) = router_up().await;
-    let log = run_page_script("chat.mjs", &up, port, "chat-page.png").await;
+    let (up, page, port) = router_up(&[]).await;
+    let log = run_page_script("chat.mjs", &up, port, "chat-page.png", &[]).await;
     // What the page showed is what the cluster says.
     let room = page.get("/rooms/lobby").await;
     assert!(
@@ -103,8 +112,15 @@ async fn two_browsers_chat_through_the_page_of_router_up() {
 
 #[tokio::test]
 async fn native_and_socketio_pages_chat_in_one_room() {
-    let (up, page, port) = router_up().await;
-    let log = run_page_script("chat-socketio.mjs", &up, port, "chat-page-socketio.png").await;
+    let (up, page, port) = router_up(&[]).await;
+    let log = run_page_script(
+        "chat-socketio.mjs",
+        &up,
+        port,
+        "chat-page-socketio.png",
+        &[],
+    )
+    .await;
     let result: serde_json::Value = log
         .lines()
         .find_map(|l| serde_json::from_str(l).ok())
@@ -119,6 +135,68 @@ async fn native_and_socketio_pages_chat_in_one_room() {
     );
     // The script deleted the room at the end.
     assert_eq!(page.get("/rooms/mixed").await.status, 404);
+}
+
+#[tokio::test]
+async fn the_page_shows_refusals_rejected_messages_and_kicks_from_the_backend() {
+    const HOOK_SECRET: &str = "browser-hook-secret-0123";
+    const API_KEY: &str = "browser-api-key-0123456789";
+    let data = tempfile::tempdir().unwrap();
+    let backend = Proc::program("chat-backend", "node")
+        .arg(here().join("../examples/chat-backend/server.js"))
+        .env("HOOK_SECRET", HOOK_SECRET)
+        .env("PORT", "0")
+        .env("DATA_DIR", data.path())
+        .spawn();
+    let listening = wait_until(Duration::from_secs(10), async || {
+        backend.log().contains("listening on http://")
+    })
+    .await;
+    if !listening {
+        backend.fail("the example backend did not start");
+    }
+    let log = backend.log();
+    let url = log
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("its URL");
+    let hook = |path: &str| format!("{url}/{path}");
+    let (join, publish, events) = (hook("join"), hook("publish"), hook("events"));
+    let (up, _page, port) = router_up(&[
+        "--api-key",
+        API_KEY,
+        "--hook-secret",
+        HOOK_SECRET,
+        "--join-hook",
+        &join,
+        "--publish-hook",
+        &publish,
+        "--events-hook",
+        &events,
+    ])
+    .await;
+    let log = run_page_script(
+        "chat-moderation.mjs",
+        &up,
+        port,
+        "chat-page-moderated.png",
+        &[API_KEY],
+    )
+    .await;
+    assert!(log.contains(r#""renamed":"nina (guest)""#), "{log}");
+    // The events feed of `router up`'s nodes reached the backend too.
+    let file = data.path().join("messages.jsonl");
+    let stored = async || std::fs::read_to_string(&file).unwrap_or_default();
+    eventually(
+        Duration::from_secs(10),
+        "the last message stored",
+        async || stored().await.contains("fine from nina"),
+    )
+    .await;
+    let stored = stored().await;
+    assert!(stored.contains(r#""args":["hello, trimmed"]"#), "{stored}");
+    assert!(!stored.contains("spam"), "{stored}");
 }
 
 /// The bundle the page loads, as the router serves it, against the npm
