@@ -93,7 +93,7 @@ async fn join(
         room: &room,
         name: admitted.name(params.name.take()),
         query: join_hook::query_map(raw_query.as_deref()),
-        headers: &headers,
+        headers: join_hook::credentials(&headers),
         protocol: Protocol::Native,
     };
     params.name = join_hook::ask(&node, join).await?;

@@ -183,9 +183,10 @@ impl Node {
 /// default (128 KiB) would be most of an idle member's memory; clients send
 /// small frames, and a larger one is still read, in several steps. With it,
 /// an idle member costs the node about 7.5 KiB (BENCHMARKS.md, idle-15k).
-const READ_BUFFER: usize = 1024;
+/// Socket.IO members' WebSockets use the same.
+pub(crate) const READ_BUFFER: usize = 1024;
 /// Bytes gathered before a write reaches the socket. It is only a target:
 /// the buffer grows as frames are queued and is not allocated up front, and
 /// a flush sends what is there, so one flush per batch of queued frames is
 /// one `write`.
-const WRITE_BUFFER: usize = 32 * 1024;
+pub(crate) const WRITE_BUFFER: usize = 32 * 1024;

@@ -30,13 +30,9 @@ use super::{
 /// server's default). Polling goes on meanwhile.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bytes tungstenite reads at once: clients send small packets, and a
-/// larger one is still read, in several steps.
-const READ_BUFFER: usize = 4096;
-
-/// Bytes tungstenite gathers before writing (its frames only: the room's
-/// go through the outlet).
-const WRITE_BUFFER: usize = 32 * 1024;
+// tungstenite's buffers, as for native members (`crate::node`): a 4 KiB
+// read buffer cost an idle Socket.IO member 3 KB more (BENCHMARKS.md).
+use crate::node::{READ_BUFFER, WRITE_BUFFER};
 
 /// The WebSocket settings of every session.
 pub(super) fn config(max_payload: usize) -> WebSocketConfig {

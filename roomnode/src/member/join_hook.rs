@@ -18,7 +18,7 @@ pub(crate) struct Join<'a> {
     /// The name the member asked for (or its token gave).
     pub(crate) name: Option<String>,
     pub(crate) query: BTreeMap<String, Value>,
-    pub(crate) headers: &'a HeaderMap,
+    pub(crate) headers: JoinHeaders,
     pub(crate) protocol: Protocol,
 }
 
@@ -30,21 +30,12 @@ pub(crate) async fn ask(node: &Node, join: Join<'_>) -> Result<Option<String>, A
     let Some(hooks) = node.hooks().filter(|h| h.has_join()) else {
         return Ok(join.name);
     };
-    let text = |name: header::HeaderName| {
-        join.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
     let req = JoinRequest {
         kind: "join".into(),
         room: join.room.to_string(),
         name: join.name.clone(),
         query: join.query,
-        headers: JoinHeaders {
-            authorization: text(header::AUTHORIZATION),
-            cookie: text(header::COOKIE),
-        },
+        headers: join.headers,
         protocol: join.protocol,
     };
     match hooks.join(&req).await {
@@ -56,6 +47,21 @@ pub(crate) async fn ask(node: &Node, join: Join<'_>) -> Result<Option<String>, A
         )),
         Verdict::FailedOpen => Ok(join.name),
         Verdict::FailedClosed(why) => Err(ApiError::busy(ErrorCode::HookUnavailable, why, 1)),
+    }
+}
+
+/// The credentials a join hook sees: `Authorization` and `Cookie`, copied
+/// (a request's `HeaderMap` would keep hyper's whole read buffer alive).
+pub(crate) fn credentials(headers: &HeaderMap) -> JoinHeaders {
+    let text = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    JoinHeaders {
+        authorization: text(header::AUTHORIZATION),
+        cookie: text(header::COOKIE),
     }
 }
 

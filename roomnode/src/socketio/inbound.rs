@@ -11,8 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use axum::http::HeaderMap;
-use proto::hooks::Protocol;
+use proto::hooks::{JoinHeaders, Protocol};
 
 use proto::ErrorCode;
 use proto::socketio::bridge::Event;
@@ -38,9 +37,10 @@ pub(super) struct Given {
     pub(super) token: Option<String>,
     /// A display name from `?name=`.
     pub(super) name: Option<String>,
-    /// Its query parameters and headers, for the join hook.
+    /// Its query parameters and credentials, for the join hook (empty
+    /// without one).
     pub(super) query: BTreeMap<String, Value>,
-    pub(super) headers: HeaderMap,
+    pub(super) headers: JoinHeaders,
 }
 
 /// A Socket.IO session as a member of its path's room.
@@ -218,7 +218,7 @@ impl Member {
                 room: me.room.id(),
                 name,
                 query,
-                headers: &me.given.headers,
+                headers: me.given.headers.clone(),
                 protocol: Protocol::Socketio,
             };
             let verdict = join_hook::ask(&me.node, join).await;

@@ -85,6 +85,12 @@ pub(crate) async fn serve(
         let admitted = admission::admit(&node, req)
             .await
             .map_err(|e| e.with_path_suffix(PATH_SUFFIX).into_response())?;
+        let (query, credentials) = if node.hooks().is_some_and(|h| h.has_join()) {
+            let query = join_hook::query_map(raw_query.as_deref());
+            (query, join_hook::credentials(&headers))
+        } else {
+            Default::default()
+        };
         let given_token = params
             .token
             .or_else(|| service::auth::bearer(&headers).map(str::to_owned));
@@ -94,8 +100,11 @@ pub(crate) async fn serve(
             inbound::Given {
                 token: given_token,
                 name: params.name,
-                query: join_hook::query_map(raw_query.as_deref()),
-                headers: headers.clone(),
+                // Kept for the join hook only: an idle member pays for
+                // what it holds (a whole `HeaderMap` pinned hyper's read
+                // buffer: 6.5 KB each).
+                query,
+                headers: credentials,
             },
         );
         let handler: Arc<dyn Handler> = handler;
