@@ -317,6 +317,23 @@ pub async fn next(c: &mut WsClient, kind: &str) -> Value {
     v
 }
 
+/// A join that must be refused before the upgrade: its HTTP status and
+/// JSON body. Panics if the node admits it.
+pub async fn refused_join(url: &str) -> (u16, Value) {
+    match WsClient::connect(url).await {
+        Err(Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (resp.status().as_u16(), body)
+        }
+        Ok(_) => panic!("{url} admitted a join that should be refused"),
+        Err(e) => panic!("joining {url}: {e}"),
+    }
+}
+
 /// The HTTP status of a refused handshake and the `error` code of its JSON
 /// body, when tungstenite kept the body; panics if it was not refused.
 pub fn refusal(result: Result<WsClient, Error>, url: &str) -> (u16, Option<String>) {

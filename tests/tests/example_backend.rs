@@ -14,7 +14,7 @@ use proto::hooks::{SIGNATURE_HEADER, signature};
 use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::inproc::Cluster;
-use testkit::ws::join;
+use testkit::ws::{join, refused_join};
 use testkit::{Http, Proc, Reply, WsClient, eventually, next, wait_until};
 
 /// The nodes' `--hook-secret`, the example's `HOOK_SECRET`.
@@ -133,24 +133,6 @@ fn listening_on(log: &str) -> Option<String> {
     Some(rest.split_whitespace().next()?.to_owned())
 }
 
-/// The status and error body of a refused native join.
-async fn refused(url: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(url.replacen("ws://", "http://", 1))
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .timeout(WAIT)
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
-
 /// A Socket.IO client of `room` over a WebSocket that sent CONNECT with
 /// `auth`: the client and the answer packet (`40…` or `44…`).
 async fn socketio(scene: &Scene, room: &str, auth: Value) -> (WsClient, String) {
@@ -191,7 +173,7 @@ async fn joins_are_refused_or_renamed_and_the_admin_script_lists_and_kicks() {
             "that name belongs to a member: join with your key",
         ),
     ] {
-        let (status, body) = refused(&scene.url("gate", query).await).await;
+        let (status, body) = refused_join(&scene.url("gate", query).await).await;
         assert_eq!(
             (status, body["error"].as_str(), body["message"].as_str()),
             (403, Some("join_refused"), Some(reason)),

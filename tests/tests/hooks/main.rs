@@ -15,7 +15,7 @@ use backend::{Backend, SECRET};
 use roomnode::config::HookFailure;
 use serde_json::{Value, json};
 use testkit::inproc::Cluster;
-use testkit::ws::join;
+use testkit::ws::{join, refused_join};
 use testkit::{WsClient, next};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -41,25 +41,6 @@ async fn url(cluster: &Cluster, room: &str, name: &str) -> String {
     )
 }
 
-/// The HTTP status and error body of a refused native join.
-async fn refused(url: &str) -> (u16, Value) {
-    let http = url.replacen("ws://", "http://", 1);
-    let resp = reqwest::Client::new()
-        .get(&http)
-        .header("connection", "upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .timeout(WAIT)
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
-
 async fn send(c: &mut WsClient, body: Value) {
     c.send_json(&json!({"type": "send", "body": body})).await;
 }
@@ -70,7 +51,7 @@ async fn joins_are_refused_or_renamed_by_the_backend() {
     let cluster = cluster(&backend, HookFailure::Closed).await;
     cluster.create_room("gate").await;
 
-    let (status, body) = refused(&url(&cluster, "gate", "mallory").await).await;
+    let (status, body) = refused_join(&url(&cluster, "gate", "mallory").await).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (403, Some("join_refused")),
@@ -171,7 +152,7 @@ async fn a_hanging_backend_costs_a_join_the_timeout_and_the_policy_decides() {
     let closed = cluster(&backend, HookFailure::Closed).await;
     closed.create_room("hang").await;
     let started = tokio::time::Instant::now();
-    let (status, body) = refused(&url(&closed, "hang", "slowpoke").await).await;
+    let (status, body) = refused_join(&url(&closed, "hang", "slowpoke").await).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (503, Some("hook_unavailable")),
