@@ -21,7 +21,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use proto::hooks::{SIGNATURE_HEADER, signature};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -99,14 +98,10 @@ impl Feed {
         });
         let sender = Sender {
             url,
-            secret: config
-                .hook_secret
-                .as_ref()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .unwrap_or_default(),
+            secret: crate::hooks::secret(config),
             timeout: config.hook_timeout,
             batch: config.events_batch,
-            http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            http: crate::hooks::client(config),
         };
         tokio::spawn(sender.run(feed.clone(), stop));
         Some(feed)

@@ -31,6 +31,23 @@ use crate::metrics::Metrics;
 /// Longest answer body read from a hook.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
+/// The pooled HTTP client hook calls (the events feed's too) go through.
+pub(crate) fn client(config: &Config) -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.hook_timeout));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// The key hook requests are signed with.
+pub(crate) fn secret(config: &Config) -> Vec<u8> {
+    config
+        .hook_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes().to_vec())
+        .unwrap_or_default()
+}
+
 /// The hooks a node calls; `None` parts are off.
 pub(crate) struct Hooks {
     http: Client<HttpConnector, Full<Bytes>>,
@@ -60,16 +77,9 @@ impl Hooks {
         if config.join_hook.is_none() && config.publish_hook.is_none() {
             return None;
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.hook_timeout));
         Some(Self {
-            http: Client::builder(TokioExecutor::new()).build(connector),
-            secret: config
-                .hook_secret
-                .as_ref()
-                .map(|s| s.expose().as_bytes().to_vec())
-                .unwrap_or_default(),
+            http: client(config),
+            secret: secret(config),
             timeout: config.hook_timeout,
             failure: config.hook_failure,
             join: config.join_hook.clone(),
