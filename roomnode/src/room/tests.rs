@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::member::outlet::OutletConfig;
+use crate::member::outlet::{Outlet, OutletConfig};
 use crate::room::history::HistoryLimits;
 
 /// Room `r`, held by `node` at `epoch`.
