@@ -252,6 +252,8 @@ async fn members_kick_and_history() {
     let (mut a, wa) = native(&cluster, "mk", "ann").await;
     let (mut b, wb) = native(&cluster, "mk", "bob").await;
     a.send_json(&json!({"type": "send", "body": "one"})).await;
+    // Two connections: "two" is sent once "one" is in, so its seq is 2.
+    b.recv_until("message", Duration::from_secs(10)).await;
     b.send_json(&json!({"type": "send", "body": "two"})).await;
 
     let (status, members) = call(
