@@ -173,6 +173,26 @@ pub struct Config {
     /// The secret before the last rotation, still accepted.
     #[arg(long, env = "ROOMROUTER_PREVIOUS_SECRET", hide_env_values = true)]
     pub previous_secret: Option<Secret>,
+    /// Most events one request of the events feed carries.
+    #[arg(long, env = "ROOMNODE_EVENTS_BATCH", default_value_t = 100)]
+    pub events_batch: usize,
+    /// Events waiting for the backend, at most, on this node; more are
+    /// dropped and counted (`roomnode_hook_events_dropped_total`).
+    #[arg(long, env = "ROOMNODE_EVENTS_BUFFER", default_value_t = 100_000)]
+    pub events_buffer: usize,
+    /// The application's hooks.
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    /// Publish hook calls in flight at once on this node; more wait (a
+    /// room's throughput through the hook is this over the hook's latency).
+    #[arg(long, env = "ROOMNODE_PUBLISH_HOOK_CONCURRENCY", default_value_t = 256)]
+    pub publish_hook_concurrency: usize,
+}
+
+/// The application's hooks and how they are called; `router up` takes the
+/// same flags for its nodes.
+#[derive(Debug, Clone, Args)]
+pub struct HookArgs {
     /// The application's backend, asked before each member is admitted
     /// (`http://…`; see docs/hooks.md).
     #[arg(long, env = "ROOMNODE_JOIN_HOOK")]
@@ -184,13 +204,6 @@ pub struct Config {
     /// leave in batches, at least once, in seq order per room.
     #[arg(long, env = "ROOMNODE_EVENTS_HOOK")]
     pub events_hook: Option<String>,
-    /// Most events one request of the events feed carries.
-    #[arg(long, env = "ROOMNODE_EVENTS_BATCH", default_value_t = 100)]
-    pub events_batch: usize,
-    /// Events waiting for the backend, at most, on this node; more are
-    /// dropped and counted (`roomnode_hook_events_dropped_total`).
-    #[arg(long, env = "ROOMNODE_EVENTS_BUFFER", default_value_t = 100_000)]
-    pub events_buffer: usize,
     /// Signs every hook request (`X-Roomrouter-Signature`); required with
     /// a hook.
     #[arg(long, env = "ROOMNODE_HOOK_SECRET", hide_env_values = true)]
@@ -203,10 +216,19 @@ pub struct Config {
     /// lets it through.
     #[arg(long, env = "ROOMNODE_HOOK_FAILURE", value_enum, default_value_t = HookFailure::Closed)]
     pub hook_failure: HookFailure,
-    /// Publish hook calls in flight at once on this node; more wait (a
-    /// room's throughput through the hook is this over the hook's latency).
-    #[arg(long, env = "ROOMNODE_PUBLISH_HOOK_CONCURRENCY", default_value_t = 256)]
-    pub publish_hook_concurrency: usize,
+}
+
+impl Default for HookArgs {
+    fn default() -> Self {
+        Self {
+            join_hook: None,
+            publish_hook: None,
+            events_hook: None,
+            hook_secret: None,
+            hook_timeout: Duration::from_secs(2),
+            hook_failure: HookFailure::Closed,
+        }
+    }
 }
 
 /// What a failed join or publish hook call means.
@@ -283,14 +305,9 @@ impl Config {
             allowed_origins: Vec::new(),
             secret: None,
             previous_secret: None,
-            join_hook: None,
-            publish_hook: None,
-            events_hook: None,
+            hooks: HookArgs::default(),
             events_batch: 100,
             events_buffer: 100_000,
-            hook_secret: None,
-            hook_timeout: Duration::from_secs(2),
-            hook_failure: HookFailure::Closed,
             publish_hook_concurrency: 256,
         }
     }
@@ -318,16 +335,20 @@ impl Config {
         if self.ping_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(ConfigError::Timeouts);
         }
-        let hooks = [&self.join_hook, &self.publish_hook, &self.events_hook];
+        let hooks = [
+            &self.hooks.join_hook,
+            &self.hooks.publish_hook,
+            &self.hooks.events_hook,
+        ];
         for url in hooks.into_iter().flatten() {
             if !url.starts_with("http://") {
                 return Err(ConfigError::Hook(url.clone()));
             }
         }
-        if hooks.iter().any(|h| h.is_some()) && self.hook_secret.is_none() {
+        if hooks.iter().any(|h| h.is_some()) && self.hooks.hook_secret.is_none() {
             return Err(ConfigError::HookSecret);
         }
-        if self.hook_timeout.is_zero()
+        if self.hooks.hook_timeout.is_zero()
             || self.publish_hook_concurrency == 0
             || self.events_batch == 0
             || self.events_buffer == 0

@@ -89,7 +89,7 @@ impl Feed {
         metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) -> Option<Arc<Self>> {
-        let url = config.events_hook.clone()?;
+        let url = config.hooks.events_hook.clone()?;
         let feed = Arc::new(Self {
             queue: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
@@ -99,7 +99,7 @@ impl Feed {
         let sender = Sender {
             url,
             secret: crate::hooks::secret(config),
-            timeout: config.hook_timeout,
+            timeout: config.hooks.hook_timeout,
             batch: config.events_batch,
             http: crate::hooks::client(config),
         };

@@ -35,13 +35,14 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub(crate) fn client(config: &Config) -> Client<HttpConnector, Full<Bytes>> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.hook_timeout));
+    connector.set_connect_timeout(Some(config.hooks.hook_timeout));
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
 /// The key hook requests are signed with.
 pub(crate) fn secret(config: &Config) -> Vec<u8> {
     config
+        .hooks
         .hook_secret
         .as_ref()
         .map(|s| s.expose().as_bytes().to_vec())
@@ -74,16 +75,16 @@ pub(crate) enum Verdict<A> {
 impl Hooks {
     /// The hooks of `config`; `None` when there are none.
     pub(crate) fn new(config: &Config, metrics: Arc<Metrics>) -> Option<Self> {
-        if config.join_hook.is_none() && config.publish_hook.is_none() {
+        if config.hooks.join_hook.is_none() && config.hooks.publish_hook.is_none() {
             return None;
         }
         Some(Self {
             http: client(config),
             secret: secret(config),
-            timeout: config.hook_timeout,
-            failure: config.hook_failure,
-            join: config.join_hook.clone(),
-            publish: config.publish_hook.clone(),
+            timeout: config.hooks.hook_timeout,
+            failure: config.hooks.hook_failure,
+            join: config.hooks.join_hook.clone(),
+            publish: config.hooks.publish_hook.clone(),
             publishing: Semaphore::new(config.publish_hook_concurrency),
             metrics,
         })

@@ -4,13 +4,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use proto::InstanceId;
 use proto::token::Secret;
-use roomnode::config::{HookFailure, parse_duration};
+use roomnode::config::HookArgs;
 use store::kv::memory::MemoryKv;
 use store::{Backend, Store};
 use tokio::task::JoinSet;
@@ -30,49 +29,10 @@ pub struct UpArgs {
     /// The router's own settings.
     #[command(flatten)]
     pub router: RouterConfig,
-    /// The application's backend, asked by every node.
+    /// The application's backend, asked by every node: `roomnode`'s own
+    /// hook flags (docs/hooks.md, examples/chat-backend).
     #[command(flatten)]
-    pub hooks: UpHooks,
-}
-
-/// The hook flags of `roomnode` (same names, variables and defaults), for
-/// every node of `router up`: an example backend runs next to it
-/// (docs/hooks.md, examples/chat-backend).
-#[derive(Debug, Args)]
-pub struct UpHooks {
-    /// The application's backend, asked before each member is admitted
-    /// (`http://…`; see docs/hooks.md).
-    #[arg(long, env = "ROOMNODE_JOIN_HOOK")]
-    pub join_hook: Option<String>,
-    /// The application's backend, asked before each message is accepted.
-    #[arg(long, env = "ROOMNODE_PUBLISH_HOOK")]
-    pub publish_hook: Option<String>,
-    /// The application's backend, sent every accepted message, join and
-    /// leave in batches, at least once, in seq order per room.
-    #[arg(long, env = "ROOMNODE_EVENTS_HOOK")]
-    pub events_hook: Option<String>,
-    /// Signs every hook request (`X-Roomrouter-Signature`); required with
-    /// a hook.
-    #[arg(long, env = "ROOMNODE_HOOK_SECRET", hide_env_values = true)]
-    pub hook_secret: Option<Secret>,
-    /// Longest wait for the join and publish hooks' answer.
-    #[arg(long, env = "ROOMNODE_HOOK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
-    pub hook_timeout: Duration,
-    /// What a join or publish hook that fails means: `closed` refuses the
-    /// join or message, `open` lets it through.
-    #[arg(long, env = "ROOMNODE_HOOK_FAILURE", value_enum, default_value_t = HookFailure::Closed)]
-    pub hook_failure: HookFailure,
-}
-
-impl UpHooks {
-    fn apply(&self, config: &mut roomnode::Config) {
-        config.join_hook.clone_from(&self.join_hook);
-        config.publish_hook.clone_from(&self.publish_hook);
-        config.events_hook.clone_from(&self.events_hook);
-        config.hook_secret.clone_from(&self.hook_secret);
-        config.hook_timeout = self.hook_timeout;
-        config.hook_failure = self.hook_failure;
-    }
+    pub hooks: HookArgs,
 }
 
 /// Runs the local cluster until `shutdown` resolves; `on_ready` is told the
@@ -106,7 +66,7 @@ pub async fn up(
         addrs.push(format!("{id} at {addr}"));
         let mut config = roomnode::Config::new(id, addr);
         config.secret = Some(secret.clone());
-        args.hooks.apply(&mut config);
+        config.hooks = args.hooks.clone();
         // Checked here, so that a bad hook flag stops `router up` at once.
         config.validate().context("the nodes' hook flags")?;
         let (store, stop) = (store.clone(), stop.clone());

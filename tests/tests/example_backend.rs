@@ -63,10 +63,10 @@ impl Scene {
         };
         let hooks = url.clone();
         let mut cluster = Cluster::start_with(1, 0, move |c| {
-            c.join_hook = Some(format!("{hooks}/join"));
-            c.publish_hook = Some(format!("{hooks}/publish"));
-            c.events_hook = Some(format!("{hooks}/events"));
-            c.hook_secret = Some(SECRET.parse().unwrap());
+            c.hooks.join_hook = Some(format!("{hooks}/join"));
+            c.hooks.publish_hook = Some(format!("{hooks}/publish"));
+            c.hooks.events_hook = Some(format!("{hooks}/events"));
+            c.hooks.hook_secret = Some(SECRET.parse().unwrap());
         })
         .await;
         cluster

@@ -15,9 +15,9 @@ use super::{send, url};
 async fn cluster(backend: &Backend, buffer: usize) -> Cluster {
     let url = backend.url.clone();
     Cluster::start_with(1, 1, move |c| {
-        c.events_hook = Some(format!("{url}/events"));
-        c.hook_secret = Some(SECRET.parse().unwrap());
-        c.hook_timeout = Duration::from_millis(300);
+        c.hooks.events_hook = Some(format!("{url}/events"));
+        c.hooks.hook_secret = Some(SECRET.parse().unwrap());
+        c.hooks.hook_timeout = Duration::from_millis(300);
         c.events_batch = 7;
         c.events_buffer = buffer;
     })

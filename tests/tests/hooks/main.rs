@@ -23,11 +23,11 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn cluster(backend: &Backend, failure: HookFailure) -> Cluster {
     let url = backend.url.clone();
     Cluster::start_with(1, 1, move |c| {
-        c.join_hook = Some(format!("{url}/join"));
-        c.publish_hook = Some(format!("{url}/publish"));
-        c.hook_secret = Some(SECRET.parse().unwrap());
-        c.hook_timeout = Duration::from_millis(500);
-        c.hook_failure = failure;
+        c.hooks.join_hook = Some(format!("{url}/join"));
+        c.hooks.publish_hook = Some(format!("{url}/publish"));
+        c.hooks.hook_secret = Some(SECRET.parse().unwrap());
+        c.hooks.hook_timeout = Duration::from_millis(500);
+        c.hooks.hook_failure = failure;
     })
     .await
 }
