@@ -115,6 +115,11 @@ async fn mirror_follows_nodes_and_places_on_active_ones(f: Fixture) {
     assert_eq!(set.placement.len(), 1);
     assert_eq!(set.placement.owner(&rid("any")), Some(iid(2)));
 
+    // The hook hears of a change right after the view shows it.
+    eventually(SETTLE, "the hook heard of the deregistration", async || {
+        node_changes(&seen, iid(1)).len() >= 2
+    })
+    .await;
     assert_eq!(
         node_changes(&seen, iid(1)),
         vec![(None, Some(node(1))), (Some(node(1)), None)]
