@@ -90,7 +90,7 @@ impl Room {
         }
         // A session that overflows with its replay has closed itself: it
         // leaves when its end is handled.
-        let _ = peer.session.send(&first);
+        let _ = peer.send(&first);
         self.admit(&mut st, key, id, name, Sink::SocketIo(peer));
         Ok(key)
     }

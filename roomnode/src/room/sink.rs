@@ -38,7 +38,7 @@ impl Sink {
         match self {
             Self::Native(outlet) => outlet.send(&b.frame, b.accepted),
             Self::SocketIo(peer) => match b.delivery {
-                Some(d) if d.sender != key => peer.session.send(d.packets(peer.nsp)),
+                Some(d) if d.sender != key => peer.send(d.packets(peer.nsp)),
                 _ => Ok(()),
             },
         }
@@ -65,9 +65,7 @@ impl Sink {
             Self::Native(outlet) => outlet.end(reason.clone(), false),
             Self::SocketIo(peer) if reason.disconnect => {
                 // A full queue closes the session anyway.
-                let _ = peer
-                    .session
-                    .send(&[outbound::disconnect(&peer.nsp.name(room))]);
+                let _ = peer.send(&[outbound::disconnect(&peer.nsp.name(room))]);
                 peer.session.close(Close::Packet);
             }
             Self::SocketIo(peer) => peer.session.close(Close::Transport),

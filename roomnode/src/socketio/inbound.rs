@@ -245,10 +245,7 @@ impl Member {
         auth: &Value,
     ) {
         let room = self.room.id();
-        let peer = Peer {
-            session: session.clone(),
-            nsp,
-        };
+        let peer = Peer::new(session.clone(), nsp);
         match self
             .room
             .join_socketio(name.as_deref(), peer, Resume::from_auth(auth))

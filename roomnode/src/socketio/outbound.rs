@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::engineio::{Packet, Session};
+use crate::engineio::{Overflow, Packet, Session};
+use crate::member::outlet::Outlet;
 
 /// How a member named its room's namespace: `/` or `/room/{id}`. Both mean
 /// the room of the session's path; packets to the member must use the
@@ -55,12 +56,34 @@ impl Nsp {
     }
 }
 
-/// A Socket.IO member as the room sees it: its session, and the namespace
-/// spelling its packets use.
+/// A Socket.IO member as the room sees it: its session, the namespace
+/// spelling its packets use, and the session's WebSocket when it was on
+/// one at CONNECT (then the room writes to it directly; a session that
+/// upgrades later goes through its lock).
 #[derive(Clone)]
 pub(crate) struct Peer {
     pub(crate) session: Arc<Session>,
     pub(crate) nsp: Nsp,
+    websocket: Option<Arc<Outlet>>,
+}
+
+impl Peer {
+    pub(crate) fn new(session: Arc<Session>, nsp: Nsp) -> Self {
+        let websocket = session.websocket();
+        Self {
+            session,
+            nsp,
+            websocket,
+        }
+    }
+
+    /// Sends `packets` to the member (see [`Session::send`]).
+    pub(crate) fn send(&self, packets: &[Arc<Packet>]) -> Result<(), Overflow> {
+        match &self.websocket {
+            Some(outlet) => self.session.send_via(outlet, packets),
+            None => self.session.send(packets),
+        }
+    }
 }
 
 /// One text packet.

@@ -193,13 +193,7 @@ impl Session {
             // the queue into the outlet is over before this mode is seen.
             let outlet = outlet.clone();
             drop(st);
-            for p in packets {
-                if outlet.send(p.frame(), p.accepted()).is_err() {
-                    self.end(CloseCause::SlowConsumer, Farewell::Close);
-                    return Err(Overflow);
-                }
-            }
-            return Ok(());
+            return self.send_via(&outlet, packets);
         }
         if st.queue.len() + packets.len() > self.core.config.max_queue {
             self.end_locked(&mut st, CloseCause::SlowConsumer, Farewell::Close);
@@ -207,6 +201,33 @@ impl Session {
         }
         st.queue.extend(packets.iter().cloned());
         self.hand_off(&mut st);
+        Ok(())
+    }
+
+    /// The WebSocket that carries the session for good, if it does yet.
+    /// Its room may then send with [`Session::send_via`], without taking
+    /// this session's lock for every message.
+    pub(crate) fn websocket(&self) -> Option<Arc<Outlet>> {
+        match &self.lock().mode {
+            Mode::WebSocket(Some(outlet)) => Some(outlet.clone()),
+            _ => None,
+        }
+    }
+
+    /// [`Session::send`] on `outlet`, the session's WebSocket (from
+    /// [`Session::websocket`]). After the end the outlet drops what it
+    /// gets, as `send` does.
+    pub(crate) fn send_via(
+        &self,
+        outlet: &Outlet,
+        packets: &[Arc<Packet>],
+    ) -> Result<(), Overflow> {
+        for p in packets {
+            if outlet.send(p.frame(), p.accepted()).is_err() {
+                self.end(CloseCause::SlowConsumer, Farewell::Close);
+                return Err(Overflow);
+            }
+        }
         Ok(())
     }
 
