@@ -132,6 +132,9 @@ error_codes! {
     RoomFull = "room_full", 503;
     /// The room is moving to another node.
     RoomMoving = "room_moving", 503;
+    /// The room's replica did not confirm the message in time: it was not
+    /// accepted; send it again.
+    NotAccepted = "not_accepted", 503;
     /// The application's hook did not answer (and `--hook-failure closed`).
     HookUnavailable = "hook_unavailable", 503;
     /// The node takes no new rooms.

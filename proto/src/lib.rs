@@ -9,6 +9,7 @@
 //! - [`keys`]: the etcd key schema under a configurable prefix.
 //! - [`placement`]: weighted rendezvous hashing over the active nodes.
 //! - [`handoff`]: the internal endpoints that move rooms between nodes.
+//! - [`replication`]: the owner copying each room's stream to its runner-up.
 //! - [`token`]: signed join tokens for private rooms.
 //! - [`api`]: the router's HTTP API bodies and the error body shared by all.
 //! - [`errors`]: [`ErrorCode`], every error code with its one HTTP status.
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod path;
 pub mod placement;
 pub mod record;
+pub mod replication;
 pub mod socketio;
 pub mod token;
 pub mod wire;

@@ -96,6 +96,17 @@ impl Placement {
             .map(|(_, id)| id)
     }
 
+    /// The best candidate for `room` but `owner`: where failover puts the
+    /// room when `owner` is gone, hence where its owner keeps its replica.
+    pub fn runner_up(&self, room: &RoomId, owner: InstanceId) -> Option<InstanceId> {
+        self.nodes
+            .iter()
+            .filter(|n| n.node != owner)
+            .map(|n| (n.hash_code(&StableHasher, room), n.node))
+            .max()
+            .map(|(_, id)| id)
+    }
+
     /// How many candidates the table holds.
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -141,6 +152,25 @@ mod tests {
         for i in 0..2000 {
             assert_eq!(p.owner(&room(i)), p.rank(&room(i)).first().copied());
         }
+    }
+
+    #[test]
+    fn the_runner_up_is_the_owner_once_the_owner_is_gone() {
+        let p = Placement::new((1..=50).map(|i| (id(i), f64::from(i % 3 + 1))));
+        for i in 0..500 {
+            let rank = p.rank(&room(i));
+            // Of any node, the best of the others: second after the
+            // first, first for anyone else.
+            assert_eq!(p.runner_up(&room(i), rank[0]), Some(rank[1]));
+            assert_eq!(p.runner_up(&room(i), rank[7]), Some(rank[0]));
+            let without = Placement::new(
+                (1..=50)
+                    .filter(|&n| id(n) != rank[0])
+                    .map(|n| (id(n), f64::from(n % 3 + 1))),
+            );
+            assert_eq!(without.owner(&room(i)), Some(rank[1]));
+        }
+        assert_eq!(equal(1).runner_up(&room(0), id(1)), None);
     }
 
     #[test]

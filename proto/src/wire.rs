@@ -40,6 +40,9 @@ pub mod code {
     /// The room is being moved to another node: this message was not
     /// accepted; send it again after reconnecting (a `moved` follows).
     pub const ROOM_MOVING: &str = "room_moving";
+    /// The room could not copy this message to its replica (see SPEC "No
+    /// accepted message lost"): it was not accepted; send it again.
+    pub const NOT_ACCEPTED: &str = "not_accepted";
     /// The application's backend removed this member (server API); the
     /// connection closes with 1008.
     pub const KICKED: &str = "kicked";

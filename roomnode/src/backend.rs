@@ -74,24 +74,47 @@ async fn publish(
         ));
     }
     let room = hosted(&node, &room).await?;
-    match room.publish_as_server(&body, req.idempotency_key.as_deref()) {
-        Ok((seq, _)) => {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let receipt = Box::new(move |result| {
+        let _ = tx.send(result);
+    });
+    room.publish_as_server(&body, req.idempotency_key.as_deref(), receipt)
+        .map_err(|r| refused(&room, r))?;
+    // The answer waits until the message counts (its replica holds it).
+    match rx.await {
+        Ok(Ok(seq)) => {
             let answer = PublishAnswer {
                 seq,
                 stream: room.stream().to_owned(),
             };
             Ok((StatusCode::CREATED, Json(answer)).into_response())
         }
-        Err(Refused::Moving) => Err(ApiError::busy(
+        Ok(Err(r)) => Err(refused(&room, r)),
+        Err(_) => Err(refused(&room, Refused::Closed)),
+    }
+}
+
+/// The error answer for a publish the room refused.
+fn refused(room: &Room, why: Refused) -> ApiError {
+    match why {
+        Refused::Moving => ApiError::busy(
             ErrorCode::RoomMoving,
             format!("room {} is moving to another node; retry", room.id()),
             1,
-        )),
-        Err(Refused::Closed | Refused::Full) => Err(ApiError::busy(
+        ),
+        Refused::Closed | Refused::Full => ApiError::busy(
             ErrorCode::RoomMoving,
             format!("room {} has just left this node; retry", room.id()),
             1,
-        )),
+        ),
+        Refused::NotAccepted => ApiError::busy(
+            ErrorCode::NotAccepted,
+            format!(
+                "room {}'s replica cannot confirm messages now; the message was not accepted; retry",
+                room.id()
+            ),
+            1,
+        ),
     }
 }
 

@@ -126,6 +126,11 @@ pub struct Config {
     /// Time a new Socket.IO session has to send its CONNECT packet.
     #[arg(long, env = "ROOMNODE_CONNECT_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// Copy each room's stream to its HRW runner-up before a message counts
+    /// as accepted, so that failover loses nothing (`on`); `off` accepts at
+    /// once, and a failover starts a new stream. Needs `--secret`.
+    #[arg(long, env = "ROOMNODE_REPLICATION", value_enum, default_value_t = Replication::On)]
+    pub replication: Replication,
     /// Milliseconds a room holds its frames after the first one, so each
     /// member gets all of them in one write (fewer system calls under load,
     /// at up to that much added latency; `--max-queue` must cover a
@@ -231,6 +236,15 @@ impl Default for HookArgs {
     }
 }
 
+/// Whether rooms are copied to their runner-up (`--replication`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Replication {
+    /// Every message is confirmed by the room's replica before it counts.
+    On,
+    /// Messages count at once; a node's death loses its rooms' history.
+    Off,
+}
+
 /// What a failed join or publish hook call means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HookFailure {
@@ -296,6 +310,7 @@ impl Config {
             ping_timeout: DEFAULT_PING_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             flush_window_ms: 0,
+            replication: Replication::On,
             max_members: DEFAULT_MAX_MEMBERS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             body_timeout: service::client::CALL_TIMEOUT.as_secs(),

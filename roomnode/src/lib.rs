@@ -19,6 +19,10 @@
 //!   store's word (`ownership`: resolve a join, activate, adopt, release),
 //!   its leased `registration` and the fence, the `internal` API and the
 //!   `handoff` that move rooms.
+//! - `replication/`: every room copied to its HRW runner-up before a
+//!   message counts (`link`: the owner's batches to one replica;
+//!   `copies`: the copies held here for other owners, promoted on
+//!   failover); the room's side is `room/replica`.
 //! - `engineio/`: Engine.IO, the transport under Socket.IO: sessions over
 //!   polling and WebSocket, heartbeats.
 //! - `socketio/`: Socket.IO on every room: a session's admission, its
@@ -55,6 +59,7 @@ mod http;
 mod member;
 mod metrics;
 mod node;
+mod replication;
 mod room;
 pub mod server;
 mod socketio;

@@ -50,6 +50,20 @@ pub(crate) struct Metrics {
     pub(crate) hook_events_sent: IntCounter,
     /// Events the feed dropped: its buffer was full.
     pub(crate) hook_events_dropped: IntCounter,
+    /// Time from sending a replication batch to its replica's answer.
+    pub(crate) replication_round_trip: Histogram,
+    /// Replication batches whose answer was lost (error or timeout).
+    pub(crate) replication_failures: IntCounter,
+    /// Full copies of a room sent to its replica.
+    pub(crate) replication_copies: IntCounter,
+    /// Items queued for replicas, not sent yet.
+    pub(crate) replication_queued: IntGauge,
+    /// Messages waiting for their room's replica.
+    pub(crate) replication_pending: IntGauge,
+    /// Hosted rooms with no replica confirming their messages.
+    pub(crate) rooms_without_replica: IntGauge,
+    /// Copies held here of other owners' rooms.
+    pub(crate) replica_rooms: IntGauge,
 }
 
 impl Metrics {
@@ -196,11 +210,56 @@ impl Metrics {
         registry
             .register(Box::new(lease_renewal.clone()))
             .expect("unique histogram");
+        let replication_round_trip = Histogram::with_opts(
+            HistogramOpts::new(
+                "roomnode_replication_round_trip_seconds",
+                "Time from sending a batch of messages to a replica to its answer: what replication adds to a message's latency.",
+            )
+            .buckets(vec![
+                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                1.0, 2.5,
+            ]),
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(replication_round_trip.clone()))
+            .expect("unique histogram");
+        let replication_failures = counter(
+            "roomnode_replication_failures_total",
+            "Replication batches whose answer was lost (error or timeout); their rooms send full copies.",
+        );
+        let replication_copies = counter(
+            "roomnode_replication_copies_total",
+            "Full copies of a room sent to its replica (a new replica, or one that missed something).",
+        );
+        let replication_queued = gauge(
+            "roomnode_replication_queued",
+            "Items (messages, copies) queued for this node's replicas and not sent yet.",
+        );
+        let replication_pending = gauge(
+            "roomnode_replication_pending",
+            "Messages accepted here that wait for their room's replica before they count.",
+        );
+        let rooms_without_replica = gauge(
+            "roomnode_rooms_without_replica",
+            "Rooms hosted here whose messages no replica confirms (no other active node, or fenced): a crash here loses their history.",
+        );
+        let replica_rooms = gauge(
+            "roomnode_replica_rooms",
+            "Copies this node holds of rooms owned by other nodes (it is their failover target).",
+        );
         let history_bytes = gauge(
             "roomnode_history_bytes",
             "Bytes of message history retained by the rooms hosted here (each room at most --history-bytes).",
         );
         Self {
+            replication_round_trip,
+            replication_failures,
+            replication_copies,
+            replication_queued,
+            replication_pending,
+            rooms_without_replica,
+            replica_rooms,
             hook_calls,
             hook_duration,
             hook_events_sent,

@@ -18,6 +18,7 @@ use crate::engineio::Engine;
 use crate::hooks::Hooks;
 use crate::member::limits::Slots;
 use crate::metrics::Metrics;
+use crate::replication::Replication;
 use crate::room::rooms::Rooms;
 use service::client::InternalClient;
 use service::error::ApiError;
@@ -51,6 +52,8 @@ pub(crate) struct Parts {
     pub(crate) engine: Engine,
     /// The application's join and publish hooks, if any.
     pub(crate) hooks: Option<Arc<Hooks>>,
+    /// Rooms copied to their runner-ups, and the copies held here.
+    pub(crate) replication: Replication,
 }
 
 impl Node {
@@ -102,6 +105,15 @@ impl Node {
     /// Joins in progress, bounded.
     pub(crate) fn hooks(&self) -> Option<&Arc<Hooks>> {
         self.inner.hooks.as_ref()
+    }
+
+    pub(crate) fn replication(&self) -> &Replication {
+        &self.inner.replication
+    }
+
+    /// The rooms hosted here.
+    pub(crate) fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
     }
 
     pub(crate) fn engine(&self) -> &Engine {

@@ -18,7 +18,8 @@
 //! Layout: this file (the [`Room`]), [`history`] (the ring behind `since`
 //! resume and Socket.IO recovery), [`limits`] (the sizes a room lives by),
 //! [`rooms`] (the rooms this node hosts, by id), [`sink`] (a member's way
-//! out, by protocol), `join` (a member's arrival, per protocol: what it is
+//! out, by protocol), [`replica`] (messages wait for the room's replica),
+//! `join` (a member's arrival, per protocol: what it is
 //! sent first, under the lock), `backend` (what the application's backend may do:
 //! publish as the server, list and kick members, read history), `tests`.
 
@@ -26,6 +27,7 @@ mod backend;
 pub(crate) mod history;
 mod join;
 pub(crate) mod limits;
+pub(crate) mod replica;
 pub(crate) mod rooms;
 pub(crate) mod sink;
 
@@ -51,6 +53,7 @@ use crate::socketio::outbound::{Delivery, Source};
 use backend::Idempotency;
 use history::History;
 use limits::{PRESENCE_INTERVAL, RoomLimits};
+use replica::{Incoming, Receipt, Repl};
 use sink::{Broadcast, Sink};
 
 struct Member {
@@ -138,6 +141,8 @@ struct State {
     joins: RateLimit,
     /// The server's recent publishes, by idempotency key.
     published: Idempotency,
+    /// Messages waiting for the room's replica, and who the replica is.
+    repl: Repl,
 }
 
 /// A room hosted here.
@@ -166,6 +171,19 @@ pub(crate) enum Refused {
     Moving,
     /// At its member limit.
     Full,
+    /// Its replica cannot confirm messages now (unreachable, too far
+    /// behind, or the room has a newer owner): the message did not count.
+    NotAccepted,
+}
+
+/// Where a message comes from: the sender's room key (0 for the server)
+/// and form, a server publish's idempotency key, and who hears whether it
+/// counted.
+struct Origin<'a> {
+    sender: u64,
+    source: Source<'a>,
+    key: Option<&'a str>,
+    receipt: Option<Receipt>,
 }
 
 /// What a join asks for.
@@ -230,6 +248,7 @@ impl Room {
                 idle_since: Some(Instant::now()),
                 joins: RateLimit::new(limits.join_rate, limits.join_burst),
                 published: Idempotency::default(),
+                repl: Repl::default(),
             }),
         })
     }
@@ -300,49 +319,112 @@ impl Room {
 
     /// Broadcasts a native member's message to everyone, sender included;
     /// its seq.
+    /// With a replica, the message is delivered once the replica holds
+    /// it (see [`replica`]); a refusal then reaches the sender as an
+    /// `error` frame.
     pub(crate) fn send(&self, key: u64, body: &RawValue) -> Result<u64, Refused> {
-        self.publish(key, body, Source::Body(body))
+        self.publish(key, body, Source::Body(body), None)
+    }
+
+    /// [`Room::send`] with a receipt: called once, when the message counts
+    /// or is refused after all, if this returns `Ok`.
+    pub(crate) fn send_with(
+        &self,
+        key: u64,
+        body: &RawValue,
+        receipt: Receipt,
+    ) -> Result<u64, Refused> {
+        self.publish(key, body, Source::Body(body), Some(receipt))
     }
 
     /// Broadcasts a Socket.IO member's event (kept as `body`, its native
     /// form): to every native member, and to every other Socket.IO member
-    /// as the same event; its seq.
-    pub(crate) fn emit(&self, key: u64, event: &Event, body: &RawValue) -> Result<u64, Refused> {
-        self.publish(key, body, Source::Event(event))
+    /// as the same event; its seq. `receipt` as in [`Room::send_with`].
+    pub(crate) fn emit(
+        &self,
+        key: u64,
+        event: &Event,
+        body: &RawValue,
+        receipt: Option<Receipt>,
+    ) -> Result<u64, Refused> {
+        self.publish(key, body, Source::Event(event), receipt)
     }
 
-    fn publish(&self, key: u64, body: &RawValue, source: Source<'_>) -> Result<u64, Refused> {
+    fn publish(
+        &self,
+        key: u64,
+        body: &RawValue,
+        source: Source<'_>,
+        receipt: Option<Receipt>,
+    ) -> Result<u64, Refused> {
         let mut st = self.lock();
         st.accepting()?;
         let Some(sender) = st.members.get(&key) else {
             return Err(Refused::Closed);
         };
         let (from, name) = (sender.id.clone(), sender.name.clone());
-        Ok(self.accept(&mut st, (&from, name.as_deref()), key, body, source))
+        let origin = Origin {
+            sender: key,
+            source,
+            key: None,
+            receipt,
+        };
+        self.accept(&mut st, (&from, name.as_deref()), body, origin)
     }
 
-    /// Puts a message from `from` (its id and name; `sender` its key, or 0
-    /// for the server) into the stream and sends it to everyone; its seq.
+    /// Gives a message from `from` (its id and name) the next seq and,
+    /// once the replica holds it (at once without one), puts it into the
+    /// stream and sends it to everyone; its seq.
     fn accept(
         &self,
         st: &mut State,
         (from, name): (&str, Option<&str>),
-        sender: u64,
         body: &RawValue,
-        source: Source<'_>,
-    ) -> u64 {
+        origin: Origin<'_>,
+    ) -> Result<u64, Refused> {
         let room = &self.id;
-        let (seq, frame) = st.history.push(|seq| {
-            ServerMsg::Message {
-                room,
-                seq,
-                from,
-                name,
-                body,
-            }
-            .encode()
-            .into()
+        let seq = st.repl.next_seq(st.history.latest());
+        let frame: Utf8Bytes = ServerMsg::Message {
+            room,
+            seq,
+            from,
+            name,
+            body,
+        }
+        .encode()
+        .into();
+        let mut msg = Some(Incoming {
+            seq,
+            frame,
+            sender: origin.sender,
+            source: origin.source,
+            key: origin.key,
+            receipt: origin.receipt,
         });
+        if self.replicate(st, &mut msg)? {
+            return Ok(seq);
+        }
+        let m = msg.expect("kept when there is no replica");
+        let (kept, frame) = st.history.push(|_| m.frame);
+        debug_assert_eq!(kept, seq);
+        self.deliver(st, seq, frame, m.sender, m.source, Instant::now());
+        if let Some(r) = m.receipt {
+            r(Ok(seq));
+        }
+        Ok(seq)
+    }
+
+    /// A message that counts now, kept in history already: to the events
+    /// feed and every member.
+    fn deliver(
+        &self,
+        st: &mut State,
+        seq: u64,
+        frame: Utf8Bytes,
+        sender: u64,
+        source: Source<'_>,
+        accepted: Instant,
+    ) {
         self.metrics.received.inc();
         if let Some(feed) = self.feed.get() {
             feed.push(FeedEvent::Message {
@@ -350,10 +432,9 @@ impl Room {
                 stream: self.stream.as_str().into(),
             });
         }
-        let accepted = Some(Instant::now());
-        let delivery = Delivery::new(room, seq, sender, source, accepted);
+        let accepted = Some(accepted);
+        let delivery = Delivery::new(&self.id, seq, sender, source, accepted);
         self.fan_out(st, frame, accepted, Some(&delivery));
-        seq
     }
 
     /// Removes a member (idempotent) and tells the others.
@@ -470,24 +551,43 @@ impl Room {
     /// `epoch` by the new owner. Until [`Room::close`] or
     /// [`Room::unfreeze`], sends are refused with `room_moving`, so nothing
     /// is accepted that the snapshot would miss.
+    /// Messages still waiting for the replica go out first: the snapshot
+    /// carries them to the new owner.
     pub(crate) fn freeze(&self, epoch: u64) -> Result<RoomSnapshot, Refused> {
         let mut st = self.lock();
         st.accepting()?;
+        self.release_all(&mut st);
         st.moving = true;
-        Ok(RoomSnapshot {
+        Ok(self.snapshot(&st, epoch))
+    }
+
+    /// The room's state, to be held at `epoch`: its stream, its history
+    /// with the messages waiting for the replica, member ids issued, and
+    /// the server's recent idempotency keys.
+    fn snapshot(&self, st: &State, epoch: u64) -> RoomSnapshot {
+        let history: Vec<String> = st
+            .history
+            .frames()
+            .iter()
+            .chain(st.repl.pending_frames())
+            .map(|f| f.as_str().to_owned())
+            .collect();
+        RoomSnapshot {
             room: self.id.clone(),
             epoch,
             stream: self.stream.clone(),
-            seq: st.history.latest(),
-            history: st
-                .history
-                .frames()
-                .iter()
-                .map(|f| f.as_str().to_owned())
-                .collect(),
+            seq: st.repl.next_seq(st.history.latest()) - 1,
+            history,
             members: st.next_member,
             published: st.published.export(Instant::now()),
-        })
+        }
+    }
+
+    /// The room is gone from this node for good (deleted, or moved: its
+    /// new owner keeps its own replica): the replica drops its copy.
+    pub(crate) fn retire(&self) {
+        let mut st = self.lock();
+        self.forget_replica(&mut st);
     }
 
     /// Undoes [`Room::freeze`] after a move that did not happen.
@@ -533,7 +633,10 @@ impl Room {
             && !st.moving
             && !st.closed
             && st.idle_since.is_some_and(|t| t.elapsed() >= idle);
-        st.closed |= idle_long;
+        if idle_long {
+            st.closed = true;
+            self.forget_replica(&mut st);
+        }
         idle_long
     }
 
@@ -547,6 +650,9 @@ impl Room {
     pub(crate) fn close(&self, reason: &CloseReason) {
         let mut st = self.lock();
         st.closed = true;
+        // The replica keeps its copy: a room closed by a shutdown or a
+        // fencing fails over to it. See [`Room::retire`].
+        self.refuse_pending(&mut st);
         st.by_id.clear();
         for (_, m) in st.members.drain() {
             self.feed_presence(false, &m.id, m.name.as_ref());

@@ -21,6 +21,8 @@ use crate::member::close::CloseReason;
 use crate::member::limits::Slots;
 use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
+use crate::replication::Replication;
+use crate::replication::copies::Copies;
 use crate::room::limits::RoomLimits;
 use crate::room::rooms::Rooms;
 use service::client::InternalClient;
@@ -68,14 +70,22 @@ pub async fn run(
     // Sends until the node has stopped, so the last rooms' events go too.
     let feed_stop = CancellationToken::new();
     let feed = Feed::start(&config, metrics.clone(), feed_stop.clone());
-    let rooms = Rooms::new(limits, metrics.clone(), feed);
-    let ownership = Ownership::new(id, config.auto_create, store.clone(), rooms.clone());
+    let copies = Copies::new(limits.history, metrics.clone());
+    let replication = Replication::new(
+        id,
+        replication_client(&config),
+        copies.clone(),
+        metrics.clone(),
+    );
+    let rooms = Rooms::new(limits, metrics.clone(), feed, replication.clone());
+    let ownership = Ownership::new(id, config.auto_create, store.clone(), rooms.clone(), copies);
     let hook = ownership.clone();
     let mirror = Mirror::start(
         store.clone(),
         Scope::Node(id),
         Some(Arc::new(move |c: &store::Change| hook.on_change(c))),
     );
+    replication.set_mirror(mirror.clone());
     let record = NodeRecord {
         id,
         addr: advertise.clone(),
@@ -117,6 +127,7 @@ pub async fn run(
         handshakes: Slots::new(max_handshakes),
         engine: engine.clone(),
         hooks,
+        replication: replication.clone(),
     });
     let fence_rooms = rooms.clone();
     let keeper = crate::cluster::registration::spawn_keeper(
@@ -125,6 +136,11 @@ pub async fn run(
         metrics.lease_renewal.clone(),
         move || fence_rooms.close_all(&CloseReason::fenced()),
     )?;
+    tokio::spawn(replication.clone().follow(
+        node.mirror().clone(),
+        rooms.clone(),
+        stopping.clone(),
+    ));
     tokio::spawn(drop_idle_rooms(
         rooms.clone(),
         idle,
@@ -164,6 +180,23 @@ pub async fn run(
 /// Drops rooms nobody has been in for `idle`, and the longest idle beyond
 /// `budget` bytes of their history, checking every few seconds, until
 /// `stop`.
+/// The client that sends rooms' messages to their replicas: `None` (rooms
+/// accept at once) with `--replication off`, or without `--secret`.
+fn replication_client(config: &Config) -> Option<InternalClient> {
+    if config.replication == crate::config::Replication::Off {
+        return None;
+    }
+    match &config.secret {
+        Some(secret) => Some(InternalClient::new(secret)),
+        None => {
+            tracing::warn!(
+                "no --secret: rooms are not replicated (a crash of this node loses their history)"
+            );
+            None
+        }
+    }
+}
+
 async fn drop_idle_rooms(rooms: Rooms, idle: Duration, budget: usize, stop: CancellationToken) {
     let every = (idle / 4).clamp(Duration::from_secs(1), IDLE_CHECK);
     loop {

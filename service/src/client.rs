@@ -20,6 +20,7 @@ use proto::handoff::{
     StateAnswer, StateRequest, adopt_path, internal_key,
 };
 use proto::record::NodeState;
+use proto::replication::{Ack, REPLICATE_PATH};
 use proto::token::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -125,6 +126,12 @@ impl InternalClient {
         let body = adopt_body(snapshots);
         let answer: AdoptAnswer = self.post_json(base, ADOPT_PATH, body.into()).await?;
         Ok(answer.rooms)
+    }
+
+    /// Sends a replica at `base` a [`proto::replication::Batch`], JSON
+    /// already; its [`Ack`].
+    pub async fn replicate(&self, base: &str, batch: Bytes) -> Result<Ack, CallError> {
+        self.post_json(base, REPLICATE_PATH, batch).await
     }
 
     /// Makes the node at `base` stop taking new rooms (`Draining`) or take

@@ -23,7 +23,7 @@ pub mod store;
 
 pub use error::StoreError;
 pub use kv::{Backend, LeaseId};
-pub use mirror::{Change, Mirror, Scope, Staleness};
+pub use mirror::{Change, Mirror, NodeSet, Scope, Staleness};
 pub use store::{Created, Store};
 
 /// Results of store operations.

@@ -185,7 +185,9 @@ fn freeze_slice(
             Err(r) => {
                 let (code, message) = match r {
                     Refused::Moving => ("already_moving", "is already moving"),
-                    Refused::Closed | Refused::Full => ("stale", "just closed here"),
+                    Refused::Closed | Refused::Full | Refused::NotAccepted => {
+                        ("stale", "just closed here")
+                    }
                 };
                 let message = format!("room {} {message}", rec.id);
                 outcomes[index] = Some(refusal(&rec.id, code, message));

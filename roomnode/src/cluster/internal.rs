@@ -51,6 +51,10 @@ pub(crate) fn routes(node: &Node) -> Router<Node> {
             post(adopt_batch).layer(DefaultBodyLimit::max(adopt_limit)),
         )
         .route(proto::handoff::STATE_PATH, post(set_state))
+        .route(
+            proto::replication::REPLICATE_PATH,
+            post(crate::replication::serve).layer(DefaultBodyLimit::max(adopt_limit)),
+        )
         .merge(crate::backend::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             node.clone(),

@@ -28,6 +28,7 @@ use store::{Change, Created, Mirror, Store, StoreError};
 use tokio::time::Instant;
 
 use crate::member::close::CloseReason;
+use crate::replication::copies::Copies;
 use crate::room::Room;
 use crate::room::rooms::Rooms;
 
@@ -46,6 +47,9 @@ struct Shared {
     auto_create: bool,
     store: Store,
     rooms: Rooms,
+    /// Copies of other owners' rooms, one of which becomes a room of
+    /// this node when the store names it the owner after a failover.
+    copies: Copies,
     pending: Mutex<Pending>,
 }
 
@@ -73,13 +77,20 @@ struct Adopted {
 pub(crate) struct AdoptionRefused(pub(crate) String);
 
 impl Ownership {
-    pub(crate) fn new(node: InstanceId, auto_create: bool, store: Store, rooms: Rooms) -> Self {
+    pub(crate) fn new(
+        node: InstanceId,
+        auto_create: bool,
+        store: Store,
+        rooms: Rooms,
+        copies: Copies,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 node,
                 auto_create,
                 store,
                 rooms,
+                copies,
                 pending: Mutex::default(),
             }),
         }
@@ -153,7 +164,9 @@ impl Ownership {
 
     /// The instance for `rec`, which names this node as owner: the existing
     /// one at the same epoch, or one restored from an adopted snapshot of
-    /// that epoch, or a fresh one (replacing a stale epoch's).
+    /// that epoch (a move), or from this node's copy of an earlier epoch
+    /// (a failover to the replica), or a fresh one (replacing a stale
+    /// epoch's).
     pub(crate) fn activate(&self, rec: &RoomRecord) -> Arc<Room> {
         debug_assert_eq!(rec.node, self.shared.node);
         let mut pending = self.lock();
@@ -162,12 +175,16 @@ impl Ownership {
         {
             return room;
         }
+        // Taken either way: a copy older than the epoch now held is stale.
+        let copy = self.shared.copies.promote(&rec.id, rec.epoch);
         let snapshot = match pending.adopted.remove(&rec.id) {
             Some(a) if a.snapshot.epoch == rec.epoch && a.expires > Instant::now() => {
                 tracing::info!(room = %rec.id, seq = a.snapshot.seq, "room moved here; history restored");
                 Some(a.snapshot)
             }
-            _ => None,
+            _ => copy.inspect(|c| {
+                tracing::info!(room = %rec.id, seq = c.seq, stream = %c.stream, "room failed over here; stream continued from this node's copy");
+            }),
         };
         let (room, stale) = self.shared.rooms.host(rec, snapshot);
         if let Some(stale) = stale {
@@ -281,6 +298,7 @@ impl Ownership {
             Some(r) => CloseReason::moved(r.node, &r.id),
         };
         tracing::info!(room = %room.id(), "room no longer hosted here; closing it");
+        room.retire();
         self.release(room, &reason);
     }
 }

@@ -87,7 +87,9 @@ pub(crate) async fn start(accepted: Accepted, node: Node, admitted: Admitted, pa
         Err(refused) => {
             let reason = match refused {
                 Refused::Full => CloseReason::room_full(),
-                Refused::Closed | Refused::Moving => CloseReason::room_gone(),
+                Refused::Closed | Refused::Moving | Refused::NotAccepted => {
+                    CloseReason::room_gone()
+                }
             };
             let _ = socket.send(Message::Close(Some(reason.frame()))).await;
             return;
@@ -295,6 +297,10 @@ async fn send(socket: &mut Socket, room: &Room, key: u64, body: &RawValue) -> Re
         Err(Refused::Moving) => {
             let text = "the room is moving to another node: this message was not accepted; send it again after reconnecting";
             reply_error(socket, code::ROOM_MOVING, text).await
+        }
+        Err(Refused::NotAccepted) => {
+            let text = "the room's replica cannot confirm messages now: this message was not accepted; send it again";
+            reply_error(socket, code::NOT_ACCEPTED, text).await
         }
         // The room closed (moved, deleted, fenced) as this frame came
         // in: its goodbye is already queued for this member, so carry on

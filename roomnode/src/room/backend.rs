@@ -14,8 +14,9 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use super::replica::Receipt;
 use super::sink::Sink;
-use super::{Refused, Room};
+use super::{Origin, Refused, Room};
 use crate::engineio::Transport;
 use crate::member::close::CloseReason;
 use crate::socketio::outbound::Source;
@@ -93,25 +94,34 @@ struct Kept<'a> {
 impl Room {
     /// Publishes `body` as the server (`from: "server"`), delivered to
     /// every member; with `key`, once per key within the window: the same
-    /// key again answers the first seq and delivers nothing. The seq, and
-    /// whether this call published it.
+    /// key again answers the first seq and delivers nothing. `receipt`
+    /// hears the seq once the message counts (at once for a repeated key),
+    /// or why it did not; it is called only if this returns `Ok`.
     pub(crate) fn publish_as_server(
         &self,
         body: &RawValue,
         key: Option<&str>,
-    ) -> Result<(u64, bool), Refused> {
+        receipt: Receipt,
+    ) -> Result<(), Refused> {
         let mut st = self.lock();
         st.accepting()?;
         let now = Instant::now();
         st.published.forget_old(now);
         if let Some(seq) = key.and_then(|k| st.published.seqs.get(k)) {
-            return Ok((*seq, false));
+            receipt(Ok(*seq));
+            return Ok(());
         }
-        let seq = self.accept(&mut st, (SERVER_MEMBER, None), 0, body, Source::Body(body));
+        let origin = Origin {
+            sender: 0,
+            source: Source::Body(body),
+            key,
+            receipt: Some(receipt),
+        };
+        let seq = self.accept(&mut st, (SERVER_MEMBER, None), body, origin)?;
         if let Some(key) = key {
             st.published.remember(key, seq, now);
         }
-        Ok((seq, true))
+        Ok(())
     }
 
     /// The members now, oldest first.

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::feed::Feed;
 use crate::member::close::CloseReason;
 use crate::metrics::Metrics;
+use crate::replication::Replication;
 use crate::room::Room;
 use crate::room::limits::RoomLimits;
 
@@ -29,16 +30,24 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// The events feed every hosted room reports to, if any.
     feed: Option<Arc<Feed>>,
+    /// Where every hosted room gets its replica.
+    replication: Replication,
     live: Mutex<HashMap<RoomId, Arc<Room>>>,
 }
 
 impl Rooms {
-    pub(crate) fn new(limits: RoomLimits, metrics: Arc<Metrics>, feed: Option<Arc<Feed>>) -> Self {
+    pub(crate) fn new(
+        limits: RoomLimits,
+        metrics: Arc<Metrics>,
+        feed: Option<Arc<Feed>>,
+        replication: Replication,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 limits,
                 metrics,
                 feed,
+                replication,
                 live: Mutex::default(),
             }),
         }
@@ -69,6 +78,7 @@ impl Rooms {
         if let Some(feed) = &self.shared.feed {
             room.attach_feed(feed.clone());
         }
+        self.shared.replication.attach(&room);
         let replaced = self.lock().insert(rec.id.clone(), room.clone());
         (room, replaced)
     }
@@ -116,6 +126,20 @@ impl Rooms {
             }
         }
         dropped
+    }
+
+    /// Every hosted room.
+    pub(crate) fn all(&self) -> Vec<Arc<Room>> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Messages waiting for replicas, and rooms without a replica, over
+    /// every hosted room.
+    pub(crate) fn replication_status(&self) -> (usize, usize) {
+        self.all().iter().fold((0, 0), |(pending, without), r| {
+            let (p, unprotected) = r.replication_status();
+            (pending + p, without + usize::from(unprotected))
+        })
     }
 
     /// Bytes of history held by every hosted room.

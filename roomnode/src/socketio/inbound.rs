@@ -28,6 +28,7 @@ use crate::member::join_hook;
 use crate::member::limits::{RateLimit, Slot, Verdict};
 use crate::member::publish_hook::{self, Decision};
 use crate::node::Node;
+use crate::room::replica::Receipt;
 use crate::room::{Refused, Room};
 use tokio::sync::mpsc;
 
@@ -265,7 +266,9 @@ impl Member {
             }
             // Moved, deleted or fenced since the session started: the
             // client reconnects, through the router to the room's owner.
-            Err(Refused::Closed | Refused::Moving) => session.close(Close::Transport),
+            Err(Refused::Closed | Refused::Moving | Refused::NotAccepted) => {
+                session.close(Close::Transport)
+            }
         }
     }
 
@@ -366,9 +369,9 @@ impl Member {
             }
             return;
         }
-        let result = self.room.emit(key, &event, &body);
-        if let Some(id) = p.id {
-            answer(acked(nsp, id, result));
+        let receipt = p.id.map(|id| ack_receipt(session, nsp, id));
+        if let (Err(refused), Some(id)) = (self.room.emit(key, &event, &body, receipt), p.id) {
+            answer(acked(nsp, id, Err(refused)));
         }
     }
 
@@ -381,19 +384,29 @@ impl Member {
             while let Some(p) = rx.recv().await {
                 let name = p.event.name.as_str().map(str::to_owned);
                 let decision = publish_hook::ask(&node, &room, p.key, &p.body, name).await;
-                // The room's answer, or the hook's refusal (with its reason).
-                let accepted = match decision {
-                    Decision::Accept(None) => Ok(room.emit(p.key, &p.event, &p.body)),
-                    Decision::Accept(Some(body)) => Ok(room.send(p.key, &body)),
-                    Decision::Reject(reason) => Err(Some(reason)),
-                    Decision::Unavailable(_) => Err(None),
+                // The room's answer (the ack follows when the message
+                // counts), or the hook's refusal (with its reason).
+                let receipt = p.id.map(|id| ack_receipt(&session, &p.nsp, id));
+                let packet = match decision {
+                    Decision::Accept(body) => {
+                        let result = match (body, receipt) {
+                            (None, receipt) => room.emit(p.key, &p.event, &p.body, receipt),
+                            (Some(body), Some(receipt)) => room.send_with(p.key, &body, receipt),
+                            (Some(body), None) => room.send(p.key, &body),
+                        };
+                        match (result, p.id) {
+                            (Err(refused), Some(id)) => Some(acked(&p.nsp, id, Err(refused))),
+                            _ => None,
+                        }
+                    }
+                    Decision::Reject(reason) => {
+                        p.id.map(|id| outbound::ack_rejected(&p.nsp, id, &reason))
+                    }
+                    Decision::Unavailable(_) => {
+                        p.id.map(|id| outbound::ack_error(&p.nsp, id, code::UNAVAILABLE))
+                    }
                 };
-                if let Some(id) = p.id {
-                    let packet = match accepted {
-                        Ok(result) => acked(&p.nsp, id, result),
-                        Err(Some(reason)) => outbound::ack_rejected(&p.nsp, id, &reason),
-                        Err(None) => outbound::ack_error(&p.nsp, id, code::UNAVAILABLE),
-                    };
+                if let Some(packet) = packet {
                     // A session that overflows closes itself.
                     let _ = session.send(&[packet]);
                 }
@@ -415,12 +428,23 @@ struct Pending {
     id: Option<u64>,
 }
 
+/// Sends the event's ack when the room has accepted it (or refused it
+/// after all).
+fn ack_receipt(session: &Arc<Session>, nsp: &str, id: u64) -> Receipt {
+    let (session, nsp) = (session.clone(), nsp.to_owned());
+    Box::new(move |result| {
+        // A session that overflows closes itself.
+        let _ = session.send(&[acked(&nsp, id, result)]);
+    })
+}
+
 /// The ack of an event the room accepted (`{"seq"}`) or refused.
 fn acked(nsp: &str, id: u64, result: Result<u64, Refused>) -> Arc<crate::engineio::Packet> {
     match result {
         Ok(seq) => outbound::ack_seq(nsp, id, seq),
         Err(Refused::Moving) => outbound::ack_error(nsp, id, code::ROOM_MOVING),
         Err(Refused::Closed | Refused::Full) => outbound::ack_error(nsp, id, code::ROOM_CLOSED),
+        Err(Refused::NotAccepted) => outbound::ack_error(nsp, id, code::NOT_ACCEPTED),
     }
 }
 

@@ -12,6 +12,8 @@ use store::{Backend, Mirror, Scope, Store};
 use super::*;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::replication::Replication;
+use crate::replication::copies::Copies;
 use crate::room::limits::RoomLimits;
 
 const ME: &str = "i1";
@@ -26,8 +28,11 @@ fn fixture(auto_create: bool) -> Fixture {
     let me: InstanceId = ME.parse().unwrap();
     let store = Store::new(Backend::Memory(MemoryKv::new()), "/t");
     let limits = RoomLimits::new(&Config::new(me, "http://node".into()));
-    let rooms = Rooms::new(limits, Arc::new(Metrics::new(me)), None);
-    let ownership = Ownership::new(me, auto_create, store.clone(), rooms);
+    let metrics = Arc::new(Metrics::new(me));
+    let copies = Copies::new(limits.history, metrics.clone());
+    let replication = Replication::new(me, None, copies.clone(), metrics.clone());
+    let rooms = Rooms::new(limits, metrics, None, replication);
+    let ownership = Ownership::new(me, auto_create, store.clone(), rooms, copies);
     let view = Mirror::start(store.clone(), Scope::Node(me), None);
     Fixture {
         store,

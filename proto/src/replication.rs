@@ -1,0 +1,139 @@
+//! The owner-to-replica contract (SPEC "No accepted message lost when a
+//! node dies"): a room's owner copies its stream to the room's HRW
+//! runner-up, [`crate::placement::Placement::runner_up`], before any
+//! message counts as accepted.
+//!
+//! One endpoint, `POST {replica}/internal/replicate` with a [`Batch`],
+//! answered with an [`Ack`]: the owner has at most one batch in flight per
+//! replica node, so a batch carries whatever its rooms accepted while the
+//! last one was answered (many rooms, many messages, one round trip). A
+//! batch is applied in order, item by item; an item the replica cannot
+//! apply is named in the ack's `refused`, and the owner answers that with a
+//! full [`Item::Copy`] (`missing`) or stops accepting for the room
+//! (`fenced`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::handoff::RoomSnapshot;
+use crate::id::RoomId;
+
+/// `POST {replica}/internal/replicate` with a [`Batch`]; the answer is an
+/// [`Ack`].
+pub const REPLICATE_PATH: &str = "/internal/replicate";
+
+/// One round trip's worth of items for one replica node, in the order the
+/// owner produced them.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Batch<'a> {
+    /// The owner that sends it.
+    pub from: crate::id::InstanceId,
+    /// The items, applied in order.
+    #[serde(borrow)]
+    pub items: Vec<Item<'a>>,
+}
+
+/// One change to a room's copy.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Item<'a> {
+    /// The whole room: replaces what the replica held of it. Sent first,
+    /// and again whenever the replica may have missed something.
+    Copy(Box<RoomSnapshot>),
+    /// One accepted message: the next seq of the room's stream.
+    Append(#[serde(borrow)] Append<'a>),
+    /// The owner no longer keeps this copy here (the room closed, moved,
+    /// or has another replica now).
+    Forget {
+        /// The room.
+        room: RoomId,
+        /// The epoch of the owner that forgets it.
+        epoch: u64,
+    },
+}
+
+/// One message of a room's stream.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Append<'a> {
+    /// The room.
+    pub room: RoomId,
+    /// The owner's epoch.
+    pub epoch: u64,
+    /// The message's seq: the copy's latest + 1.
+    pub seq: u64,
+    /// Member ids issued so far, as in [`RoomSnapshot::members`].
+    pub members: u64,
+    /// The server publish's idempotency key, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The message frame, as members receive it.
+    #[serde(borrow)]
+    pub frame: &'a RawValue,
+}
+
+/// The answer to a [`Batch`]: every item applied but those `refused`.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Items not applied, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refusal>,
+}
+
+/// An item the replica did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The room.
+    pub room: RoomId,
+    /// The refused item's seq (a copy's latest seq).
+    pub seq: u64,
+    /// Why.
+    pub reason: Refused,
+}
+
+/// Why a replica did not apply an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refused {
+    /// It has no copy the item follows from (it restarted, or missed an
+    /// earlier batch): the owner sends a full copy.
+    Missing,
+    /// It, or another owner it heard from, holds the room at a later
+    /// epoch: the sender is no longer the room's owner and must not accept
+    /// anything more for it.
+    Fenced,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_frames_verbatim() {
+        let frame = r#"{"type":"message","room":"r","seq":3,"from":"m1","body":{"a":[1,2]}}"#;
+        let text = format!(
+            r#"{{"from":"i2","items":[{{"append":{{"room":"r","epoch":4,"seq":3,"members":1,"frame":{frame}}}}},{{"forget":{{"room":"q","epoch":1}}}}]}}"#
+        );
+        let batch: Batch<'_> = serde_json::from_str(&text).unwrap();
+        let Item::Append(a) = &batch.items[0] else {
+            panic!("not an append: {:?}", batch.items[0])
+        };
+        assert_eq!((a.epoch, a.seq, a.frame.get()), (4, 3, frame));
+        assert_eq!(serde_json::to_string(&batch).unwrap(), text);
+    }
+
+    #[test]
+    fn an_ack_names_its_refusals() {
+        let ack = Ack {
+            refused: vec![Refusal {
+                room: "r".parse().unwrap(),
+                seq: 7,
+                reason: Refused::Fenced,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&ack).unwrap(),
+            serde_json::json!({"refused":[{"room":"r","seq":7,"reason":"fenced"}]})
+        );
+        assert_eq!(serde_json::to_string(&Ack::default()).unwrap(), "{}");
+    }
+}

@@ -1,0 +1,367 @@
+//! The owner's side of one replica node: the items its rooms queue for it,
+//! sent as one [`Batch`] per round trip by one task, and the answers taken
+//! back to the rooms.
+//!
+//! At most one batch is in flight, so whatever the rooms accept during a
+//! round trip goes in the next one: under load a batch carries many
+//! messages, and the cost per message is a few hundred bytes of JSON, not
+//! a request. A batch whose answer is lost (an error, a timeout) may or
+//! may not have been applied: every room in it sends a full copy next, and
+//! its messages wait for that copy's ack.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use proto::handoff::RoomSnapshot;
+use proto::replication::{Ack, Refused};
+use proto::{InstanceId, RoomId};
+use service::client::InternalClient;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::room::Room;
+
+/// Longest wait for a replica's answer: past it the batch counts as lost.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Waits between attempts at a replica that does not answer.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+/// Most items waiting for one replica; beyond, messages are refused with
+/// `not_accepted` rather than held without bound.
+const MAX_QUEUED: usize = 100_000;
+/// Bytes of items one batch carries at most (a copy may exceed it alone).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// One item for the replica, with the room that waits for its answer.
+pub(crate) struct Outgoing {
+    pub(crate) room: Weak<Room>,
+    pub(crate) id: RoomId,
+    /// The seq the answer confirms: a message's, or a copy's latest.
+    pub(crate) seq: u64,
+    pub(crate) item: Payload,
+}
+
+/// What an [`Outgoing`] carries.
+pub(crate) enum Payload {
+    Append {
+        epoch: u64,
+        members: u64,
+        key: Option<String>,
+        frame: Utf8Bytes,
+    },
+    Copy(Box<RoomSnapshot>),
+    Forget {
+        epoch: u64,
+    },
+}
+
+/// The queue is full: the message is not accepted.
+#[derive(Debug)]
+pub(crate) struct Full;
+
+/// The link to one replica node. Dropping the last handle ends its task.
+pub(crate) struct Link {
+    peer: InstanceId,
+    addr: Mutex<String>,
+    queue: Mutex<Vec<Outgoing>>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Link {
+    /// A link to `peer` at `addr`, its task started.
+    pub(crate) fn start(
+        me: InstanceId,
+        peer: InstanceId,
+        addr: String,
+        client: InternalClient,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let link = Arc::new(Self {
+            peer,
+            addr: Mutex::new(addr),
+            queue: Mutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+        });
+        let task = Sender {
+            me,
+            link: Arc::downgrade(&link),
+            wake: link.wake.clone(),
+            stop: link.stop.clone(),
+            client,
+            metrics,
+        };
+        tokio::spawn(task.run());
+        link
+    }
+
+    pub(crate) fn peer(&self) -> InstanceId {
+        self.peer
+    }
+
+    /// Follows the replica to a new address (it registered again).
+    pub(crate) fn set_addr(&self, addr: &str) {
+        let mut a = self.addr.lock().unwrap_or_else(|p| p.into_inner());
+        if *a != addr {
+            *a = addr.to_owned();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Outgoing>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an item. A message beyond [`MAX_QUEUED`] is refused; a copy
+    /// or a forget always goes (there is one per room at most in flight).
+    pub(crate) fn push(&self, out: Outgoing) -> Result<(), Full> {
+        let mut q = self.lock();
+        if matches!(out.item, Payload::Append { .. }) && q.len() >= MAX_QUEUED {
+            return Err(Full);
+        }
+        let was_empty = q.is_empty();
+        q.push(out);
+        drop(q);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Items waiting (not yet sent).
+    pub(crate) fn queued(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The task that sends one link's batches.
+struct Sender {
+    me: InstanceId,
+    /// Weak: the link's last handle going away ends the task.
+    link: Weak<Link>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    client: InternalClient,
+    metrics: Arc<Metrics>,
+}
+
+impl Sender {
+    async fn run(self) {
+        let mut backoff = BACKOFF.0;
+        loop {
+            let Some(link) = self.link.upgrade() else {
+                return;
+            };
+            let notified = self.wake.notified();
+            let batch = take_batch(&mut link.lock());
+            if batch.is_empty() {
+                drop(link);
+                tokio::select! {
+                    () = notified => continue,
+                    () = self.stop.cancelled() => return,
+                }
+            }
+            let addr = link.addr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let peer = link.peer;
+            drop(link);
+            let body = encode(self.me, &batch);
+            let began = Instant::now();
+            let answer = tokio::select! {
+                a = tokio::time::timeout(ROUND_TRIP_TIMEOUT, self.client.replicate(&addr, body)) => a,
+                () = self.stop.cancelled() => return,
+            };
+            match answer {
+                Ok(Ok(ack)) => {
+                    self.metrics
+                        .replication_round_trip
+                        .observe(began.elapsed().as_secs_f64());
+                    answered(peer, batch, &ack);
+                    backoff = BACKOFF.0;
+                }
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "no answer in time".to_owned(),
+                    };
+                    self.metrics.replication_failures.inc();
+                    tracing::warn!(replica = %peer, error = %why, items = batch.len(), "replication batch lost; its rooms copy again");
+                    lost(peer, batch);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                }
+            }
+        }
+    }
+}
+
+/// The next batch: queued items up to [`BATCH_BYTES`] (at least one).
+fn take_batch(queue: &mut Vec<Outgoing>) -> Vec<Outgoing> {
+    let mut bytes = 0;
+    let n = queue
+        .iter()
+        .position(|o| {
+            bytes += match &o.item {
+                Payload::Append { frame, .. } => frame.len() + 64,
+                Payload::Copy(s) => s.history.iter().map(String::len).sum::<usize>() + 256,
+                Payload::Forget { .. } => 64,
+            };
+            bytes > BATCH_BYTES
+        })
+        .map_or(queue.len(), |i| i.max(1));
+    queue.drain(..n).collect()
+}
+
+/// The batch as the replica reads it ([`proto::replication::Batch`]). The
+/// frames are JSON already and go in verbatim.
+fn encode(me: InstanceId, batch: &[Outgoing]) -> Bytes {
+    let mut out = String::with_capacity(64 + batch.len() * 256);
+    out.push_str(r#"{"from":"#);
+    out.push_str(&serde_json::to_string(&me).expect("ids serialize"));
+    out.push_str(r#","items":["#);
+    for (i, o) in batch.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let room = serde_json::to_string(&o.id).expect("ids serialize");
+        match &o.item {
+            Payload::Append {
+                epoch,
+                members,
+                key,
+                frame,
+            } => {
+                out.push_str(&format!(
+                    r#"{{"append":{{"room":{room},"epoch":{epoch},"seq":{},"members":{members},"#,
+                    o.seq
+                ));
+                if let Some(k) = key {
+                    out.push_str(r#""key":"#);
+                    out.push_str(&serde_json::to_string(k).expect("strings serialize"));
+                    out.push(',');
+                }
+                out.push_str(r#""frame":"#);
+                out.push_str(frame.as_str());
+                out.push_str("}}");
+            }
+            Payload::Copy(s) => {
+                out.push_str(r#"{"copy":"#);
+                out.push_str(&serde_json::to_string(s).expect("snapshots serialize"));
+                out.push('}');
+            }
+            Payload::Forget { epoch } => {
+                out.push_str(&format!(
+                    r#"{{"forget":{{"room":{room},"epoch":{epoch}}}}}"#
+                ));
+            }
+        }
+    }
+    out.push_str("]}");
+    Bytes::from(out)
+}
+
+/// The replica answered: each room hears which of its items it holds.
+fn answered(peer: InstanceId, batch: Vec<Outgoing>, ack: &Ack) {
+    for o in batch {
+        if matches!(o.item, Payload::Forget { .. }) {
+            continue;
+        }
+        let Some(room) = o.room.upgrade() else {
+            continue;
+        };
+        let refusal = ack
+            .refused
+            .iter()
+            .find(|r| r.room == o.id && r.seq == o.seq)
+            .map(|r| r.reason);
+        match refusal {
+            None => room.replicated(peer, o.seq),
+            Some(Refused::Missing) => room.replica_missing(peer, o.seq),
+            Some(Refused::Fenced) => room.replica_fenced(peer),
+        }
+    }
+}
+
+/// The batch's fate is unknown: each of its rooms copies itself again.
+fn lost(peer: InstanceId, batch: Vec<Outgoing>) {
+    let mut seen = HashSet::new();
+    for o in batch {
+        if matches!(o.item, Payload::Forget { .. }) || !seen.insert(o.id) {
+            continue;
+        }
+        if let Some(room) = o.room.upgrade() {
+            room.replica_lost(peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::replication::{Batch, Item};
+
+    #[test]
+    fn a_batch_encodes_as_the_replica_reads_it() {
+        let id: RoomId = "r".parse().unwrap();
+        let frame = r#"{"type":"message","room":"r","seq":5,"from":"m1","body":"a\"b"}"#;
+        let items = vec![
+            Outgoing {
+                room: Weak::new(),
+                id: id.clone(),
+                seq: 5,
+                item: Payload::Append {
+                    epoch: 2,
+                    members: 3,
+                    key: Some("k\"1".into()),
+                    frame: frame.into(),
+                },
+            },
+            Outgoing {
+                room: Weak::new(),
+                id: id.clone(),
+                seq: 0,
+                item: Payload::Forget { epoch: 2 },
+            },
+        ];
+        let body = encode(InstanceId::new(4).unwrap(), &items);
+        let batch: Batch<'_> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(batch.from, InstanceId::new(4).unwrap());
+        let Item::Append(a) = &batch.items[0] else {
+            panic!("{:?}", batch.items[0])
+        };
+        assert_eq!((a.seq, a.epoch, a.members), (5, 2, 3));
+        assert_eq!((a.key.as_deref(), a.frame.get()), (Some("k\"1"), frame));
+        assert!(matches!(&batch.items[1], Item::Forget { room, epoch: 2 } if *room == id));
+    }
+
+    #[test]
+    fn a_batch_takes_at_least_one_item_and_stops_at_its_bytes() {
+        let big = "x".repeat(BATCH_BYTES / 3);
+        let out = |seq| Outgoing {
+            room: Weak::new(),
+            id: "r".parse().unwrap(),
+            seq,
+            item: Payload::Append {
+                epoch: 1,
+                members: 0,
+                key: None,
+                frame: format!("\"{big}\"").into(),
+            },
+        };
+        let mut q: Vec<_> = (1..=5).map(out).collect();
+        assert_eq!(take_batch(&mut q).len(), 2);
+        assert_eq!(q.len(), 3);
+    }
+}
