@@ -161,6 +161,8 @@ pub struct Tally {
     pub resent: usize,
     /// `room_moving` refusals.
     pub room_moving: usize,
+    /// `not_accepted` refusals.
+    pub not_accepted: usize,
     /// Bodies neither accepted nor refused when a connection ended.
     pub unanswered: usize,
     /// Welcomes into a new stream.
@@ -186,6 +188,7 @@ impl Tally {
                 t.join_failures += c.join_failures;
                 t.resent += c.resent.len();
                 t.room_moving += c.room_moving;
+                t.not_accepted += c.not_accepted;
                 t.unanswered += c.unanswered;
                 t.stream_changes += c.stream_changes;
                 t.history_gaps += c.history_gaps;

@@ -7,8 +7,9 @@
 //!    (README "etcd outage": TTL − renewal interval − margin): nothing may
 //!    be interrupted.
 //! 2. The node hosting the most live rooms is frozen (SIGSTOP) for longer
-//!    than its lease, then thawed: its rooms fail over (epoch + 1, a new
-//!    stream) while it is frozen, it fences itself once it runs again
+//!    than its lease, then thawed: its rooms fail over to their replicas
+//!    (epoch + 1, the same stream going on) while it is frozen, it fences
+//!    itself once it runs again
 //!    (members get `error` `unavailable` and 1012), registers again, and no
 //!    room is ever served by two nodes.
 //! 3. A router is restarted (SIGTERM, then a new one on a new port): its
@@ -21,7 +22,7 @@
 //! Every client follows README "When is a message accepted?"
 //! ([`testkit::traffic`]). At the end every room must hold every body each
 //! member sent, each exactly once, in seqs 1..=N seen identically by both
-//! members: per stream for the rooms that failed over
+//! members, in one stream even in the rooms that failed over
 //! ([`testkit::verdict`]).
 //!
 //! Every wait is bounded; the only sleeps let a fault last, and say so.

@@ -80,7 +80,7 @@ impl Scene {
             .map(|(r, m)| format!("{r} {m:?}"))
             .collect();
         self.report(format!(
-            "{} messages in {} live rooms ({least}..={most} per room; per stream in the rooms with two: {split:?}); {} reconnects ({} failed join attempts), connections ended {:?}; {} stream changes, {} history_gaps; {} bodies resent after a replay",
+            "{} messages in {} live rooms ({least}..={most} per room; per stream in the rooms with two: {split:?}); {} reconnects ({} failed join attempts), connections ended {:?}; {} stream changes, {} history_gaps; {} room_moving and {} not_accepted refusals; {} bodies resent after a replay",
             t.total(),
             logs.len(),
             t.reconnects,
@@ -88,6 +88,8 @@ impl Scene {
             t.ends,
             t.stream_changes,
             t.history_gaps,
+            t.room_moving,
+            t.not_accepted,
             t.resent
         ));
         self.report(format!("took {:?}", self.started.elapsed()));

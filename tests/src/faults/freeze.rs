@@ -1,8 +1,10 @@
 //! [`freeze_busiest_node`]: the node hosting the most live rooms is frozen
 //! (SIGSTOP) for longer than its lease, then thawed. Its rooms fail over
-//! (epoch + 1, a new stream: the history dies with it) while it is frozen;
-//! it fences itself once it runs again (members get `error` `unavailable`
-//! and 1012), registers again, and no room is ever served by two nodes.
+//! to their replicas (epoch + 1, the same stream going on: every message
+//! the frozen node accepted was confirmed by the replica first) while it is
+//! frozen; it fences itself once it runs again (members get `error`
+//! `unavailable` and 1012), registers again, accepts nothing the new owners
+//! lack, and no room is ever served by two nodes.
 //! [`Frozen`] keeps what the final verdict needs: which rooms failed over,
 //! when, and their observers.
 
@@ -43,13 +45,16 @@ pub struct Frozen {
     pub frozen_for: Duration,
     /// `router_failovers_total` of all routers after the freeze.
     pub failovers: f64,
+    /// Per failed-over room, the last seq of the frozen node's time: the
+    /// seq its new owner's first welcome named.
+    handed_over: BTreeMap<String, u64>,
     observers: Vec<Observer>,
 }
 
 /// SIGSTOPs the node with the most live rooms for `frozen_for` (past its
 /// lease TTL), checks the failover and the fencing, and waits until the
-/// traffic flows again, every failed-over room on a new stream at another
-/// node.
+/// traffic flows again, every failed-over room at another node, on the
+/// same stream.
 pub async fn freeze_busiest_node(scene: &mut Scene, frozen_for: Duration) -> Frozen {
     let wait = scene.wait();
     let ttl = Duration::from_secs(TEST_LEASE_TTL);
@@ -95,7 +100,7 @@ pub async fn freeze_busiest_node(scene: &mut Scene, frozen_for: Duration) -> Fro
             scene.cluster.log_tails(25, 10)
         );
     }
-    let observers = observe_new_owners(scene, &victim_rooms, &old_streams).await;
+    let (observers, handed_over) = observe_new_owners(scene, &victim_rooms, &old_streams).await;
     // Deliberate: the node stays frozen for `frozen_for`, past its lease.
     tokio::time::sleep_until(frozen_at + frozen_for).await;
     assert!(scene.cluster.nodes[victim_idx].proc.signal(Signal::SIGCONT));
@@ -126,8 +131,7 @@ pub async fn freeze_busiest_node(scene: &mut Scene, frozen_for: Duration) -> Fro
     let thawed = scene.snapshot();
     scene
         .wait_flowing(&thawed, "after the frozen node came back", |c, p| {
-            !victim_rooms.contains(&c.room)
-                || (p.node != victim && p.stream != old_streams[&c.room])
+            !victim_rooms.contains(&c.room) || p.node != victim
         })
         .await;
     let after_freeze = scene.snapshot();
@@ -183,20 +187,22 @@ pub async fn freeze_busiest_node(scene: &mut Scene, frozen_for: Duration) -> Fro
         thawed_at,
         frozen_for,
         failovers,
+        handed_over,
         observers,
     }
 }
 
 /// An observer in each failed-over room, joined straight at its new owner
 /// (so later faults, e.g. a router restart, do not touch it) while the old
-/// owner is still frozen.
+/// owner is still frozen; and the seq each welcome named.
 async fn observe_new_owners(
     scene: &Scene,
     rooms: &BTreeSet<String>,
     old_streams: &BTreeMap<String, String>,
-) -> Vec<Observer> {
+) -> (Vec<Observer>, BTreeMap<String, u64>) {
     let placement = scene.cluster.placement().await;
     let mut observers = Vec::new();
+    let mut handed_over = BTreeMap::new();
     for room in rooms {
         let owner = &placement[room].0;
         let node = scene.cluster.node_by_id(owner);
@@ -209,22 +215,23 @@ async fn observe_new_owners(
             owner.as_str(),
             "the observer of {room} joins its new owner: {welcome}"
         );
-        assert_ne!(
+        assert_eq!(
             welcome["stream"],
             old_streams[room].as_str(),
-            "{room} failed over with its history lost: a new stream: {welcome}"
+            "{room} failed over with its history lost (a new stream), although its replica held it: {welcome}"
         );
+        handed_over.insert(room.clone(), welcome["seq"].as_u64().unwrap_or(0));
         let (shared, config) = (scene.shared.clone(), scene.plan.clients);
         observers.push(Observer::spawn(room.clone(), ws, welcome, shared, config));
     }
-    observers
+    (observers, handed_over)
 }
 
 impl Frozen {
-    /// The streams a member of `room` must have been in: 2 for a room that
-    /// failed over, else 1.
-    pub fn streams(&self, room: &str) -> usize {
-        if self.rooms.contains(room) { 2 } else { 1 }
+    /// The streams a member of `room` must have been in: 1, failed over or
+    /// not (the replica goes on with the stream).
+    pub fn streams(&self, _room: &str) -> usize {
+        1
     }
 
     /// Whether every observer has seen its room up to the last seq of the
@@ -251,13 +258,14 @@ impl Frozen {
     }
 
     /// The problems of a failed-over `room` beyond [`crate::verdict::room`]
-    /// (which must have found each member in two streams; else nothing is
-    /// checked here): the first stream was served by the frozen node alone,
-    /// the second by another; the frozen node accepted no body sent after
-    /// SIGSTOP (it read nothing while frozen, so it would have accepted it
-    /// after SIGCONT, past its lease, in a room another node owned by then);
+    /// (which must have found each member in one stream; else nothing is
+    /// checked here): the stream was served by the frozen node, then by
+    /// another; the frozen node accepted no body sent after SIGSTOP (it read
+    /// nothing while frozen, so it would have accepted it after SIGCONT,
+    /// past its lease, in a room another node owned by then): every body
+    /// up to the seq the observer's welcome named was the frozen node's;
     /// every member was told (1012/`unavailable`) or moved; the observer
-    /// saw what the members saw in the new stream after its welcome.
+    /// saw what the members saw after its welcome.
     pub fn check_room(
         &self,
         room: &str,
@@ -265,26 +273,20 @@ impl Frozen {
         observer: Option<&ObserverLog>,
     ) -> Vec<String> {
         let mut problems = Vec::new();
-        if !self.rooms.contains(room) || members.iter().any(|c| c.segments.len() != 2) {
+        if !self.rooms.contains(room) || members.iter().any(|c| c.segments.len() != 1) {
             return problems;
         }
         let victim = self.node.as_str();
-        let old = &members[0].segments[0];
-        let new = &members[0].segments[1];
-        if old.nodes.len() != 1 || !old.nodes.contains(victim) {
+        let stream = &members[0].segments[0];
+        if stream.nodes.len() != 2 || !stream.nodes.contains(victim) {
             problems.push(format!(
-                "{room}: first stream served by {:?}, expected {victim}",
-                old.nodes
+                "{room}: stream served by {:?}, expected {victim} then its replica",
+                stream.nodes
             ));
         }
-        if new.nodes.contains(victim) || new.stream == old.stream {
-            problems.push(format!(
-                "{room}: after failover still on {victim} or the old stream: {:?} {}",
-                new.nodes, new.stream
-            ));
-        }
+        let failed_over_at = self.handed_over.get(room).copied().unwrap_or(0);
         for c in members {
-            problems.extend(self.late_bodies(room, c));
+            problems.extend(self.late_bodies(room, c, failed_over_at));
             let fenced = c.unavailable > 0 || c.ends().contains(&"close 1012");
             let moved = c.ends().iter().any(|e| e.starts_with("moved "));
             if !fenced && !moved {
@@ -298,13 +300,13 @@ impl Frozen {
         match observer {
             None => problems.push(format!("{room}: no observer")),
             Some(o) => {
-                let want: Vec<Got> = new
+                let want: Vec<Got> = stream
                     .got
                     .iter()
                     .filter(|g| g.seq > o.welcome_seq)
                     .copied()
                     .collect();
-                if o.stream != new.stream || o.got != want || !o.anomalies.is_empty() {
+                if o.stream != stream.stream || o.got != want || !o.anomalies.is_empty() {
                     problems.push(format!(
                         "{room}: the observer on {} (stream {}, from seq {}) saw {} message(s), the members {} in stream {}; anomalies {:?}, end {}",
                         o.node,
@@ -312,7 +314,7 @@ impl Frozen {
                         o.welcome_seq,
                         o.got.len(),
                         want.len(),
-                        new.stream,
+                        stream.stream,
                         o.anomalies,
                         o.end
                     ));
@@ -323,16 +325,16 @@ impl Frozen {
     }
 
     /// Client `c`'s own bodies sent after SIGSTOP (plus [`SIGNAL_SLACK`])
-    /// that it saw accepted in the old stream: the frozen node read them
-    /// after SIGCONT.
-    fn late_bodies(&self, room: &str, c: &ClientLog) -> Option<String> {
+    /// that it saw accepted with a seq up to `failed_over_at` (the last seq
+    /// of the frozen node's time): the frozen node read them after SIGCONT.
+    fn late_bodies(&self, room: &str, c: &ClientLog, failed_over_at: u64) -> Option<String> {
         let (frozen_at, thawed_at) = (self.frozen_at, self.thawed_at);
         // (seq, n, sent after SIGSTOP, echo arrived after SIGCONT).
         let late: Vec<(u64, u64, Duration, Duration)> = c.segments[0]
             .got
             .iter()
             .zip(&c.segments[0].arrived)
-            .filter(|(g, _)| g.c == c.id)
+            .filter(|(g, _)| g.c == c.id && g.seq <= failed_over_at)
             .filter_map(|(g, at)| {
                 let sent = *c.sent_at.get(g.n as usize)?;
                 (sent > frozen_at + SIGNAL_SLACK).then(|| {
@@ -348,7 +350,7 @@ impl Frozen {
         let (first, last) = (late.first()?, late.last()?);
         let ttl = Duration::from_secs(TEST_LEASE_TTL);
         Some(format!(
-            "{room} client {}: {} accepted {} of its bodies that were sent after SIGSTOP, i.e. read after SIGCONT, at least {:?} after its last lease renewal (TTL {ttl:?}), when the room had already failed over to another node: seqs {}..={} of the old stream (bodies n={}..={}, sent {:?}..{:?} after SIGSTOP, their echoes arrived {:?}..{:?} after SIGCONT)",
+            "{room} client {}: {} accepted {} of its bodies that were sent after SIGSTOP, i.e. read after SIGCONT, at least {:?} after its last lease renewal (TTL {ttl:?}), when the room had already failed over to another node: seqs {}..={} (bodies n={}..={}, sent {:?}..{:?} after SIGSTOP, their echoes arrived {:?}..{:?} after SIGCONT)",
             c.id,
             self.node,
             late.len(),
@@ -388,10 +390,11 @@ impl Frozen {
                 })
                 .collect();
             sent_frozen += frozen.len();
-            for (i, seg) in c.segments.iter().enumerate() {
+            let handed_over = self.handed_over.get(&c.room).copied().unwrap_or(0);
+            for seg in &c.segments {
                 for g in seg.got.iter().filter(|g| g.c == c.id) {
                     let sent = c.sent_at[g.n as usize];
-                    if i == 0 {
+                    if g.seq <= handed_over {
                         last_old = last_old.max(rel(sent));
                         frozen_old += usize::from(frozen.contains(&g.n));
                         read_after_thaw += usize::from(sent > frozen_at + SIGNAL_SLACK);

@@ -459,6 +459,14 @@ impl Client {
                 self.log.room_moving += 1;
                 self.room_moving_here += 1;
             }
+            // Refused, like `room_moving`: the body stays pending and goes
+            // again after the reconnect that follows (the room's owner
+            // lost it) or the next replay.
+            Some("error") if v["code"] == "not_accepted" => {
+                self.log.not_accepted += 1;
+                self.room_moving_here += 1;
+                self.unless_faults(format!("error frame {v}"));
+            }
             Some("error") => self.log.anomalies.push(format!("error frame {v}")),
             // `moved` is the last frame; the close follows.
             Some("moved") => {

@@ -115,6 +115,10 @@ pub struct ClientLog {
     pub unavailable: usize,
     /// `error` `room_moving` answers.
     pub room_moving: usize,
+    /// `error` `not_accepted` answers (the room's replica could not
+    /// confirm: a fenced owner's pending messages). Resent like the
+    /// `room_moving` ones.
+    pub not_accepted: usize,
     /// Bodies found unaccepted when a connection ended that no
     /// `room_moving` answered: they crossed `moved` on the wire or sat
     /// unread when the old owner closed. Resent like the refused ones.
