@@ -35,6 +35,9 @@ impl Scene {
     pub async fn end_state(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         for n in &mut self.cluster.nodes {
+            if self.killed.contains(&n.id()) {
+                continue;
+            }
             if let Some(status) = n.proc.try_status() {
                 problems.push(format!("node {} exited: {status}", n.id()));
             }

@@ -15,6 +15,8 @@
 //! - [`freeze`]: [`freeze_busiest_node`], SIGSTOP past the lease: failover
 //!   and fencing; [`Frozen`] checks the failed-over rooms at the end.
 //! - [`observer`]: a member that joins a failed-over room at its new owner.
+//! - [`kill`]: [`kill_node`], SIGKILL under traffic: failover to the
+//!   replicas, the same stream going on.
 //! - [`router`]: [`restart_router`], a router replaced on a new port.
 //! - [`flood`]: [`flood_busiest_node`], a node flooded by `hostile.rs`'s
 //!   oversized, malformed, fast and silent clients.
@@ -27,10 +29,11 @@ pub mod etcd;
 pub mod flood;
 pub mod freeze;
 mod hostile;
+pub mod kill;
 pub mod observer;
 pub mod router;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +43,7 @@ use tokio::time::Instant;
 pub use etcd::etcd_outage;
 pub use flood::{Flood, flood_busiest_node};
 pub use freeze::{Frozen, freeze_busiest_node};
+pub use kill::{Killed, kill_node};
 pub use router::restart_router;
 
 use crate::traffic::{self, Config, LiveClient, Progress, Shared};
@@ -84,6 +88,8 @@ pub struct Scene {
     /// Rooms the phases created (without live clients), checked at the end
     /// like the others.
     pub other_rooms: Vec<String>,
+    /// Nodes a phase killed on purpose: the end state does not miss them.
+    pub killed: BTreeSet<String>,
     /// Slot k of the clients' router list is
     /// `cluster.routers[router_at[k]]`.
     pub router_at: Vec<usize>,
@@ -140,6 +146,7 @@ impl Scene {
             clients,
             rooms,
             other_rooms: Vec::new(),
+            killed: BTreeSet::new(),
             router_at,
             plan,
             report,
@@ -245,6 +252,9 @@ impl Scene {
             };
             for node in &self.cluster.nodes {
                 let id = node.id();
+                if self.killed.contains(&id) {
+                    continue;
+                }
                 let url = format!("{}/{id}/room/{room}", node.ws_base());
                 match (WsClient::connect(&url).await, &id == owner) {
                     (Ok(mut c), true) => {
