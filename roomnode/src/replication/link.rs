@@ -138,6 +138,25 @@ impl Link {
         Ok(())
     }
 
+    /// A link whose batches nobody sends: a test takes them
+    /// ([`Link::take`]) and answers them itself.
+    #[cfg(test)]
+    pub(crate) fn detached(peer: InstanceId) -> Arc<Self> {
+        Arc::new(Self {
+            peer,
+            addr: Mutex::new(String::new()),
+            queue: Mutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// The next batch, as the sender would take it.
+    #[cfg(test)]
+    pub(crate) fn take(&self) -> Vec<Outgoing> {
+        take_batch(&mut self.lock())
+    }
+
     /// Items waiting (not yet sent).
     pub(crate) fn queued(&self) -> usize {
         self.lock().len()
@@ -226,7 +245,7 @@ fn take_batch(queue: &mut Vec<Outgoing>) -> Vec<Outgoing> {
 
 /// The batch as the replica reads it ([`proto::replication::Batch`]). The
 /// frames are JSON already and go in verbatim.
-fn encode(me: InstanceId, batch: &[Outgoing]) -> Bytes {
+pub(super) fn encode(me: InstanceId, batch: &[Outgoing]) -> Bytes {
     let mut out = String::with_capacity(64 + batch.len() * 256);
     out.push_str(r#"{"from":"#);
     out.push_str(&serde_json::to_string(&me).expect("ids serialize"));
@@ -273,7 +292,7 @@ fn encode(me: InstanceId, batch: &[Outgoing]) -> Bytes {
 }
 
 /// The replica answered: each room hears which of its items it holds.
-fn answered(peer: InstanceId, batch: Vec<Outgoing>, ack: &Ack) {
+pub(super) fn answered(peer: InstanceId, batch: Vec<Outgoing>, ack: &Ack) {
     for o in batch {
         if matches!(o.item, Payload::Forget { .. }) {
             continue;
@@ -295,7 +314,7 @@ fn answered(peer: InstanceId, batch: Vec<Outgoing>, ack: &Ack) {
 }
 
 /// The batch's fate is unknown: each of its rooms copies itself again.
-fn lost(peer: InstanceId, batch: Vec<Outgoing>) {
+pub(super) fn lost(peer: InstanceId, batch: Vec<Outgoing>) {
     let mut seen = HashSet::new();
     for o in batch {
         if matches!(o.item, Payload::Forget { .. }) || !seen.insert(o.id) {

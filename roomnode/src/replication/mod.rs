@@ -14,6 +14,8 @@
 
 pub(crate) mod copies;
 pub(crate) mod link;
+#[cfg(test)]
+mod model;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

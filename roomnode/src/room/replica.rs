@@ -244,6 +244,13 @@ impl Room {
         }
     }
 
+    /// Whether the replica holds the room's copy (no copy on its way).
+    #[cfg(test)]
+    pub(crate) fn replica_settled(&self) -> bool {
+        let st = self.lock();
+        st.repl.link.is_some() && st.repl.copy.is_none()
+    }
+
     /// Replication is on for this room (it may have no replica yet).
     pub(crate) fn replication_on(&self) {
         self.lock().repl.on = true;
