@@ -340,9 +340,8 @@ impl Sim {
             let kept = seq
                 .checked_sub(first)
                 .and_then(|i| s.history.get(usize::try_from(i).ok()?));
-            let ok = kept.is_some_and(|f| {
-                serde_json::from_str::<Value>(f).unwrap()["body"] == *body
-            });
+            let ok =
+                kept.is_some_and(|f| serde_json::from_str::<Value>(f).unwrap()["body"] == *body);
             if !ok {
                 self.problems.push(format!(
                     "seq {seq} ({body}) was delivered but the promoted copy (seq {}, {} kept) lacks it",
