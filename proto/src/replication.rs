@@ -28,6 +28,11 @@ pub const REPLICATE_PATH: &str = "/internal/replicate";
 pub struct Batch<'a> {
     /// The owner that sends it.
     pub from: crate::id::InstanceId,
+    /// Its number: greater than every earlier batch of the same owner
+    /// process. A batch sent again keeps its number, so the replica
+    /// applies it once (and answers again what it answered then), and a
+    /// batch delayed past a later one is not applied at all.
+    pub batch: u64,
     /// The items, applied in order.
     #[serde(borrow)]
     pub items: Vec<Item<'a>>,
@@ -72,11 +77,14 @@ pub struct Append<'a> {
 }
 
 /// The answer to a [`Batch`]: every item applied but those `refused`.
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     /// Items not applied, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refusal>,
+    /// The batch came after a later one of its owner and was not applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// An item the replica did not apply.
@@ -111,7 +119,7 @@ mod tests {
     fn a_batch_keeps_frames_verbatim() {
         let frame = r#"{"type":"message","room":"r","seq":3,"from":"m1","body":{"a":[1,2]}}"#;
         let text = format!(
-            r#"{{"from":"i2","items":[{{"append":{{"room":"r","epoch":4,"seq":3,"members":1,"frame":{frame}}}}},{{"forget":{{"room":"q","epoch":1}}}}]}}"#
+            r#"{{"from":"i2","batch":9,"items":[{{"append":{{"room":"r","epoch":4,"seq":3,"members":1,"frame":{frame}}}}},{{"forget":{{"room":"q","epoch":1}}}}]}}"#
         );
         let batch: Batch<'_> = serde_json::from_str(&text).unwrap();
         let Item::Append(a) = &batch.items[0] else {
@@ -129,6 +137,7 @@ mod tests {
                 seq: 7,
                 reason: Refused::Fenced,
             }],
+            stale: false,
         };
         assert_eq!(
             serde_json::to_value(&ack).unwrap(),

@@ -187,6 +187,7 @@ impl Node {
         m.active_rooms.set(self.inner.rooms.active() as i64);
         m.history_bytes.set(self.inner.rooms.history_bytes() as i64);
         m.socketio_sessions.set(self.inner.engine.sessions() as i64);
+        self.inner.replication.update_gauges(&self.inner.rooms);
         m.render()
     }
 }

@@ -180,6 +180,11 @@ async fn a_killed_node_disappears_after_its_ttl() {
         .as_str()
         .expect("stream")
         .to_owned();
+    for n in 1..=3 {
+        before.send_json(&json!({"type": "send", "body": n})).await;
+        let echo = before.recv_json(Duration::from_secs(5)).await;
+        assert_eq!(echo["seq"], n, "{echo}");
+    }
 
     cluster.node_mut(1).proc.kill().await;
     let killed = Instant::now();
@@ -202,8 +207,8 @@ async fn a_killed_node_disappears_after_its_ttl() {
     assert_eq!(listed(&router).await, Some(vec!["i2".to_owned()]));
 
     // Failover: without anyone asking, the room gets a live owner with the
-    // next epoch, reachable through the router; its history died with i1,
-    // so it starts a new stream and a resume says history_gap.
+    // next epoch, reachable through the router: i2, which held its copy, so
+    // the stream goes on and a resume gets what it missed.
     eventually(
         Duration::from_secs(10),
         "the room is failed over to i2",
@@ -214,7 +219,7 @@ async fn a_killed_node_disappears_after_its_ttl() {
     )
     .await;
     let url = format!(
-        "{}/room/{room}?since=3&stream={old_stream}",
+        "{}/room/{room}?since=1&stream={old_stream}",
         cluster.router(0).ws_base()
     );
     let mut member = WsClient::connect(&url)
@@ -223,10 +228,16 @@ async fn a_killed_node_disappears_after_its_ttl() {
     let welcome = member.recv_json(Duration::from_secs(5)).await;
     assert_eq!(welcome["type"], "welcome");
     assert_eq!(welcome["node"], "i2");
-    assert_eq!(welcome["seq"], 0);
-    assert_ne!(welcome["stream"], old_stream.as_str());
-    let gap = member.recv_json(Duration::from_secs(5)).await;
-    assert_eq!(gap["code"], "history_gap");
+    assert_eq!(welcome["seq"], 3);
+    assert_eq!(welcome["stream"], old_stream.as_str());
+    for n in 2..=3 {
+        let replayed = member.recv_json(Duration::from_secs(5)).await;
+        assert_eq!(
+            (&replayed["seq"], &replayed["body"]),
+            (&json!(n), &json!(n)),
+            "{replayed}"
+        );
+    }
     let _ = path;
 }
 

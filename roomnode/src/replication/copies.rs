@@ -3,6 +3,10 @@
 //! member ids and idempotency keys), and handed over whole when the store
 //! names this node a room's owner (failover: [`Copies::promote`]).
 //!
+//! Order: an owner's batches are numbered; one sent again (its answer was
+//! lost) is answered as the first time without being applied twice, and
+//! one overtaken by a later batch is not applied (`stale`).
+//!
 //! Fencing: a copy keeps its owner's epoch; items from an older epoch than
 //! the copy's, or for a room this node itself hosts, are refused `fenced`,
 //! so an owner that lost the room (a promoted replica, a newer owner)
@@ -49,6 +53,9 @@ pub(crate) struct Copies {
 struct Shared {
     limits: HistoryLimits,
     metrics: Arc<Metrics>,
+    /// Per owner, its last batch applied and the answer it got: the same
+    /// batch again gets the same answer, an older one is not applied.
+    senders: Mutex<HashMap<InstanceId, (u64, Ack)>>,
     copies: Mutex<HashMap<RoomId, Copy>>,
 }
 
@@ -58,6 +65,7 @@ impl Copies {
             shared: Arc::new(Shared {
                 limits,
                 metrics,
+                senders: Mutex::default(),
                 copies: Mutex::default(),
             }),
         }
@@ -70,6 +78,28 @@ impl Copies {
     /// Applies an owner's batch in order; what it could not apply, and why.
     /// `hosted` are the rooms this node owns.
     pub(crate) fn apply(&self, batch: Batch<'_>, hosted: &Rooms) -> Ack {
+        let mut senders = self
+            .shared
+            .senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match senders.get(&batch.from) {
+            Some((n, ack)) if *n == batch.batch => return ack.clone(),
+            Some((n, _)) if *n > batch.batch => {
+                return Ack {
+                    stale: true,
+                    ..Ack::default()
+                };
+            }
+            _ => {}
+        }
+        let (from, number) = (batch.from, batch.batch);
+        let ack = self.apply_items(batch, hosted);
+        senders.insert(from, (number, ack.clone()));
+        ack
+    }
+
+    fn apply_items(&self, batch: Batch<'_>, hosted: &Rooms) -> Ack {
         let mut refused = Vec::new();
         let now = Instant::now();
         let mut copies = self.lock();
@@ -92,7 +122,10 @@ impl Copies {
             }
         }
         self.shared.metrics.replica_rooms.set(copies.len() as i64);
-        Ack { refused }
+        Ack {
+            refused,
+            stale: false,
+        }
     }
 
     fn take_copy(

@@ -5,12 +5,15 @@
 //! At most one batch is in flight, so whatever the rooms accept during a
 //! round trip goes in the next one: under load a batch carries many
 //! messages, and the cost per message is a few hundred bytes of JSON, not
-//! a request. A batch whose answer is lost (an error, a timeout) may or
-//! may not have been applied: every room in it sends a full copy next, and
-//! its messages wait for that copy's ack.
+//! a request. A batch whose answer is lost (an error, a timeout) is sent
+//! again as it is (a replica that had applied it answers `missing`, and
+//! the room sends a copy). A replica silent for [`REPLICA_WAIT`] makes the
+//! link "down": its rooms refuse their pending and new messages with
+//! `not_accepted` and queue a full copy, sent once it answers again.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,8 +29,14 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::room::Room;
 
-/// Longest wait for a replica's answer: past it the batch counts as lost.
+/// Longest wait for a replica's answer: past it the batch is sent again.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a replica may go without answering before its rooms refuse
+/// messages (`not_accepted`) rather than hold them: about as long as the
+/// lease of a dead replica takes to expire, after which the rooms pick
+/// another one. A partitioned owner never accepts what a failover would
+/// lose.
+const REPLICA_WAIT: Duration = Duration::from_secs(5);
 /// Waits between attempts at a replica that does not answer.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 /// Most items waiting for one replica; beyond, messages are refused with
@@ -68,6 +77,9 @@ pub(crate) struct Link {
     peer: InstanceId,
     addr: Mutex<String>,
     queue: Mutex<Vec<Outgoing>>,
+    /// The replica has not answered for [`REPLICA_WAIT`]: messages are
+    /// refused; only copies wait.
+    down: AtomicBool,
     wake: Arc<Notify>,
     stop: CancellationToken,
 }
@@ -91,6 +103,7 @@ impl Link {
             peer,
             addr: Mutex::new(addr),
             queue: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
         });
@@ -122,11 +135,21 @@ impl Link {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues an item. A message beyond [`MAX_QUEUED`] is refused; a copy
-    /// or a forget always goes (there is one per room at most in flight).
+    pub(super) fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Release);
+    }
+
+    /// Whether the replica has not answered for [`REPLICA_WAIT`].
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    /// Queues an item. A message is refused beyond [`MAX_QUEUED`] and while
+    /// the link is down; a copy or a forget always goes (a room has at most
+    /// one copy on its way).
     pub(crate) fn push(&self, out: Outgoing) -> Result<(), Full> {
         let mut q = self.lock();
-        if matches!(out.item, Payload::Append { .. }) && q.len() >= MAX_QUEUED {
+        if matches!(out.item, Payload::Append { .. }) && (q.len() >= MAX_QUEUED || self.is_down()) {
             return Err(Full);
         }
         let was_empty = q.is_empty();
@@ -146,6 +169,7 @@ impl Link {
             peer,
             addr: Mutex::new(String::new()),
             queue: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
         })
@@ -155,6 +179,16 @@ impl Link {
     #[cfg(test)]
     pub(crate) fn take(&self) -> Vec<Outgoing> {
         take_batch(&mut self.lock())
+    }
+
+    /// Puts `batch` back in front of the queue, as the sender keeps a
+    /// batch it has to send again.
+    #[cfg(test)]
+    pub(crate) fn put_back(&self, batch: Vec<Outgoing>) {
+        let mut q = self.lock();
+        let rest = std::mem::take(&mut *q);
+        q.extend(batch);
+        q.extend(rest);
     }
 
     /// Items waiting (not yet sent).
@@ -177,12 +211,19 @@ struct Sender {
 impl Sender {
     async fn run(self) {
         let mut backoff = BACKOFF.0;
+        // A batch whose answer was lost goes again as it is: a replica that
+        // had applied it refuses its messages as `missing` and gets a copy.
+        let mut retry: Option<(u64, Vec<Outgoing>)> = None;
+        let mut failing_since: Option<Instant> = None;
         loop {
             let Some(link) = self.link.upgrade() else {
                 return;
             };
             let notified = self.wake.notified();
-            let batch = take_batch(&mut link.lock());
+            let (number, batch) = match retry.take() {
+                Some(b) => b,
+                None => (next_number(), take_batch(&mut link.lock())),
+            };
             if batch.is_empty() {
                 drop(link);
                 tokio::select! {
@@ -191,30 +232,44 @@ impl Sender {
                 }
             }
             let addr = link.addr.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let peer = link.peer;
             drop(link);
-            let body = encode(self.me, &batch);
+            let body = encode(self.me, number, &batch);
             let began = Instant::now();
             let answer = tokio::select! {
                 a = tokio::time::timeout(ROUND_TRIP_TIMEOUT, self.client.replicate(&addr, body)) => a,
                 () = self.stop.cancelled() => return,
             };
+            let Some(link) = self.link.upgrade() else {
+                return;
+            };
             match answer {
-                Ok(Ok(ack)) => {
+                Ok(Ok(ack)) if !ack.stale => {
                     self.metrics
                         .replication_round_trip
                         .observe(began.elapsed().as_secs_f64());
-                    answered(peer, batch, &ack);
+                    if failing_since.take().is_some() {
+                        tracing::info!(replica = %link.peer, "replica answers again");
+                    }
+                    link.set_down(false);
+                    answered(&link, batch, &ack);
                     backoff = BACKOFF.0;
                 }
                 failed => {
                     let why = match failed {
                         Ok(Err(e)) => e.to_string(),
-                        _ => "no answer in time".to_owned(),
+                        Ok(Ok(_)) => "the replica has a later batch of this node".to_owned(),
+                        Err(_) => "no answer in time".to_owned(),
                     };
                     self.metrics.replication_failures.inc();
-                    tracing::warn!(replica = %peer, error = %why, items = batch.len(), "replication batch lost; its rooms copy again");
-                    lost(peer, batch);
+                    let since = *failing_since.get_or_insert(began);
+                    if since.elapsed() < REPLICA_WAIT || link.is_down() {
+                        tracing::warn!(replica = %link.peer, error = %why, items = batch.len(), "replication batch got no answer; sending it again");
+                        retry = Some((number, batch));
+                    } else {
+                        tracing::error!(replica = %link.peer, error = %why, waited = ?since.elapsed(), "replica unreachable: its rooms refuse messages (not_accepted) until it answers or another node replaces it");
+                        retry = Some((next_number(), give_up(&link, batch)));
+                    }
+                    drop(link);
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = self.stop.cancelled() => return,
@@ -224,6 +279,40 @@ impl Sender {
             }
         }
     }
+}
+
+/// The replica did not answer for [`REPLICA_WAIT`]: the link is down (new
+/// messages are refused until it answers), the rooms of `batch` and of the
+/// queue refuse what they hold pending, and each sends a full copy, which
+/// is all that goes to the replica once it answers again. The batch to
+/// send next: the copies.
+pub(super) fn give_up(link: &Link, batch: Vec<Outgoing>) -> Vec<Outgoing> {
+    link.set_down(true);
+    let queued = std::mem::take(&mut *link.lock());
+    let mut seen = HashSet::new();
+    for o in batch.into_iter().chain(queued) {
+        if matches!(o.item, Payload::Forget { .. }) || !seen.insert(o.id) {
+            continue;
+        }
+        if let Some(room) = o.room.upgrade() {
+            room.replica_unreachable(link);
+        }
+    }
+    take_batch(&mut link.lock())
+}
+
+/// The next batch number of this process: batches of one owner are
+/// numbered in the order they are made, and a restarted process starts
+/// above the numbers of its earlier life (the clock's nanoseconds).
+pub(super) fn next_number() -> u64 {
+    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+    NEXT.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2));
+        AtomicU64::new(now)
+    })
+    .fetch_add(1, Ordering::Relaxed)
 }
 
 /// The next batch: queued items up to [`BATCH_BYTES`] (at least one).
@@ -245,11 +334,11 @@ fn take_batch(queue: &mut Vec<Outgoing>) -> Vec<Outgoing> {
 
 /// The batch as the replica reads it ([`proto::replication::Batch`]). The
 /// frames are JSON already and go in verbatim.
-pub(super) fn encode(me: InstanceId, batch: &[Outgoing]) -> Bytes {
+pub(super) fn encode(me: InstanceId, number: u64, batch: &[Outgoing]) -> Bytes {
     let mut out = String::with_capacity(64 + batch.len() * 256);
     out.push_str(r#"{"from":"#);
     out.push_str(&serde_json::to_string(&me).expect("ids serialize"));
-    out.push_str(r#","items":["#);
+    out.push_str(&format!(r#","batch":{number},"items":["#));
     for (i, o) in batch.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -291,37 +380,47 @@ pub(super) fn encode(me: InstanceId, batch: &[Outgoing]) -> Bytes {
     Bytes::from(out)
 }
 
-/// The replica answered: each room hears which of its items it holds.
-pub(super) fn answered(peer: InstanceId, batch: Vec<Outgoing>, ack: &Ack) {
+/// The replica answered: each room hears once up to which seq the replica
+/// holds it (its items apply in order, so everything before its first
+/// refused item), and of that refusal.
+pub(super) fn answered(link: &Link, batch: Vec<Outgoing>, ack: &Ack) {
+    struct Answer {
+        room: Weak<Room>,
+        held: Option<u64>,
+        refused: Option<(u64, Refused)>,
+    }
+    let mut rooms: HashMap<RoomId, Answer> = HashMap::new();
     for o in batch {
         if matches!(o.item, Payload::Forget { .. }) {
             continue;
         }
-        let Some(room) = o.room.upgrade() else {
-            continue;
-        };
         let refusal = ack
             .refused
             .iter()
             .find(|r| r.room == o.id && r.seq == o.seq)
             .map(|r| r.reason);
-        match refusal {
-            None => room.replicated(peer, o.seq),
-            Some(Refused::Missing) => room.replica_missing(peer, o.seq),
-            Some(Refused::Fenced) => room.replica_fenced(peer),
+        let a = rooms.entry(o.id).or_insert_with(|| Answer {
+            room: o.room,
+            held: None,
+            refused: None,
+        });
+        match (refusal, a.refused) {
+            (_, Some(_)) => {}
+            (None, None) => a.held = Some(o.seq),
+            (Some(reason), None) => a.refused = Some((o.seq, reason)),
         }
     }
-}
-
-/// The batch's fate is unknown: each of its rooms copies itself again.
-pub(super) fn lost(peer: InstanceId, batch: Vec<Outgoing>) {
-    let mut seen = HashSet::new();
-    for o in batch {
-        if matches!(o.item, Payload::Forget { .. }) || !seen.insert(o.id) {
+    for a in rooms.into_values() {
+        let Some(room) = a.room.upgrade() else {
             continue;
+        };
+        if let Some(seq) = a.held {
+            room.replicated(link, seq);
         }
-        if let Some(room) = o.room.upgrade() {
-            room.replica_lost(peer);
+        match a.refused {
+            None => {}
+            Some((seq, Refused::Missing)) => room.replica_missing(link, seq),
+            Some((_, Refused::Fenced)) => room.replica_fenced(link),
         }
     }
 }
@@ -354,9 +453,9 @@ mod tests {
                 item: Payload::Forget { epoch: 2 },
             },
         ];
-        let body = encode(InstanceId::new(4).unwrap(), &items);
+        let body = encode(InstanceId::new(4).unwrap(), 7, &items);
         let batch: Batch<'_> = serde_json::from_slice(&body).unwrap();
-        assert_eq!(batch.from, InstanceId::new(4).unwrap());
+        assert_eq!((batch.from, batch.batch), (InstanceId::new(4).unwrap(), 7));
         let Item::Append(a) = &batch.items[0] else {
             panic!("{:?}", batch.items[0])
         };

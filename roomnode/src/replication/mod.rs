@@ -159,7 +159,6 @@ impl Replication {
                     .retain(|peer, _| nodes.nodes.contains_key(peer));
                 last = Some(nodes.clone());
             }
-            self.update_gauges(&rooms);
             if ticks.is_multiple_of(25) {
                 self.shared
                     .copies
@@ -168,7 +167,9 @@ impl Replication {
         }
     }
 
-    fn update_gauges(&self, rooms: &Rooms) {
+    /// Sets the replication gauges (at scrape time: they visit every
+    /// hosted room).
+    pub(crate) fn update_gauges(&self, rooms: &Rooms) {
         let m = &self.shared.metrics;
         let queued: usize = self.links().values().map(|l| l.queued()).sum();
         m.replication_queued.set(queued as i64);

@@ -2,9 +2,11 @@
 //! queue, batch encoding and [`Copies`], with the network and the failures
 //! played by the test. Each run does a few hundred random steps: members
 //! send; a batch reaches its replica and is answered, or its answer is
-//! lost, or it never arrives; the replica moves to another node; the owner
-//! crashes and its replica is promoted (failover), while the dead owner's
-//! late answers still come in.
+//! lost (or it never arrived) and it goes again, or the replica stays
+//! silent too long (the link gives up: pending messages are refused, a
+//! copy waits); the replica moves to another node; the owner crashes and
+//! its replica is promoted (failover), while the dead owner's late answers
+//! still come in.
 //!
 //! Invariants, checked after every step:
 //! - no seq ever carries two different messages, across every owner the
@@ -20,7 +22,7 @@
 //! copy went to a node that joined, or the old replica died), and so does
 //! a replica that loses its state: then history is lost, as SPEC says.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use proto::record::RoomRecord;
@@ -62,7 +64,10 @@ struct MemberSim {
 /// A batch taken off a link, its answer not in yet: the replica's ack, or
 /// `None` when the batch never arrived.
 struct InFlight {
-    to: InstanceId,
+    /// The owner that sent it.
+    from: InstanceId,
+    link: Arc<Link>,
+    number: u64,
     items: Vec<Outgoing>,
     ack: Option<Ack>,
 }
@@ -82,6 +87,9 @@ struct Sim {
     /// deliver (what the promoted copy held).
     zombie_members: Vec<(MemberSim, u64)>,
     in_flight: Vec<InFlight>,
+    /// The links of each owner, by replica: one per pair of nodes, as a
+    /// node keeps them.
+    links: HashMap<(InstanceId, InstanceId), Arc<Link>>,
     /// Every (seq → body) a member saw, across owners.
     seen: BTreeMap<u64, Value>,
     sent: u64,
@@ -191,6 +199,7 @@ impl Sim {
             .hosted
             .host(&record(&room_id, nodes[0].id, 1), None);
         let link = Link::detached(nodes[1].id);
+        let links = HashMap::from([((nodes[0].id, nodes[1].id), link.clone())]);
         owner.replication_on();
         owner.follow_replica(Some(link.clone()));
         let members = (0..2).map(|_| MemberSim::join(&owner, None).0).collect();
@@ -205,12 +214,22 @@ impl Sim {
             members,
             zombie_members: Vec::new(),
             in_flight: Vec::new(),
+            links,
             seen: BTreeMap::new(),
             sent: 0,
             epoch: 1,
             problems: Vec::new(),
             failovers: 0,
         }
+    }
+
+    /// The current owner's link to `peer`.
+    fn link_to(&mut self, peer: InstanceId) -> Arc<Link> {
+        let me = self.nodes[self.owner_node].id;
+        self.links
+            .entry((me, peer))
+            .or_insert_with(|| Link::detached(peer))
+            .clone()
     }
 
     fn node(&self, id: InstanceId) -> &NodeSim {
@@ -245,33 +264,65 @@ impl Sim {
 
     /// The owner's next batch reaches its replica, which applies it
     /// (`arrives`), or is lost on the way; its answer comes later.
+    /// As the link's sender, it waits for the answer to its batch in
+    /// flight before it sends the next.
     fn ship(&mut self, arrives: bool) {
+        if self
+            .in_flight
+            .iter()
+            .any(|f| Arc::ptr_eq(&f.link, &self.link))
+        {
+            return;
+        }
         let items = self.link.take();
         if items.is_empty() {
             return;
         }
-        let to = self.link.peer();
-        let ack = arrives.then(|| {
-            let from = self.nodes[self.owner_node].id;
-            let body = link::encode(from, &items);
-            let batch: Batch<'_> = serde_json::from_slice(&body).unwrap();
-            let node = self.node(to);
-            node.copies.apply(batch, &node.hosted)
+        let link = self.link.clone();
+        let number = link::next_number();
+        let from = self.nodes[self.owner_node].id;
+        let ack = arrives.then(|| self.apply(from, &link, number, &items));
+        self.in_flight.push(InFlight {
+            from,
+            link,
+            number,
+            items,
+            ack,
         });
-        self.in_flight.push(InFlight { to, items, ack });
     }
 
-    /// Some batch's answer comes in (in any order): the ack, or, one time
-    /// in five or for a batch that never arrived, the news it was lost.
+    /// The replica of `link` applies batch `number` of owner `from`.
+    fn apply(&self, from: InstanceId, link: &Link, number: u64, items: &[Outgoing]) -> Ack {
+        let body = link::encode(from, number, items);
+        let batch: Batch<'_> = serde_json::from_slice(&body).unwrap();
+        let node = self.node(link.peer());
+        // The replica answers: a link that had given up is up again.
+        link.set_down(false);
+        node.copies.apply(batch, &node.hosted)
+    }
+
+    /// Some batch's answer comes in (in any order): mostly the ack; else
+    /// the answer was lost, or the batch never arrived, and it goes again;
+    /// or the replica stayed silent too long and the link gives up.
     fn answer(&mut self) {
         if self.in_flight.is_empty() {
             return;
         }
         let i = self.rng.random_range(0..self.in_flight.len());
         let f = self.in_flight.swap_remove(i);
-        match f.ack {
-            Some(ack) if self.rng.random_bool(0.8) => link::answered(f.to, f.items, &ack),
-            _ => link::lost(f.to, f.items),
+        match (f.ack, self.rng.random_range(0..100)) {
+            (Some(ack), 0..70) if !ack.stale => link::answered(&f.link, f.items, &ack),
+            (_, 0..90) => {
+                let ack = self.apply(f.from, &f.link, f.number, &f.items);
+                self.in_flight.push(InFlight {
+                    ack: Some(ack),
+                    ..f
+                });
+            }
+            _ => {
+                let copies = link::give_up(&f.link, f.items);
+                f.link.put_back(copies);
+            }
         }
     }
 
@@ -284,7 +335,7 @@ impl Sim {
             .filter(|id| *id != self.nodes[self.owner_node].id && *id != self.link.peer())
             .collect();
         let to = others[self.rng.random_range(0..others.len())];
-        self.link = Link::detached(to);
+        self.link = self.link_to(to);
         self.owner.follow_replica(Some(self.link.clone()));
     }
 
@@ -316,7 +367,8 @@ impl Sim {
             .filter(|(i, _)| *i != self.owner_node && *i != old_node)
             .map(|(_, n)| n.id)
             .collect();
-        self.link = Link::detached(next[self.rng.random_range(0..next.len())]);
+        let to = next[self.rng.random_range(0..next.len())];
+        self.link = self.link_to(to);
         owner.replication_on();
         owner.follow_replica(Some(self.link.clone()));
         let old = std::mem::replace(&mut self.owner, owner);

@@ -7,16 +7,18 @@
 //! replica confirms it (or a later seq, or a copy covering it). Pending
 //! messages are delivered strictly in seq order, so members see exactly
 //! the stream the replica holds. When the replica may have missed
-//! something (it answered `missing`, a batch was lost, the runner-up
-//! changed) the room sends it a full copy, history and pending messages
-//! included, and what is pending waits for that copy's confirmation.
+//! something (it answered `missing`, the runner-up changed) the room sends
+//! it a full copy, history and pending messages included, and what is
+//! pending waits for that copy's confirmation. A replica that does not
+//! answer for a few seconds makes the room refuse what is pending and what
+//! comes (`not_accepted`) until it answers again or the room gets another
+//! replica.
 //! A replica that answers `fenced` means another node owns the room now:
 //! nothing more is accepted here, and what is pending is refused.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use proto::InstanceId;
 use proto::socketio::bridge::Event;
 use proto::wire::code;
 use serde_json::value::RawValue;
@@ -87,8 +89,12 @@ impl Owned {
 }
 
 impl Repl {
-    fn is_replica(&self, peer: InstanceId) -> bool {
-        self.link.as_ref().is_some_and(|l| l.peer() == peer)
+    /// Whether `link` is the room's link to its replica (the very link:
+    /// an answer that comes through another one is no news of it).
+    fn is_replica(&self, link: &Link) -> bool {
+        self.link
+            .as_ref()
+            .is_some_and(|l| std::ptr::eq(Arc::as_ptr(l), link))
     }
 
     /// Messages waiting for the replica.
@@ -164,7 +170,7 @@ impl Room {
 
     /// The replica `peer` holds everything up to `seq`: what waited for
     /// it is delivered, in order.
-    pub(crate) fn replicated(&self, peer: InstanceId, seq: u64) {
+    pub(crate) fn replicated(&self, peer: &Link, seq: u64) {
         let mut st = self.lock();
         if !st.repl.is_replica(peer) {
             return;
@@ -190,29 +196,32 @@ impl Room {
 
     /// The replica `peer` cannot apply the item of `seq`: unless a copy
     /// covering it is on its way, it gets a full copy.
-    pub(crate) fn replica_missing(&self, peer: InstanceId, seq: u64) {
+    pub(crate) fn replica_missing(&self, peer: &Link, seq: u64) {
         let mut st = self.lock();
         if st.repl.is_replica(peer) && st.repl.copy.is_none_or(|c| c < seq) {
             self.send_copy(&mut st);
         }
     }
 
-    /// A batch to `peer` was lost: it gets a full copy.
-    pub(crate) fn replica_lost(&self, peer: InstanceId) {
+    /// The replica `peer` has not answered for a while: what is pending is
+    /// refused, and a full copy waits for the replica to answer again (it
+    /// may have applied some of what it never confirmed).
+    pub(crate) fn replica_unreachable(&self, peer: &Link) {
         let mut st = self.lock();
         if st.repl.is_replica(peer) {
+            self.refuse_pending(&mut st);
             self.send_copy(&mut st);
         }
     }
 
     /// The replica `peer` knows of a newer owner: this instance accepts
     /// nothing more, and what is pending is refused.
-    pub(crate) fn replica_fenced(&self, peer: InstanceId) {
+    pub(crate) fn replica_fenced(&self, peer: &Link) {
         let mut st = self.lock();
         if !st.repl.is_replica(peer) || st.repl.fenced {
             return;
         }
-        tracing::warn!(room = %self.id, replica = %peer, "the replica holds this room at a newer epoch; accepting nothing more here");
+        tracing::warn!(room = %self.id, replica = %peer.peer(), "the replica holds this room at a newer epoch; accepting nothing more here");
         st.repl.fenced = true;
         self.refuse_pending(&mut st);
     }

@@ -1,6 +1,6 @@
 //! Live moves under Socket.IO traffic through the router path: a
-//! rebalance (in process) and `router drain` (the real binaries), and
-//! member ids across a move.
+//! rebalance (in process) and `router drain` (the real binaries), member
+//! ids across a move, and a failover to the replica after SIGKILL.
 
 use serde_json::{Value, json};
 use testkit::ids::hrw;
@@ -185,5 +185,22 @@ async fn a_drain_under_socketio_traffic_loses_nothing_and_recovers() {
         json!({ "interval": 300, "timeout": 200 }),
         "{out}"
     );
+    check_move(&out);
+}
+
+/// The owner killed (SIGKILL) under Socket.IO traffic: the room fails
+/// over to its replica, which goes on with the same stream, so both
+/// clients come back through the router with their ids and `pid`s,
+/// `recovered` is true, and every acked tick reached A once, with no gap.
+#[tokio::test]
+async fn a_killed_owner_under_socketio_traffic_loses_nothing_and_recovers() {
+    let mut cluster = testkit::Cluster::start(2, 1).await;
+    let router = cluster.router(0).http();
+    let (room, _) = testkit::cluster::create_room_on(&router, "failing", "i1").await;
+    let path = format!("/room/{room}/socket.io");
+    let mut script = start_ready("move", &["--url", router.base(), "--path", &path]).await;
+    cluster.node_mut(1).proc.kill().await;
+    let out = result(&mut script).await;
+    assert_eq!(cluster.record(&room).await["node"], "i2");
     check_move(&out);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use proto::handoff::{PublishedKey, RoomSnapshot};
 use proto::record::RoomRecord;
-use proto::replication::{Batch, Refused};
+use proto::replication::{Ack, Batch, Refused};
 
 use super::*;
 use crate::config::Config;
@@ -51,7 +51,8 @@ fn snapshot(epoch: u64, seq: u64) -> RoomSnapshot {
 
 /// Applies `items` (JSON) from `from`; the refusals as (seq, reason).
 fn apply(copies: &Copies, hosted: &Rooms, from: &str, items: &str) -> Vec<(u64, Refused)> {
-    let text = format!(r#"{{"from":"{from}","items":[{items}]}}"#);
+    let number = crate::replication::link::next_number();
+    let text = format!(r#"{{"from":"{from}","batch":{number},"items":[{items}]}}"#);
     let batch: Batch<'_> = serde_json::from_str(&text).unwrap();
     copies
         .apply(batch, hosted)
@@ -186,6 +187,33 @@ fn forget_drops_only_the_owners_own_epoch() {
         r#"{"forget":{"room":"r","epoch":3}}"#,
     );
     assert!(copies.promote(&r, 4).is_none(), "forgotten");
+}
+
+#[test]
+fn a_batch_sent_again_gets_its_first_answer_and_an_overtaken_one_is_stale() {
+    let (copies, hosted) = node("i2");
+    let batch = |n: u64, items: &str| -> Ack {
+        let text = format!(r#"{{"from":"i1","batch":{n},"items":[{items}]}}"#);
+        copies.apply(serde_json::from_str(&text).unwrap(), &hosted)
+    };
+    assert_eq!(
+        batch(10, &append(1, 1, None)).refused.len(),
+        1,
+        "no copy yet"
+    );
+    assert_eq!(batch(10, &append(1, 1, None)).refused.len(), 1, "again");
+    assert!(batch(11, &copy(1, 2)).refused.is_empty());
+    // Batch 11 again: its first answer, and nothing applied now.
+    let again = batch(11, &[copy(1, 2), append(1, 3, None)].join(","));
+    assert!(again.refused.is_empty() && !again.stale);
+    assert!(
+        batch(12, &append(1, 3, None)).refused.is_empty(),
+        "3 was not applied by 11"
+    );
+    assert!(batch(11, &copy(1, 2)).stale, "overtaken by 12");
+    assert!(batch(10, &copy(1, 1)).stale);
+    let s = copies.promote(&"r".parse().unwrap(), 2).unwrap();
+    assert_eq!(s.seq, 3, "the stale copy did not go back to seq 2");
 }
 
 #[test]
