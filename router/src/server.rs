@@ -1,5 +1,6 @@
 //! [`run`]: a router on a bound listener until `shutdown` resolves; the
-//! routes of the API, the data plane, health, metrics and the chat page;
+//! routes of the API, the data plane, health, metrics, the chat page and
+//! the operator dashboard (`admin`);
 //! `router serve` ([`ServeArgs`]), the same against an etcd cluster.
 
 use std::future::Future;
@@ -90,7 +91,10 @@ fn backend_routes(app: &App) -> Router<App> {
         .route("/rooms/{room}/members", get(backend::members))
         .route(
             "/rooms/{room}/members/{member}",
-            axum::routing::delete(backend::kick),
+            axum::routing::delete(backend::kick.layer(middleware::from_fn_with_state(
+                app.clone(),
+                admin::audit::audited,
+            ))),
         )
         .route("/rooms/{room}/history", get(backend::history))
         .route_layer(middleware::from_fn_with_state(
@@ -115,7 +119,12 @@ fn routes(app: App, public_metrics: bool) -> Router {
         .route(
             "/rooms/{room}",
             get(api::get).delete(
-                api::delete.layer(middleware::from_fn_with_state(app.clone(), app::admin_only)),
+                api::delete
+                    .layer(middleware::from_fn_with_state(app.clone(), app::admin_only))
+                    .layer(middleware::from_fn_with_state(
+                        app.clone(),
+                        admin::audit::audited,
+                    )),
             ),
         )
         .route(
@@ -126,13 +135,7 @@ fn routes(app: App, public_metrics: bool) -> Router {
         )
         .merge(backend_routes(&app))
         .route("/nodes", get(api::nodes))
-        .route(
-            "/admin/rebalance",
-            axum::routing::post(admin::rebalance.layer(middleware::from_fn_with_state(
-                app.clone(),
-                app::admin_endpoint,
-            ))),
-        )
+        .merge(admin::routes(&app))
         .route("/room/{room}", get(proxy::legacy))
         .route("/room/{room}/socket.io/", any(proxy::legacy))
         .route("/room/{room}/socket.io", any(proxy::legacy))
@@ -244,6 +247,7 @@ pub async fn run(
     let limits = app.config().limits(app.metrics().rejected.clone());
     tokio::spawn(app.clone().probe_store());
     tokio::spawn(crate::ownership::reconcile(app.clone()));
+    tokio::spawn(admin::watch(app.clone()));
     let signal = stopping.clone();
     tokio::spawn(async move {
         shutdown.await;
