@@ -91,15 +91,17 @@ fn backend_routes(app: &App) -> Router<App> {
         .route("/rooms/{room}/members", get(backend::members))
         .route(
             "/rooms/{room}/members/{member}",
-            axum::routing::delete(backend::kick.layer(middleware::from_fn_with_state(
-                app.clone(),
-                admin::audit::audited,
-            ))),
+            axum::routing::delete(backend::kick),
         )
         .route("/rooms/{room}/history", get(backend::history))
         .route_layer(middleware::from_fn_with_state(
             app.clone(),
             app::backend_only,
+        ))
+        // Outside the credential check, so refused kicks are recorded too.
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            admin::audit::audited,
         ))
 }
 

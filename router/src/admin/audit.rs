@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Serialize;
@@ -103,30 +103,27 @@ pub(crate) async fn list(State(app): State<App>) -> Json<AuditPage> {
     })
 }
 
-/// Layer around the changes made through the room API (kick, delete):
-/// records who asked for what and the answer's status, refusals included.
+/// Layer around the room API: records kicks and room deletions (who
+/// asked, what, the answer's status, refusals included); other requests
+/// pass unrecorded.
 pub(crate) async fn audited(
     State(app): State<App>,
     matched: Option<MatchedPath>,
     req: Request,
     next: Next,
 ) -> Response {
-    let who = who(&app, req.headers());
-    let path = req.uri().path().to_owned();
-    let action = match matched.as_ref().map(MatchedPath::as_str) {
-        Some("/rooms/{room}/members/{member}") => {
-            let mut parts = path.trim_start_matches("/rooms/").splitn(3, '/');
-            let room = parts.next().unwrap_or_default();
-            let member = parts.nth(1).unwrap_or_default();
-            format!("kick {room}/{member}")
-        }
-        _ => format!("{} {path}", req.method()),
+    let kick = match (matched.as_ref().map(MatchedPath::as_str), req.method()) {
+        (Some("/rooms/{room}/members/{member}"), &Method::DELETE) => true,
+        (Some("/rooms/{room}"), &Method::DELETE) => false,
+        _ => return next.run(req).await,
     };
-    let action = if action.starts_with("DELETE /rooms/") {
-        format!("delete room {}", path.trim_start_matches("/rooms/"))
+    let target = req.uri().path().trim_start_matches("/rooms/");
+    let action = if kick {
+        format!("kick {}", target.replacen("/members/", "/", 1))
     } else {
-        action
+        format!("delete room {target}")
     };
+    let who = who(&app, req.headers());
     let resp = next.run(req).await;
     let status = resp.status();
     let result = if status.is_success() {

@@ -35,6 +35,8 @@ use crate::app::App;
 const KEEP: usize = 500;
 /// Longest answer of `GET /admin/events`.
 const MAX_PAGE: usize = 200;
+/// One wait for the mirrors' first load (then again, until they load).
+const SYNC_WAIT: Duration = Duration::from_secs(60);
 /// How often room counts and the failover counter are compared.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -150,8 +152,14 @@ pub(crate) async fn watch(app: App) {
     };
     let registry = Mirror::start(app.store().clone(), Scope::Registry, Some(hook));
     let stopping = app.stopping().clone();
+    // Counts start from the whole table, not from an empty one.
+    let synced = async {
+        while !(registry.wait_synced(SYNC_WAIT).await && app.mirror().wait_synced(SYNC_WAIT).await)
+        {
+        }
+    };
     tokio::select! {
-        _ = registry.wait_synced(Duration::from_secs(3600)) => {}
+        () = synced => {}
         () = stopping.cancelled() => return,
     }
     ready.store(true, std::sync::atomic::Ordering::Release);
