@@ -209,6 +209,7 @@ function fillNodeSelect(nodes) {
 async function startOperation(body, description) {
   try {
     const op = await api('POST', '/admin/operations', body);
+    $('#progress').replaceChildren();
     showView('operations');
     followOperation(op.id);
     return op;
@@ -271,7 +272,7 @@ function renderProgress(op) {
   const title = `Operation ${op.id}: ${op.kind}${op.node ? ' ' + op.node : ''}`;
   $('#progress').replaceChildren(
     el('h3', {}, title),
-    el('p', { id: 'opState', 'data-state': op.state },
+    el('p', { id: 'opState', 'data-state': op.state, 'data-op': op.id, 'data-kind': op.kind },
       `State: ${op.state} · moved ${fmt(op.moved)} of ${fmt(total)} · failed ${fmt(op.failed)}`
       + (op.current ? ` · current: ${op.current}` : '') + (op.error ? ` · error: ${op.error}` : '')),
     el('progress', { max: Math.max(total, 1), value: op.state === 'running' ? op.moved + op.failed : Math.max(total, 1), 'aria-label': `${title} progress` }),
