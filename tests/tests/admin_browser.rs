@@ -24,13 +24,34 @@ fn here() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A room whose owner is the same on 3 and on 4 nodes and is not the node
-/// the script drains: its member stays put until the kick.
-fn steady_room() -> String {
+/// Rooms whose owner is the same on 3 and on 4 nodes and is not the node
+/// the script drains: their members stay put (until the kick).
+fn steady_rooms(prefix: &str) -> impl Iterator<Item = String> {
     (0..1000)
-        .map(|i| format!("kickme-{i}"))
-        .find(|r| hrw(&[1, 2, 3], r) == hrw(&[1, 2, 3, 4], r) && hrw(&[1, 2, 3], r) != DRAINED)
-        .expect("some room stays put")
+        .map(move |i| format!("{prefix}-{i}"))
+        .filter(|r| hrw(&[1, 2, 3], r) == hrw(&[1, 2, 3, 4], r) && hrw(&[1, 2, 3], r) != DRAINED)
+}
+
+/// A member of `room` that sends a message every 100 ms, so the nodes'
+/// message rates are not zero; stops when aborted.
+async fn chatter(cluster: &Cluster, room: &str) -> tokio::task::JoinHandle<()> {
+    let rec = cluster.create_room(room).await;
+    let owner = cluster.owner(room).await;
+    let url = format!(
+        "{}{}?name=chatty",
+        owner.ws_base(),
+        rec["path"].as_str().unwrap()
+    );
+    let (mut client, _) = join(&url).await;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            client
+                .send_json(&json!({"type": "send", "body": {"text": "tick"}}))
+                .await;
+        }
+    })
 }
 
 #[tokio::test]
@@ -47,7 +68,12 @@ async fn an_operator_watches_and_steers_the_cluster_from_the_dashboard() {
     for i in 0..45 {
         cluster.create_room(&format!("room-{i:02}")).await;
     }
-    let room = steady_room();
+    let room = steady_rooms("kickme").next().expect("a steady room");
+    let chatty = chatter(
+        &cluster,
+        &steady_rooms("chatty").next().expect("a steady room"),
+    )
+    .await;
     let rec = cluster.create_room(&room).await;
     let owner = cluster.owner(&room).await;
     let url = format!(
@@ -90,6 +116,7 @@ async fn an_operator_watches_and_steers_the_cluster_from_the_dashboard() {
         .wait_exit(Duration::from_secs(120))
         .await
         .expect("the browser script ends");
+    chatty.abort();
     let log = browser.log();
     assert!(status.success(), "the browser script failed:\n{log}");
     let result: Value = log
