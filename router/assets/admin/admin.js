@@ -71,6 +71,10 @@ async function signIn(token) {
   try {
     await api('GET', '/admin/overview');
   } catch (e) {
+    if (e.code === 'admin_disabled') {
+      showLogin(`${e.message}: start the router with --admin-token (ROUTER_ADMIN_TOKEN) to use this page.`);
+      return;
+    }
     if (e.status === 401 || e.status === 403) {
       sessionStorage.removeItem(TOKEN_KEY);
       showLogin(token === undefined ? '' : `Refused: ${e.message} (${e.status})`);

@@ -17,8 +17,9 @@
 //! - [`audit`]: `GET /admin/audit`, who did what, and the layer that
 //!   records kicks and deletions.
 //!
-//! Reads need the admin token when one is set; starting an operation needs
-//! one to be set at all, like `POST /admin/rebalance`.
+//! Like every `/admin/*` endpoint, the API needs the admin token to be set
+//! and given (403 `admin_disabled` on a router without one); only the page
+//! and its two assets load without it.
 
 pub(crate) mod audit;
 pub(crate) mod events;
@@ -30,7 +31,6 @@ mod scrape;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::handler::Handler;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -77,8 +77,21 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// The page, its assets and the admin API.
 pub(crate) fn routes(app: &App) -> Router<App> {
-    let reader = middleware::from_fn_with_state(app.clone(), app::admin_only);
-    let operator = middleware::from_fn_with_state(app.clone(), app::admin_endpoint);
+    let api = Router::new()
+        .route("/admin/overview", get(overview::overview))
+        .route("/admin/events", get(events::list))
+        .route("/admin/audit", get(audit::list))
+        .route("/admin/plan", get(rebalance::plan))
+        .route(
+            "/admin/operations",
+            get(operations::list).post(operations::start),
+        )
+        .route("/admin/operations/{id}", get(operations::get))
+        .route("/admin/rebalance", post(rebalance::rebalance))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            app::admin_endpoint,
+        ));
     Router::new()
         .route(
             "/admin",
@@ -92,21 +105,5 @@ pub(crate) fn routes(app: &App) -> Router<App> {
             "/admin/admin.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
-        .route(
-            "/admin/overview",
-            get(overview::overview.layer(reader.clone())),
-        )
-        .route("/admin/events", get(events::list.layer(reader.clone())))
-        .route("/admin/audit", get(audit::list.layer(reader.clone())))
-        .route("/admin/plan", get(rebalance::plan.layer(reader.clone())))
-        .route(
-            "/admin/operations",
-            get(operations::list.layer(reader.clone()))
-                .post(operations::start.layer(operator.clone())),
-        )
-        .route("/admin/operations/{id}", get(operations::get.layer(reader)))
-        .route(
-            "/admin/rebalance",
-            post(rebalance::rebalance.layer(operator)),
-        )
+        .merge(api)
 }
