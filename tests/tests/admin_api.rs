@@ -213,6 +213,72 @@ async fn events_and_audit_need_the_admin_token() {
     .assert_error(400, "invalid_query");
 }
 
+/// Waits until `router`'s events hold one of `kind` that `pred` accepts.
+async fn event(router: &Http, kind: &str, pred: impl Fn(&Value) -> bool) {
+    eventually(WAIT, &format!("an event {kind}"), async || {
+        let e = admin_get(router, "/admin/events?after=0").await;
+        e["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == kind && pred(e))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_tell_of_nodes_leaving_and_slow_consumers_cut_off() {
+    let mut cluster = Cluster::start_with(2, 0, |c| c.max_queue = 4).await;
+    cluster
+        .add_router(|c| c.admin_token = Some(ADMIN.parse().unwrap()))
+        .await;
+    cluster.wait_nodes_seen(2).await;
+    let router = cluster.router(0).http();
+    cluster.stop_node(2).await.unwrap();
+    event(&router, "node_left", |e| e["node"] == "i2").await;
+
+    // A member that never reads, and the server publishing into its room.
+    let rec = cluster.create_room("firehose").await;
+    let url = format!(
+        "{}{}",
+        cluster.node(1).ws_base(),
+        rec["path"].as_str().unwrap()
+    );
+    let (_silent, _) = join(&url).await;
+    admin_get(&router, "/admin/overview").await;
+    let body = json!({"body": {"pad": "z".repeat(16 * 1024)}});
+    let metrics = cluster.node(1).http();
+    let mut cut_off = false;
+    for _ in 0..100 {
+        for _ in 0..20 {
+            let r = call(
+                &router,
+                Method::POST,
+                "/rooms/firehose/messages",
+                Some(ADMIN),
+                Some(&body),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+        }
+        let text = metrics.get("/metrics").await.text;
+        if text
+            .lines()
+            .any(|l| l.starts_with("roomnode_slow_consumers_total") && !l.ends_with(" 0"))
+        {
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(cut_off, "the silent member was never cut off");
+    eventually(WAIT, "the overview samples the node again", async || {
+        admin_get(&router, "/admin/overview").await["nodes"][0]["live"]["slow_consumers_total"]
+            == 1.0
+    })
+    .await;
+    event(&router, "slow_consumers", |e| e["node"] == "i1").await;
+}
+
 #[tokio::test]
 async fn a_rebalance_is_planned_then_run_with_progress_events_and_audit() {
     let mut cluster = cluster(3).await;
