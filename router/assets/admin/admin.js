@@ -147,8 +147,12 @@ function renderChart(nodes) {
     if (text !== undefined) e.textContent = text;
     return e;
   };
-  const max = Math.max(1, ...nodes.map((n) => n.rooms));
-  const barW = 34, gap = 14, top = 22, h = 170, bottom = 34, left = 10;
+  const max = nodes.reduce((m, n) => Math.max(m, n.rooms), 1);
+  // Many nodes: thinner bars, labels on every `every`th bar only (the
+  // table and the chart's title list them all).
+  const many = nodes.length > 40;
+  const barW = many ? 6 : 34, gap = many ? 2 : 14, top = 22, h = 170, bottom = 34, left = 10;
+  const every = many ? Math.ceil(nodes.length / 40) : 1;
   const width = Math.max(300, left * 2 + nodes.length * (barW + gap));
   svg.setAttribute('width', width);
   svg.setAttribute('height', top + h + bottom);
@@ -165,12 +169,14 @@ function renderChart(nodes) {
     const x = left + i * (barW + gap) + gap / 2;
     const bh = Math.round((n.rooms / max) * h);
     const g = s('g', { class: 'node', 'data-node': n.id });
-    g.append(
-      s('rect', { class: `bar ${n.state}`, x, y: top + h - bh, width: barW, height: Math.max(bh, 1) }),
-      s('text', { x: x + barW / 2, y: top + h - bh - 5, 'text-anchor': 'middle', class: 'count' }, String(n.rooms)),
-      s('text', { x: x + barW / 2, y: top + h + 14, 'text-anchor': 'middle', class: 'label' }, n.id),
-    );
-    if (n.state === 'draining') g.append(s('text', { x: x + barW / 2, y: top + h + 27, 'text-anchor': 'middle' }, 'draining'));
+    const bar = s('rect', { class: `bar ${n.state}`, x, y: top + h - bh, width: barW, height: Math.max(bh, 1) });
+    bar.append(s('title', {}, `${n.id}: ${n.rooms} room(s), ${n.state}`));
+    g.append(bar);
+    if (i % every === 0) {
+      if (!many) g.append(s('text', { x: x + barW / 2, y: top + h - bh - 5, 'text-anchor': 'middle', class: 'count' }, String(n.rooms)));
+      g.append(s('text', { x: x + barW / 2, y: top + h + 14, 'text-anchor': 'middle', class: 'label' }, n.id));
+    }
+    if (n.state === 'draining' && !many) g.append(s('text', { x: x + barW / 2, y: top + h + 27, 'text-anchor': 'middle' }, 'draining'));
     svg.append(g);
   });
 }
