@@ -114,9 +114,17 @@ try {
   await page.fill('#roomSearch', 'no-such-room');
   await page.click('#searchForm button');
   await waitFor(page, () => document.querySelector('#roomError')?.textContent.includes('No room'));
-  await page.fill('#roomSearch', room);
+  // By prefix: no room is called that, the ones starting with it are listed.
+  const prefix = room.split('-')[0];
+  await page.fill('#roomSearch', prefix);
   await page.press('#roomSearch', 'Enter');
+  await waitFor(page, (p) => document.querySelector('#roomError')?.textContent.includes(`No room ${p}`), prefix);
+  await waitFor(page, (r) => [...document.querySelectorAll('#roomList tbody td button')].some((b) => b.textContent === r), room);
+  const listed = await page.$$eval('#roomList tbody td button', (bs) => bs.map((b) => b.textContent));
+  if (!listed.every((r) => r.startsWith(prefix))) fail(`search ${prefix} listed ${listed}`);
+  await page.click(`#roomList tbody td button >> text="${room}"`);
   await page.waitForSelector('#roomTitle', { timeout });
+  if ((await page.textContent('#roomTitle')) !== `Room ${room}`) fail(`opened ${await page.textContent('#roomTitle')}`);
   result.owner = await page.textContent('#roomOwner');
   await waitFor(page, () => document.querySelectorAll('#members tbody tr').length === 1
     && document.querySelectorAll('#history li').length >= 1);

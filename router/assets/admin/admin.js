@@ -11,7 +11,7 @@ const $ = (sel) => document.querySelector(sel);
 
 const state = {
   view: 'cluster', nodes: [], eventsAfter: 0, timer: null,
-  browse: { node: null, after: null }, room: null, plan: null, opId: null, opTimer: null,
+  room: null, plan: null, opId: null, opTimer: null,
 };
 
 class ApiError extends Error {
@@ -102,6 +102,11 @@ function showLogin(error) {
 function start() {
   stop();
   const tick = async () => {
+    // A hidden tab asks for nothing (the nodes are scraped only on demand).
+    if (document.hidden) {
+      state.timer = setTimeout(tick, POLL_MS);
+      return;
+    }
     try {
       await refreshOverview();
       await refreshEvents();
@@ -298,19 +303,39 @@ async function refreshOperations() {
 
 // --- rooms -----------------------------------------------------------------------
 async function browseNode(node, after) {
-  state.browse = { node, after };
   $('#browseNode').value = node;
   const q = new URLSearchParams({ node, limit: PAGE });
   if (after) q.set('after', after);
   const page = await api('GET', `/rooms?${q}`);
-  $('#roomListCaption').textContent = `Rooms of ${node}` + (after ? ` after ${after}` : '') + ` (${page.rooms.length} shown)`;
-  $('#roomList tbody').replaceChildren(...page.rooms.map((r) => el('tr', {},
-    el('td', {}, el('button', { type: 'button', class: 'link', onclick: () => openRoom(r.id) }, r.id)),
-    el('td', { class: 'num' }, r.epoch), el('td', {}, r.private ? 'yes' : 'no'))));
+  fillRoomList(page.rooms, `Rooms of ${node}` + (after ? ` after ${after}` : '') + ` (${page.rooms.length} shown)`);
   $('#firstPage').disabled = !after;
+  $('#firstPage').onclick = () => browseNode(node, null).catch((x) => notice(x.message));
   const next = $('#nextPage');
   next.disabled = !page.next;
   next.onclick = () => browseNode(node, page.next).catch((e) => notice(e.message));
+}
+
+// The room `id` if it exists, and the rooms whose id starts with it (the
+// store lists ids in order: those after `id` that share its prefix).
+async function searchRooms(prefix, after) {
+  if (!after) await openRoom(prefix);
+  const q = new URLSearchParams({ after: after || prefix, limit: PAGE });
+  const page = await api('GET', `/rooms?${q}`);
+  const matches = page.rooms.filter((r) => r.id.startsWith(prefix));
+  fillRoomList(matches, `Rooms whose id starts with ${prefix}` + (after ? ` after ${after}` : '') + ` (${matches.length} shown)`);
+  $('#firstPage').disabled = !after;
+  $('#firstPage').onclick = () => searchRooms(prefix).catch((x) => notice(x.message));
+  const more = page.next && matches.length === page.rooms.length;
+  const next = $('#nextPage');
+  next.disabled = !more;
+  next.onclick = () => searchRooms(prefix, page.next).catch((x) => notice(x.message));
+}
+
+function fillRoomList(rooms, caption) {
+  $('#roomListCaption').textContent = caption;
+  $('#roomList tbody').replaceChildren(...rooms.map((r) => el('tr', {},
+    el('td', {}, el('button', { type: 'button', class: 'link', onclick: () => openRoom(r.id) }, r.id)),
+    el('td', { class: 'num' }, r.epoch), el('td', {}, r.private ? 'yes' : 'no'))));
 }
 
 async function openRoom(id) {
@@ -396,9 +421,8 @@ function showView(view) {
 for (const tab of document.querySelectorAll('nav .tab')) tab.addEventListener('click', () => showView(tab.dataset.view));
 $('#loginForm').addEventListener('submit', (e) => { e.preventDefault(); signIn($('#token').value); });
 $('#signOut').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); showLogin(''); });
-$('#searchForm').addEventListener('submit', (e) => { e.preventDefault(); openRoom($('#roomSearch').value.trim()); });
+$('#searchForm').addEventListener('submit', (e) => { e.preventDefault(); searchRooms($('#roomSearch').value.trim()).catch((x) => notice(x.message)); });
 $('#browseForm').addEventListener('submit', (e) => { e.preventDefault(); browseNode($('#browseNode').value, null).catch((x) => notice(x.message)); });
-$('#firstPage').addEventListener('click', () => browseNode(state.browse.node, null).catch((x) => notice(x.message)));
 $('#planRebalance').addEventListener('click', () => showPlan().catch((e) => notice(`Plan: ${e.message}`)));
 $('#runRebalance').addEventListener('click', runRebalance);
 signIn();

@@ -225,19 +225,27 @@ pub(crate) async fn start(
     let task = {
         let (app, op) = (app.clone(), op.clone());
         async move {
-            let result = match req {
-                Start::Rebalance {
-                    max_moves,
-                    concurrency,
-                } => run_rebalance(&app, &client, &op, max_moves, concurrency).await,
-                Start::Drain { node, concurrency } => {
-                    run_drain(&app, &client, &op, node, concurrency).await
+            let work = async {
+                match req {
+                    Start::Rebalance {
+                        max_moves,
+                        concurrency,
+                    } => run_rebalance(&app, &client, &op, max_moves, concurrency).await,
+                    Start::Drain { node, concurrency } => {
+                        run_drain(&app, &client, &op, node, concurrency).await
+                    }
+                    Start::Undrain { node } => ops::undrain(app.store(), &client, node, &mut |l| {
+                        lock(&op).say(l.to_owned())
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
                 }
-                Start::Undrain { node } => ops::undrain(app.store(), &client, node, &mut |l| {
-                    lock(&op).say(l.to_owned())
-                })
-                .await
-                .map_err(|e| e.to_string()),
+            };
+            // A move in flight when the router stops is either done or not:
+            // each is one store transaction, checked against the epoch.
+            let result = tokio::select! {
+                result = work => result,
+                () = app.stopping().cancelled() => Err("the router stopped".into()),
             };
             finish(&app, &op, &who, &action, result);
         }
