@@ -579,3 +579,41 @@ async fn without_an_admin_token_the_page_loads_and_its_api_is_refused() {
         .await
         .assert_error(403, "admin_disabled");
 }
+
+#[tokio::test]
+async fn the_overview_of_a_thousand_silent_nodes_is_bounded() {
+    let cluster = cluster(1).await;
+    let router = cluster.router(0).http();
+    // Registered, but at an address nothing answers from (no route, or a
+    // connection that never completes): each scrape waits for its timeout.
+    for n in 2..=1000 {
+        let ghost = NodeRecord {
+            id: iid(n),
+            addr: format!("http://10.255.{}.{}:9", n / 250, n % 250 + 1),
+            weight: 1.0,
+            state: NodeState::Draining,
+        };
+        cluster
+            .store()
+            .register_node(&ghost, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    eventually(WAIT, "the router sees 1000 nodes", async || {
+        router.get("/nodes").await.body.as_array().map(Vec::len) == Some(1000)
+    })
+    .await;
+    let began = std::time::Instant::now();
+    let o = admin_get(&router, "/admin/overview").await;
+    let took = began.elapsed();
+    let nodes = o["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1000);
+    assert_eq!(nodes[0]["live"]["status"], "ok", "i1 answers: {}", nodes[0]);
+    assert!(
+        nodes[1..]
+            .iter()
+            .all(|n| n["live"]["status"] == "no_answer")
+    );
+    // One round is bounded (3 s) whatever the number of silent nodes.
+    assert!(took < Duration::from_secs(6), "the overview took {took:?}");
+}
