@@ -1,5 +1,5 @@
 //! [`App`]: the handle every request handler shares: configuration, store,
-//! its mirror, readiness and metrics.
+//! its mirror, readiness, metrics and the dashboard's state.
 
 use proto::ErrorCode;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ struct Inner {
     internal: Option<InternalClient>,
     tunnels: TaskTracker,
     stopping: CancellationToken,
+    admin: crate::admin::Admin,
 }
 
 impl App {
@@ -60,6 +61,7 @@ impl App {
                 store_ok: AtomicBool::new(false),
                 tunnels,
                 stopping,
+                admin: crate::admin::Admin::new(),
             }),
         }
     }
@@ -83,6 +85,11 @@ impl App {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The operator dashboard's logs, operations and scrape cache.
+    pub(crate) fn admin(&self) -> &crate::admin::Admin {
+        &self.inner.admin
     }
 
     pub(crate) fn tunnels(&self) -> &TaskTracker {

@@ -10,7 +10,9 @@
 //!   environment variables.
 //! - `app`: the shared handle (store, mirror, readiness, metrics, admin
 //!   check).
-//! - `admin`: `POST /admin/rebalance`.
+//! - `admin`: the operator dashboard at `/admin` and the admin API it
+//!   uses (overview, live node figures, events, audit, operations with
+//!   progress, `POST /admin/rebalance`).
 //! - `api`: `POST/GET/DELETE /rooms…`, `GET /nodes`.
 //! - `backend`: the server API for the application's backend (publish,
 //!   members, kick, history), passed on to the room's owner.

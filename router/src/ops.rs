@@ -13,7 +13,7 @@ use service::client::{CallError, InternalClient};
 use store::{Store, StoreError};
 
 use crate::config::StoreArgs;
-use crate::rebalance::{self, Plan, Summary};
+use crate::rebalance::{self, Outcome, Plan, Summary};
 
 /// Rounds `drain` tries before giving up on rooms that would not move.
 const DRAIN_ROUNDS: usize = 5;
@@ -243,6 +243,17 @@ pub async fn rebalance(
     }
 }
 
+/// A step of a drain, for whoever follows it ([`drain_watched`]).
+#[derive(Debug, Clone, Copy)]
+pub enum DrainStep<'a> {
+    /// A line for people.
+    Note(&'a str),
+    /// A round of this many moves begins.
+    Round(usize),
+    /// One room's move ended.
+    Moved(&'a Outcome),
+}
+
 /// `router drain iN`: marks the node draining, moves every room it owns to
 /// its HRW owner among the remaining active nodes, and returns once it owns
 /// none (safe to terminate).
@@ -252,6 +263,30 @@ pub async fn drain(
     node: InstanceId,
     concurrency: usize,
     out: &mut impl FnMut(&str),
+) -> Result<(), OpsError> {
+    drain_watched(store, client, node, concurrency, &mut |step| match step {
+        DrainStep::Note(line) => out(line),
+        DrainStep::Round(_) => {}
+        DrainStep::Moved(o) => {
+            if let Some(e) = &o.error {
+                out(&format!(
+                    "FAILED {} -> {}: {e}",
+                    o.planned.room, o.planned.to
+                ));
+            }
+        }
+    })
+    .await
+}
+
+/// [`drain`], telling `step` of every line, round and move (the admin
+/// dashboard shows them as progress).
+pub async fn drain_watched(
+    store: &Store,
+    client: &InternalClient,
+    node: InstanceId,
+    concurrency: usize,
+    step: &mut impl FnMut(DrainStep<'_>),
 ) -> Result<(), OpsError> {
     let (nodes, rec) = registered(store, node).await?;
     let rec = &rec;
@@ -265,9 +300,9 @@ pub async fn drain(
     }
     if rec.state != NodeState::Draining {
         client.set_state(&rec.addr, NodeState::Draining).await?;
-        out(&format!(
+        step(DrainStep::Note(&format!(
             "{node} is draining: it takes no new rooms (`router drain {node} --cancel` undoes it)"
-        ));
+        )));
     }
     let mut left = 0;
     for round in 1..=DRAIN_ROUNDS {
@@ -281,30 +316,28 @@ pub async fn drain(
         let plan = rebalance::plan(&nodes, rooms.iter().filter(|r| r.node == node));
         left = plan.before.get(&node).copied().unwrap_or(0) as usize;
         if left == 0 {
-            out(&format!("{node} owns no rooms: safe to stop"));
+            step(DrainStep::Note(&format!(
+                "{node} owns no rooms: safe to stop"
+            )));
             return Ok(());
         }
         if plan.moves.is_empty() {
             return Err(OpsError::NowhereToGo(node));
         }
-        out(&format!(
+        step(DrainStep::Note(&format!(
             "round {round}: moving {} room(s) off {node}",
             plan.moves.len()
-        ));
+        )));
+        step(DrainStep::Round(plan.moves.len()));
         let summary = rebalance::execute(client, &nodes, plan.moves, concurrency, |o| {
-            if let Some(e) = &o.error {
-                out(&format!(
-                    "FAILED {} -> {}: {e}",
-                    o.planned.room, o.planned.to
-                ));
-            }
+            step(DrainStep::Moved(o));
         })
         .await;
-        out(&format!(
+        step(DrainStep::Note(&format!(
             "moved {}, {} failed",
             summary.moved,
             summary.failed.len()
-        ));
+        )));
         if !summary.failed.is_empty() {
             tokio::time::sleep(DRAIN_PAUSE).await;
         }

@@ -1,5 +1,6 @@
 //! [`run`]: a router on a bound listener until `shutdown` resolves; the
-//! routes of the API, the data plane, health, metrics and the chat page;
+//! routes of the API, the data plane, health, metrics, the chat page and
+//! the operator dashboard (`admin`);
 //! `router serve` ([`ServeArgs`]), the same against an etcd cluster.
 
 use std::future::Future;
@@ -97,6 +98,11 @@ fn backend_routes(app: &App) -> Router<App> {
             app.clone(),
             app::backend_only,
         ))
+        // Outside the credential check, so refused kicks are recorded too.
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            admin::audit::audited,
+        ))
 }
 
 /// Every route. `/metrics` is on the public router only when it has no
@@ -115,7 +121,12 @@ fn routes(app: App, public_metrics: bool) -> Router {
         .route(
             "/rooms/{room}",
             get(api::get).delete(
-                api::delete.layer(middleware::from_fn_with_state(app.clone(), app::admin_only)),
+                api::delete
+                    .layer(middleware::from_fn_with_state(app.clone(), app::admin_only))
+                    .layer(middleware::from_fn_with_state(
+                        app.clone(),
+                        admin::audit::audited,
+                    )),
             ),
         )
         .route(
@@ -126,13 +137,7 @@ fn routes(app: App, public_metrics: bool) -> Router {
         )
         .merge(backend_routes(&app))
         .route("/nodes", get(api::nodes))
-        .route(
-            "/admin/rebalance",
-            axum::routing::post(admin::rebalance.layer(middleware::from_fn_with_state(
-                app.clone(),
-                app::admin_endpoint,
-            ))),
-        )
+        .merge(admin::routes(&app))
         .route("/room/{room}", get(proxy::legacy))
         .route("/room/{room}/socket.io/", any(proxy::legacy))
         .route("/room/{room}/socket.io", any(proxy::legacy))
@@ -244,6 +249,7 @@ pub async fn run(
     let limits = app.config().limits(app.metrics().rejected.clone());
     tokio::spawn(app.clone().probe_store());
     tokio::spawn(crate::ownership::reconcile(app.clone()));
+    tokio::spawn(admin::watch(app.clone()));
     let signal = stopping.clone();
     tokio::spawn(async move {
         shutdown.await;
