@@ -55,6 +55,15 @@ pub async fn up(
             .map_err(anyhow::Error::msg)?,
     };
     args.router.secret = Some(secret.clone());
+    // The operator dashboard needs an admin token: one made up for this
+    // process unless given, and printed with the dashboard's URL.
+    let admin_token: Secret = match args.router.admin_token.clone() {
+        Some(t) => t,
+        None => format!("{:032x}", rand::random::<u128>())
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+    };
+    args.router.admin_token = Some(admin_token.clone());
     let stop = CancellationToken::new();
     let mut nodes = JoinSet::new();
     let mut addrs = Vec::new();
@@ -78,8 +87,9 @@ pub async fn up(
         .with_context(|| format!("binding --listen {}", args.listen))?;
     let url = format!("http://{}/", listener.local_addr()?);
     on_ready(&format!(
-        "roomrouter is up: open {url}\nroom nodes: {}",
-        addrs.join(", ")
+        "roomrouter is up: open {url}\nroom nodes: {}\noperator dashboard: {url}admin (admin token: {})",
+        addrs.join(", "),
+        admin_token.expose()
     ));
     let router_stop = stop.clone();
     let router = crate::run(listener, args.router, store, router_stop.cancelled_owned());

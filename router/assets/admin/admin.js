@@ -191,6 +191,21 @@ function liveCell(n, key, digits = 0) {
   return el('td', { class: 'num' }, fmt(n.live[key], digits));
 }
 
+// Replication health in words, not colour alone: copies held for other
+// nodes, and what is at risk here (docs/replication.md).
+function replicationCell(n) {
+  if (n.live.status !== 'ok') return el('td', { class: 'noanswer' }, 'no answer');
+  const unprotected = n.live.rooms_without_replica || 0;
+  const pending = n.live.replication_pending || 0;
+  const text = unprotected > 0
+    ? `${fmt(unprotected)} room(s) without replica`
+    : pending > 0 ? `ok, ${fmt(pending)} waiting` : 'ok';
+  return el('td', {
+    class: unprotected > 0 ? 'replication warn' : 'replication',
+    title: `holds ${fmt(n.live.replica_rooms || 0)} copies of other nodes' rooms`,
+  }, `${text}; ${fmt(n.live.replica_rooms || 0)} copies held`);
+}
+
 function renderNodes(nodes) {
   const body = $('#nodes tbody');
   body.replaceChildren(...nodes.map((n) => {
@@ -206,6 +221,7 @@ function renderNodes(nodes) {
       liveCell(n, 'active_rooms'), liveCell(n, 'connections'),
       liveCell(n, 'messages_in_per_sec', 1), liveCell(n, 'messages_out_per_sec', 1),
       liveCell(n, 'slow_consumers_total'),
+      replicationCell(n),
       el('td', {}, action, ' ', browse));
   }));
 }

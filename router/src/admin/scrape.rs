@@ -38,6 +38,10 @@ const CONNECTIONS: &str = "roomnode_connections";
 const RECEIVED: &str = "roomnode_messages_received_total";
 const DELIVERED: &str = "roomnode_messages_delivered_total";
 const SLOW: &str = "roomnode_slow_consumers_total";
+/// Replication health (docs/replication.md).
+const WITHOUT_REPLICA: &str = "roomnode_rooms_without_replica";
+const PENDING: &str = "roomnode_replication_pending";
+const REPLICA_ROOMS: &str = "roomnode_replica_rooms";
 
 /// One node's live figures, or why there are none.
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +64,12 @@ pub(crate) struct Reading {
     pub(crate) messages_received_total: f64,
     pub(crate) messages_delivered_total: f64,
     pub(crate) slow_consumers_total: f64,
+    /// Hosted rooms no replica protects.
+    pub(crate) rooms_without_replica: f64,
+    /// Messages waiting for their room's replica.
+    pub(crate) replication_pending: f64,
+    /// Copies held for other nodes' rooms.
+    pub(crate) replica_rooms: f64,
     pub(crate) messages_in_per_sec: Option<f64>,
     pub(crate) messages_out_per_sec: Option<f64>,
 }
@@ -220,6 +230,9 @@ fn reading(sums: &HashMap<String, f64>) -> Reading {
         messages_received_total: get(RECEIVED),
         messages_delivered_total: get(DELIVERED),
         slow_consumers_total: get(SLOW),
+        rooms_without_replica: get(WITHOUT_REPLICA),
+        replication_pending: get(PENDING),
+        replica_rooms: get(REPLICA_ROOMS),
         messages_in_per_sec: None,
         messages_out_per_sec: None,
     }
