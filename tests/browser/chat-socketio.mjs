@@ -6,10 +6,10 @@
 // chat(text) with its seq as the offset. Bob's transport is dropped: the
 // page says the reconnect was recovered and gets the next message once.
 // Then the room is deleted: bob's page says the server removed him from it.
-// Usage: node chat-socketio.mjs <page url> <screenshot.png>
+// Usage: node chat-socketio.mjs <page url> <screenshot.png> <admin token>
 import { chromium } from 'playwright-core';
 
-const [url, screenshot] = process.argv.slice(2);
+const [url, screenshot, adminToken] = process.argv.slice(2);
 if (!url || !screenshot) {
   console.error('usage: node chat-socketio.mjs <page url> <screenshot.png>');
   process.exit(2);
@@ -94,7 +94,10 @@ try {
   await bob.screenshot({ path: screenshot });
 
   // Deleting the room sends DISCONNECT: socket.io-client does not come back.
-  const del = await fetch(new URL('/rooms/mixed', url), { method: 'DELETE' });
+  const del = await fetch(new URL('/rooms/mixed', url), {
+    method: 'DELETE',
+    headers: { Authorization: `Bearer ${adminToken}` },
+  });
   if (!del.ok) throw new Error(`DELETE /rooms/mixed: ${del.status}`);
   await bob.waitForFunction(() => [...document.querySelectorAll('#messages .sys')]
     .some((m) => m.textContent === 'removed from the room by the server'), null, { timeout });

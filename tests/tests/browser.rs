@@ -112,13 +112,16 @@ async fn two_browsers_chat_through_the_page_of_router_up() {
 
 #[tokio::test]
 async fn native_and_socketio_pages_chat_in_one_room() {
-    let (up, page, port) = router_up(&[]).await;
+    // The script deletes the room at the end: that needs the admin token
+    // (`router up` would make one up otherwise).
+    const ADMIN: &str = "browser-admin-token-0123456789";
+    let (up, page, port) = router_up(&["--admin-token", ADMIN]).await;
     let log = run_page_script(
         "chat-socketio.mjs",
         &up,
         port,
         "chat-page-socketio.png",
-        &[],
+        &[ADMIN],
     )
     .await;
     let result: serde_json::Value = log
