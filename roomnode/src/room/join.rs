@@ -26,13 +26,18 @@ impl Room {
         let (key, id) = st.new_member(None);
         let members = st.members.len() + 1;
         let latest = st.history.latest();
+        // The welcome names the last seq given, pending ones included: the
+        // messages waiting for the replica reach this member live, right
+        // after the replay, so a resuming client waits for them before it
+        // sends again what it has not seen (else it would send twice a
+        // message that was about to count).
         let mut first = vec![
             ServerMsg::Welcome {
                 room: &self.id,
                 node: self.node,
                 member: &id,
                 members,
-                seq: latest,
+                seq: st.repl.next_seq(latest) - 1,
                 stream: &self.stream,
             }
             .encode()
