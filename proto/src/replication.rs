@@ -3,10 +3,14 @@
 //! runner-up, [`crate::placement::Placement::runner_up`], before any
 //! message counts as accepted.
 //!
-//! One endpoint, `POST {replica}/internal/replicate` with a [`Batch`],
-//! answered with an [`Ack`]: the owner has at most one batch in flight per
-//! replica node, so a batch carries whatever its rooms accepted while the
-//! last one was answered (many rooms, many messages, one round trip). A
+//! One long-lived WebSocket per owner and replica node, opened by the owner
+//! at `GET {replica}/internal/replicate` with the cluster key: each text
+//! frame the owner sends is a [`Batch`], each the replica sends back the
+//! [`Ack`] of the batch it read, in order. The owner has at most one batch
+//! in flight per replica node, so a batch carries whatever its rooms
+//! accepted while the last one was answered (many rooms, many messages,
+//! one round trip), and a round trip costs two small frames on an open
+//! connection, not an HTTP request. A
 //! batch is applied in order, item by item; an item the replica cannot
 //! apply is named in the ack's `refused`, and the owner answers that with a
 //! full [`Item::Copy`] (`missing`) or stops accepting for the room
@@ -18,8 +22,8 @@ use serde_json::value::RawValue;
 use crate::handoff::RoomSnapshot;
 use crate::id::RoomId;
 
-/// `POST {replica}/internal/replicate` with a [`Batch`]; the answer is an
-/// [`Ack`].
+/// `GET {replica}/internal/replicate`, a WebSocket upgrade with the
+/// cluster key: [`Batch`]es one way, [`Ack`]s the other.
 pub const REPLICATE_PATH: &str = "/internal/replicate";
 
 /// One round trip's worth of items for one replica node, in the order the
@@ -79,6 +83,8 @@ pub struct Append<'a> {
 /// The answer to a [`Batch`]: every item applied but those `refused`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
+    /// The number of the batch it answers.
+    pub batch: u64,
     /// Items not applied, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refusal>,
@@ -132,6 +138,7 @@ mod tests {
     #[test]
     fn an_ack_names_its_refusals() {
         let ack = Ack {
+            batch: 3,
             refused: vec![Refusal {
                 room: "r".parse().unwrap(),
                 seq: 7,
@@ -141,8 +148,11 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_value(&ack).unwrap(),
-            serde_json::json!({"refused":[{"room":"r","seq":7,"reason":"fenced"}]})
+            serde_json::json!({"batch":3,"refused":[{"room":"r","seq":7,"reason":"fenced"}]})
         );
-        assert_eq!(serde_json::to_string(&Ack::default()).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&Ack::default()).unwrap(),
+            r#"{"batch":0}"#
+        );
     }
 }

@@ -128,6 +128,11 @@ impl Node {
         self.inner.metrics.clone()
     }
 
+    /// Cancelled when the node begins to shut down.
+    pub(crate) fn stopping(&self) -> &CancellationToken {
+        &self.inner.stopping
+    }
+
     /// Why the node takes no joins now, if it doesn't.
     pub(crate) fn unavailable(&self) -> Option<ApiError> {
         if self.inner.stopping.is_cancelled() {

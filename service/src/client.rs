@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -20,14 +20,23 @@ use proto::handoff::{
     StateAnswer, StateRequest, adopt_path, internal_key,
 };
 use proto::record::NodeState;
-use proto::replication::{Ack, REPLICATE_PATH};
+use proto::replication::REPLICATE_PATH;
 use proto::token::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Bound on one internal call (a handoff batch includes the target's
 /// adoption and the store transactions of up to a batch of rooms).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on opening a connection to a node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The owner's end of a replication stream ([`InternalClient::open_replication`]).
+pub type ReplicaSocket = WebSocketStream<TcpStream>;
 
 /// Why an internal call failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +94,7 @@ impl InternalClient {
     pub fn new(secret: &Secret) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         Self {
             http: Client::builder(TokioExecutor::new()).build(connector),
             key: internal_key(secret),
@@ -128,10 +137,49 @@ impl InternalClient {
         Ok(answer.rooms)
     }
 
-    /// Sends a replica at `base` a [`proto::replication::Batch`], JSON
-    /// already; its [`Ack`].
-    pub async fn replicate(&self, base: &str, batch: Bytes) -> Result<Ack, CallError> {
-        self.post_json(base, REPLICATE_PATH, batch).await
+    /// Opens the replication stream to the replica at `base`
+    /// ([`proto::replication`]): a WebSocket with the cluster key, on a
+    /// connection without Nagle's delay (each batch waits for its answer).
+    pub async fn open_replication(&self, base: &str) -> Result<ReplicaSocket, CallError> {
+        let authority = base
+            .trim_end_matches('/')
+            .strip_prefix("http://")
+            .unwrap_or(base);
+        let url = format!("ws://{authority}{REPLICATE_PATH}");
+        let unreachable = |reason: String| CallError::Unreachable {
+            url: url.clone(),
+            reason,
+        };
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let key = HeaderValue::from_str(&format!("Bearer {}", self.key))
+            .map_err(|e| unreachable(e.to_string()))?;
+        req.headers_mut().insert(header::AUTHORIZATION, key);
+        let open = async {
+            let tcp = TcpStream::connect(authority)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            tcp.set_nodelay(true)
+                .map_err(|e| unreachable(e.to_string()))?;
+            match tokio_tungstenite::client_async(req, tcp).await {
+                Ok((socket, _)) => Ok(socket),
+                Err(WsError::Http(resp)) => {
+                    let status = resp.status();
+                    let bytes = resp.into_body().unwrap_or_default();
+                    Err(CallError::Refused {
+                        url: url.clone(),
+                        status,
+                        body: error_body(&bytes),
+                    })
+                }
+                Err(e) => Err(unreachable(e.to_string())),
+            }
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, open)
+            .await
+            .map_err(|_| unreachable(format!("no connection in {CONNECT_TIMEOUT:?}")))?
     }
 
     /// Makes the node at `base` stop taking new rooms (`Draining`) or take
@@ -171,11 +219,11 @@ impl InternalClient {
                 reason: format!("unreadable answer: {e}"),
             })
         } else {
-            let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
-                error: "unknown".into(),
-                message: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-            Err(CallError::Refused { url, status, body })
+            Err(CallError::Refused {
+                url,
+                status,
+                body: error_body(&bytes),
+            })
         }
     }
 
@@ -245,6 +293,14 @@ impl InternalClient {
             .map_err(|_| unreachable(format!("timed out after {CALL_TIMEOUT:?}")))??;
         Ok((url, answer))
     }
+}
+
+/// A refusal's error body, or its text as the message.
+fn error_body(bytes: &[u8]) -> ErrorBody {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| ErrorBody {
+        error: "unknown".into(),
+        message: String::from_utf8_lossy(bytes).into_owned(),
+    })
 }
 
 /// An [`proto::handoff::AdoptBatch`] body from snapshots serialized one by

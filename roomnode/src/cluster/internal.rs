@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use proto::ErrorCode;
 use proto::handoff::{AdoptAnswer, AdoptBatch, Adopted, RoomSnapshot, StateRequest};
@@ -53,7 +53,7 @@ pub(crate) fn routes(node: &Node) -> Router<Node> {
         .route(proto::handoff::STATE_PATH, post(set_state))
         .route(
             proto::replication::REPLICATE_PATH,
-            post(crate::replication::serve).layer(DefaultBodyLimit::max(adopt_limit)),
+            get(move |node, upgrade| crate::replication::stream::serve(node, upgrade, adopt_limit)),
         )
         .merge(crate::backend::routes())
         .route_layer(axum::middleware::from_fn_with_state(

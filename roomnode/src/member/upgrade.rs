@@ -43,6 +43,15 @@ impl Accepted {
     }
 }
 
+impl Accepted {
+    /// The WebSocket straight on the connection, for a peer node's stream
+    /// (no outlet: its writes are answers, one at a time).
+    pub(crate) async fn into_plain_socket(self) -> WebSocketStream<TcpStream> {
+        let io = Arc::into_inner(self.io).expect("an accepted connection has one handle");
+        WebSocketStream::from_partially_read(io, self.read, Role::Server, Some(self.config)).await
+    }
+}
+
 /// A valid WebSocket upgrade request, not yet answered.
 pub(crate) struct Upgrade {
     accept: String,

@@ -87,6 +87,7 @@ impl Copies {
             Some((n, ack)) if *n == batch.batch => return ack.clone(),
             Some((n, _)) if *n > batch.batch => {
                 return Ack {
+                    batch: batch.batch,
                     stale: true,
                     ..Ack::default()
                 };
@@ -100,6 +101,7 @@ impl Copies {
     }
 
     fn apply_items(&self, batch: Batch<'_>, hosted: &Rooms) -> Ack {
+        let batch_number = batch.batch;
         let mut refused = Vec::new();
         let now = Instant::now();
         let mut copies = self.lock();
@@ -123,6 +125,7 @@ impl Copies {
         }
         self.shared.metrics.replica_rooms.set(copies.len() as i64);
         Ack {
+            batch: batch_number,
             refused,
             stale: false,
         }

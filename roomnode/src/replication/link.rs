@@ -2,8 +2,9 @@
 //! sent as one [`Batch`] per round trip by one task, and the answers taken
 //! back to the rooms.
 //!
-//! At most one batch is in flight, so whatever the rooms accept during a
-//! round trip goes in the next one: under load a batch carries many
+//! Batches go on the link's [`Stream`], a WebSocket kept open to the
+//! replica. At most one batch is in flight, so whatever the rooms accept
+//! during a round trip goes in the next one: under load a batch carries many
 //! messages, and the cost per message is a few hundred bytes of JSON, not
 //! a request. A batch whose answer is lost (an error, a timeout) is sent
 //! again as it is (a replica that had applied it answers `missing`, and
@@ -16,7 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use proto::handoff::RoomSnapshot;
 use proto::replication::{Ack, Refused};
 use proto::{InstanceId, RoomId};
@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::room::Room;
+
+use super::stream::Stream;
 
 /// Longest wait for a replica's answer: past it the batch is sent again.
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -112,7 +114,7 @@ impl Link {
             link: Arc::downgrade(&link),
             wake: link.wake.clone(),
             stop: link.stop.clone(),
-            client,
+            stream: Stream::new(client),
             metrics,
         };
         tokio::spawn(task.run());
@@ -204,12 +206,12 @@ struct Sender {
     link: Weak<Link>,
     wake: Arc<Notify>,
     stop: CancellationToken,
-    client: InternalClient,
+    stream: Stream,
     metrics: Arc<Metrics>,
 }
 
 impl Sender {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut backoff = BACKOFF.0;
         // A batch whose answer was lost goes again as it is: a replica that
         // had applied it refuses its messages as `missing` and gets a copy.
@@ -236,9 +238,14 @@ impl Sender {
             let body = encode(self.me, number, &batch);
             let began = Instant::now();
             let answer = tokio::select! {
-                a = tokio::time::timeout(ROUND_TRIP_TIMEOUT, self.client.replicate(&addr, body)) => a,
+                a = tokio::time::timeout(ROUND_TRIP_TIMEOUT, self.stream.round_trip(&addr, number, body)) => a,
                 () = self.stop.cancelled() => return,
             };
+            if answer.is_err() {
+                // Timed out: an answer still on its way must not be read
+                // as the next batch's.
+                self.stream.reset();
+            }
             let Some(link) = self.link.upgrade() else {
                 return;
             };
@@ -256,7 +263,7 @@ impl Sender {
                 }
                 failed => {
                     let why = match failed {
-                        Ok(Err(e)) => e.to_string(),
+                        Ok(Err(e)) => e,
                         Ok(Ok(_)) => "the replica has a later batch of this node".to_owned(),
                         Err(_) => "no answer in time".to_owned(),
                     };
@@ -334,7 +341,7 @@ fn take_batch(queue: &mut Vec<Outgoing>) -> Vec<Outgoing> {
 
 /// The batch as the replica reads it ([`proto::replication::Batch`]). The
 /// frames are JSON already and go in verbatim.
-pub(super) fn encode(me: InstanceId, number: u64, batch: &[Outgoing]) -> Bytes {
+pub(super) fn encode(me: InstanceId, number: u64, batch: &[Outgoing]) -> String {
     let mut out = String::with_capacity(64 + batch.len() * 256);
     out.push_str(r#"{"from":"#);
     out.push_str(&serde_json::to_string(&me).expect("ids serialize"));
@@ -377,7 +384,7 @@ pub(super) fn encode(me: InstanceId, number: u64, batch: &[Outgoing]) -> Bytes {
         }
     }
     out.push_str("]}");
-    Bytes::from(out)
+    out
 }
 
 /// The replica answered: each room hears once up to which seq the replica
@@ -454,7 +461,7 @@ mod tests {
             },
         ];
         let body = encode(InstanceId::new(4).unwrap(), 7, &items);
-        let batch: Batch<'_> = serde_json::from_slice(&body).unwrap();
+        let batch: Batch<'_> = serde_json::from_str(&body).unwrap();
         assert_eq!((batch.from, batch.batch), (InstanceId::new(4).unwrap(), 7));
         let Item::Append(a) = &batch.items[0] else {
             panic!("{:?}", batch.items[0])

@@ -10,29 +10,25 @@
 //! - [`Replication::follow`]: the node set changed (a node joined, left,
 //!   drained): every hosted room checks its runner-up and, if it changed,
 //!   sends the new one a full copy before anything else.
-//! - `POST /internal/replicate` ([`serve`]), behind the internal key.
+//! - [`stream`]: the WebSocket between an owner and a replica node,
+//!   `GET /internal/replicate` behind the internal key.
 
 pub(crate) mod copies;
 pub(crate) mod link;
 #[cfg(test)]
 mod model;
+pub(crate) mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
-use proto::replication::{Ack, Batch};
-use proto::{ErrorCode, InstanceId, RoomId};
+use proto::{InstanceId, RoomId};
 use service::client::InternalClient;
-use service::error::ApiError;
 use store::{Mirror, NodeSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::node::Node;
 use crate::room::Room;
 use crate::room::rooms::Rooms;
 use copies::Copies;
@@ -179,15 +175,4 @@ impl Replication {
             m.rooms_without_replica.set(without as i64);
         }
     }
-}
-
-/// `POST /internal/replicate`: applies an owner's batch to the copies.
-pub(crate) async fn serve(State(node): State<Node>, body: Bytes) -> Result<Json<Ack>, ApiError> {
-    let batch: Batch<'_> = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            ErrorCode::InvalidBody,
-            format!("not a replication batch: {e}"),
-        )
-    })?;
-    Ok(Json(node.replication().copies().apply(batch, node.rooms())))
 }

@@ -294,7 +294,7 @@ impl Sim {
     /// The replica of `link` applies batch `number` of owner `from`.
     fn apply(&self, from: InstanceId, link: &Link, number: u64, items: &[Outgoing]) -> Ack {
         let body = link::encode(from, number, items);
-        let batch: Batch<'_> = serde_json::from_slice(&body).unwrap();
+        let batch: Batch<'_> = serde_json::from_str(&body).unwrap();
         let node = self.node(link.peer());
         // The replica answers: a link that had given up is up again.
         link.set_down(false);
