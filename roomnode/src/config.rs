@@ -47,6 +47,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_000;
 pub const DEFAULT_RATE: u32 = 50;
 /// Default burst above the sustained rate.
 pub const DEFAULT_BURST: u32 = 100;
+/// Default time a replica may go without answering before its rooms refuse
+/// messages.
+pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default bound on a graceful shutdown, seconds.
 pub const DEFAULT_GRACE_SECS: u64 = 10;
 
@@ -131,6 +134,12 @@ pub struct Config {
     /// once, and a failover starts a new stream. Needs `--secret`.
     #[arg(long, env = "ROOMNODE_REPLICATION", value_enum, default_value_t = Replication::On)]
     pub replication: Replication,
+    /// How long a room's replica may go without answering before the room
+    /// refuses messages (`not_accepted`, retryable) instead of holding
+    /// them, until the replica answers again or its lease expires and
+    /// another node replaces it.
+    #[arg(long, env = "ROOMNODE_REPLICA_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub replica_timeout: Duration,
     /// Milliseconds a room holds its frames after the first one, so each
     /// member gets all of them in one write (fewer system calls under load,
     /// at up to that much added latency; `--max-queue` must cover a
@@ -270,7 +279,7 @@ pub enum ConfigError {
     Limits,
     /// See the message.
     #[error(
-        "--ping-timeout, --connect-timeout, --hook-timeout, --publish-hook-concurrency, --events-batch and --events-buffer must be positive"
+        "--ping-timeout, --connect-timeout, --hook-timeout, --replica-timeout, --publish-hook-concurrency, --events-batch and --events-buffer must be positive"
     )]
     Timeouts,
     /// See the message.
@@ -311,6 +320,7 @@ impl Config {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             flush_window_ms: 0,
             replication: Replication::On,
+            replica_timeout: DEFAULT_REPLICA_TIMEOUT,
             max_members: DEFAULT_MAX_MEMBERS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             body_timeout: service::client::CALL_TIMEOUT.as_secs(),
@@ -364,6 +374,7 @@ impl Config {
             return Err(ConfigError::HookSecret);
         }
         if self.hooks.hook_timeout.is_zero()
+            || self.replica_timeout.is_zero()
             || self.publish_hook_concurrency == 0
             || self.events_batch == 0
             || self.events_buffer == 0

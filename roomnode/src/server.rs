@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::node::{Node, Parts};
 use crate::replication::Replication;
 use crate::replication::copies::Copies;
+use crate::replication::link::Outbound;
 use crate::room::limits::RoomLimits;
 use crate::room::rooms::Rooms;
 use service::client::InternalClient;
@@ -73,7 +74,7 @@ pub async fn run(
     let copies = Copies::new(limits.history, metrics.clone());
     let replication = Replication::new(
         id,
-        replication_client(&config),
+        replication_outbound(&config),
         copies.clone(),
         metrics.clone(),
     );
@@ -180,14 +181,17 @@ pub async fn run(
 /// Drops rooms nobody has been in for `idle`, and the longest idle beyond
 /// `budget` bytes of their history, checking every few seconds, until
 /// `stop`.
-/// The client that sends rooms' messages to their replicas: `None` (rooms
-/// accept at once) with `--replication off`, or without `--secret`.
-fn replication_client(config: &Config) -> Option<InternalClient> {
+/// How rooms' messages reach their replicas: `None` (rooms accept at once)
+/// with `--replication off`, or without `--secret`.
+fn replication_outbound(config: &Config) -> Option<Outbound> {
     if config.replication == crate::config::Replication::Off {
         return None;
     }
     match &config.secret {
-        Some(secret) => Some(InternalClient::new(secret)),
+        Some(secret) => Some(Outbound {
+            client: InternalClient::new(secret),
+            replica_wait: config.replica_timeout,
+        }),
         None => {
             tracing::warn!(
                 "no --secret: rooms are not replicated (a crash of this node loses their history)"

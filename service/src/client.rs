@@ -141,17 +141,17 @@ impl InternalClient {
     /// ([`proto::replication`]): a WebSocket with the cluster key, on a
     /// connection without Nagle's delay (each batch waits for its answer).
     pub async fn open_replication(&self, base: &str) -> Result<ReplicaSocket, CallError> {
-        let authority = base
-            .trim_end_matches('/')
-            .strip_prefix("http://")
-            .unwrap_or(base);
-        let url = format!("ws://{authority}{REPLICATE_PATH}");
+        let url = format!("{}{REPLICATE_PATH}", base.trim_end_matches('/'));
         let unreachable = |reason: String| CallError::Unreachable {
             url: url.clone(),
             reason,
         };
-        let mut req = url
-            .as_str()
+        // Internal calls are plain HTTP, as every other one of this client.
+        let authority = base
+            .trim_end_matches('/')
+            .strip_prefix("http://")
+            .ok_or_else(|| unreachable("not an http:// address".to_owned()))?;
+        let mut req = format!("ws://{authority}{REPLICATE_PATH}")
             .into_client_request()
             .map_err(|e| unreachable(e.to_string()))?;
         let key = HeaderValue::from_str(&format!("Bearer {}", self.key))

@@ -14,11 +14,15 @@
 //!
 //! And the server API's idempotency keys travel with the messages: a
 //! publish repeated with its key after a failover delivers nothing twice.
+//! And a frozen replica: the owner refuses for a bounded time, then moves
+//! its replica, and a failover after that still has everything.
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use testkit::{eventually, wait_until};
+use testkit::{eventually, metrics, wait_until};
+use tokio::time::Instant;
 
 use testkit::faults::{self, Plan, Scene};
 use testkit::traffic::{Config, Expect};
@@ -60,31 +64,62 @@ async fn killing_the_owner_then_its_heir_loses_no_accepted_message() {
     scene.conclude("replication", &logs, &problems, "");
 }
 
+const ADMIN: &str = "replication-admin-token-0123456789";
+
+/// `POST {base}/rooms/{room}/messages` with the admin token: the status
+/// and the JSON answer.
+async fn publish(base: &str, room: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/rooms/{room}/messages"))
+        .bearer_auth(ADMIN)
+        .json(body)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .expect("POST /rooms/{id}/messages");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The room's history through the router: its stream, and (seq, body) of
+/// every message.
+async fn history(base: &str, room: &str) -> (Value, Vec<(u64, String)>) {
+    let history: Value = reqwest::Client::new()
+        .get(format!("{base}/rooms/{room}/history"))
+        .bearer_auth(ADMIN)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("GET /rooms/{id}/history")
+        .json()
+        .await
+        .expect("a JSON history");
+    let kept = history["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|x| {
+                    let seq = x["seq"].as_u64().expect("a seq");
+                    (seq, x["body"].as_str().unwrap_or_default().to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (history["stream"].clone(), kept)
+}
+
 /// A server publish's idempotency key travels to the replica with the
 /// message: after the owner's SIGKILL, the same key at the new owner
 /// answers the first seq again and delivers nothing twice.
 #[tokio::test]
 async fn an_idempotency_key_survives_a_failover() {
-    const ADMIN: &str = "replication-admin-token-0123456789";
     let mut cluster = testkit::Cluster::start(2, 0).await;
     cluster.add_router(&["--admin-token", ADMIN]).await;
     let router = cluster.router(0).http();
     let (room, _) = testkit::cluster::create_room_on(&router, "keyed", "i1").await;
     let base = router.base().to_owned();
-    let publish = async |body: Value| -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(format!("{base}/rooms/{room}/messages"))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .expect("POST /rooms/{id}/messages");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    };
     let keyed = json!({"body": "once", "idempotency_key": "k1"});
-    let (status, first) = publish(keyed.clone()).await;
+    let (status, first) = publish(&base, &room, &keyed).await;
     assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
 
     cluster.node_mut(1).proc.kill().await;
@@ -97,36 +132,111 @@ async fn an_idempotency_key_survives_a_failover() {
     // The new owner may need a moment to take the room up: retry refusals.
     let mut again = (0, Value::Null);
     let answered = wait_until(Duration::from_secs(10), async || {
-        again = publish(keyed.clone()).await;
+        again = publish(&base, &room, &keyed).await;
         again.0 == 201
     })
     .await;
     assert!(answered, "no 201 from the new owner: {again:?}");
     assert_eq!(again.1, first, "the same key answers the first publish");
-    let (status, next) = publish(json!({"body": "next", "idempotency_key": "k2"})).await;
+    let next = json!({"body": "next", "idempotency_key": "k2"});
+    let (status, next) = publish(&base, &room, &next).await;
     assert_eq!((status, &next["seq"]), (201, &json!(2)), "{next}");
-    let history: Value = reqwest::Client::new()
-        .get(format!("{base}/rooms/{room}/history"))
-        .bearer_auth(ADMIN)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("GET /rooms/{id}/history")
-        .json()
-        .await
-        .expect("a JSON history");
-    let kept: Vec<(Value, Value)> = history["messages"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .map(|x| (x["seq"].clone(), x["body"].clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        kept,
-        vec![(json!(1), json!("once")), (json!(2), json!("next"))],
-        "{history}"
+    let (stream, kept) = history(&base, &room).await;
+    assert_eq!(kept, vec![(1, "once".into()), (2, "next".into())]);
+    assert_eq!(stream, first["stream"], "the same stream");
+}
+
+/// The replica frozen (SIGSTOP) under a stream of server publishes, with
+/// `--replica-timeout 1s` and 3 s leases: once the replica has been silent
+/// for the timeout the owner refuses (`not_accepted`) rather than hold
+/// messages; once the frozen node's lease expires, the room copies itself
+/// to its next runner-up and accepts again. Then the owner is SIGKILLed
+/// with the old replica still frozen: the room fails over to the new
+/// replica with every accepted message and none of the refused ones, in
+/// one stream.
+#[tokio::test]
+async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
+    let mut cluster = testkit::Cluster::start_with(3, 0, &["--replica-timeout", "1s"]).await;
+    cluster.add_router(&["--admin-token", ADMIN]).await;
+    let router = cluster.router(0).http();
+    let (room, _) = testkit::cluster::create_room_on(&router, "frozen-replica", "i1").await;
+    let base = router.base().to_owned();
+    let (status, first) = publish(&base, &room, &json!({"body": "b0"})).await;
+    assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
+    let copies = async |n: u16| {
+        let text = metrics::scrape(&cluster.node(n).http()).await;
+        metrics::value(&text, "roomnode_replica_rooms", &[])
+    };
+    let (replica, spare) = if copies(2).await == 1.0 {
+        (2, 3)
+    } else {
+        (3, 2)
+    };
+    assert_eq!(copies(replica).await, 1.0, "one node holds the copy");
+
+    assert!(cluster.node(replica).proc.signal(Signal::SIGSTOP));
+    let frozen_at = Instant::now();
+    let mut accepted = vec![(1, "b0".to_owned())];
+    let mut refused = Vec::new();
+    let mut timeline = Vec::new();
+    let mut n = 0;
+    while frozen_at.elapsed() < Duration::from_secs(8) {
+        n += 1;
+        let body = format!("b{n}");
+        let sent = frozen_at.elapsed();
+        let (status, answer) = publish(&base, &room, &json!({ "body": body })).await;
+        let took = frozen_at.elapsed() - sent;
+        match (status, answer["error"].as_str()) {
+            (201, _) => accepted.push((answer["seq"].as_u64().expect("a seq"), body)),
+            (503, Some("not_accepted")) => refused.push(body),
+            _ => panic!("publish {body}: {status} {answer}"),
+        }
+        timeline.push((sent.as_secs_f64(), took.as_secs_f64(), status));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refusals: Vec<_> = timeline.iter().filter(|t| t.2 == 503).collect();
+    let (first_refusal, last) = match (refusals.first(), refusals.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => panic!("the owner refused while its replica was silent: {timeline:?}"),
+    };
+    eprintln!(
+        "replica i{replica} frozen: {} publishes refused (not_accepted), the first answered {:.2} s after SIGSTOP, the last sent at {:.2} s; {} accepted",
+        refusals.len(),
+        first_refusal.0 + first_refusal.1,
+        last.0,
+        accepted.len() - 1
     );
-    assert_eq!(history["stream"], first["stream"], "the same stream");
+    let after = timeline
+        .iter()
+        .skip_while(|t| t.0 <= last.0)
+        .collect::<Vec<_>>();
+    assert!(
+        !after.is_empty() && after.iter().all(|t| t.2 == 201),
+        "accepted again once the frozen node left the node set: {timeline:?}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the copy moved to the spare node",
+        async || copies(spare).await == 1.0,
+    )
+    .await;
+
+    cluster.node_mut(1).proc.kill().await;
+    let heir = format!("i{spare}");
+    eventually(
+        Duration::from_secs(15),
+        "the room fails over to the new replica",
+        async || cluster.record(&room).await["node"] == heir.as_str(),
+    )
+    .await;
+    let mut kept = (Value::Null, Vec::new());
+    let complete = wait_until(Duration::from_secs(10), async || {
+        kept = history(&base, &room).await;
+        kept.1.len() >= accepted.len()
+    })
+    .await;
+    assert!(complete, "history after the failover: {kept:?}");
+    assert_eq!(kept.1, accepted, "every accepted message, nothing else");
+    assert_eq!(kept.0, first["stream"], "the same stream");
+    assert!(cluster.node(replica).proc.signal(Signal::SIGCONT));
 }

@@ -8,7 +8,7 @@
 //! messages, and the cost per message is a few hundred bytes of JSON, not
 //! a request. A batch whose answer is lost (an error, a timeout) is sent
 //! again as it is (a replica that had applied it answers `missing`, and
-//! the room sends a copy). A replica silent for [`REPLICA_WAIT`] makes the
+//! the room sends a copy). A replica silent for `--replica-timeout` makes the
 //! link "down": its rooms refuse their pending and new messages with
 //! `not_accepted` and queue a full copy, sent once it answers again.
 
@@ -31,14 +31,9 @@ use crate::room::Room;
 
 use super::stream::Stream;
 
-/// Longest wait for a replica's answer: past it the batch is sent again.
+/// Longest wait for a replica's answer: past it the batch is sent again
+/// (on a new connection).
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a replica may go without answering before its rooms refuse
-/// messages (`not_accepted`) rather than hold them: about as long as the
-/// lease of a dead replica takes to expire, after which the rooms pick
-/// another one. A partitioned owner never accepts what a failover would
-/// lose.
-const REPLICA_WAIT: Duration = Duration::from_secs(5);
 /// Waits between attempts at a replica that does not answer.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
 /// Most items waiting for one replica; beyond, messages are refused with
@@ -70,6 +65,19 @@ pub(crate) enum Payload {
     },
 }
 
+/// How this node reaches its replicas.
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    /// Opens the streams, with the cluster key.
+    pub(crate) client: InternalClient,
+    /// `--replica-timeout`: how long a replica may go without answering
+    /// before its rooms refuse messages (`not_accepted`) rather than hold
+    /// them; they go on refusing until it answers again or the node set
+    /// names another runner-up (its lease expired). A partitioned owner
+    /// never accepts what a failover would lose.
+    pub(crate) replica_wait: Duration,
+}
+
 /// The queue is full: the message is not accepted.
 #[derive(Debug)]
 pub(crate) struct Full;
@@ -79,7 +87,7 @@ pub(crate) struct Link {
     peer: InstanceId,
     addr: Mutex<String>,
     queue: Mutex<Vec<Outgoing>>,
-    /// The replica has not answered for [`REPLICA_WAIT`]: messages are
+    /// The replica has not answered for `--replica-timeout`: messages are
     /// refused; only copies wait.
     down: AtomicBool,
     wake: Arc<Notify>,
@@ -93,12 +101,13 @@ impl Drop for Link {
 }
 
 impl Link {
-    /// A link to `peer` at `addr`, its task started.
+    /// A link to `peer` at `addr`, its task started: it gives up on a
+    /// replica silent for `replica_wait` (`--replica-timeout`).
     pub(crate) fn start(
         me: InstanceId,
         peer: InstanceId,
         addr: String,
-        client: InternalClient,
+        outbound: &Outbound,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let link = Arc::new(Self {
@@ -114,7 +123,8 @@ impl Link {
             link: Arc::downgrade(&link),
             wake: link.wake.clone(),
             stop: link.stop.clone(),
-            stream: Stream::new(client),
+            stream: Stream::new(outbound.client.clone()),
+            replica_wait: outbound.replica_wait,
             metrics,
         };
         tokio::spawn(task.run());
@@ -141,7 +151,7 @@ impl Link {
         self.down.store(down, Ordering::Release);
     }
 
-    /// Whether the replica has not answered for [`REPLICA_WAIT`].
+    /// Whether the replica has not answered for `--replica-timeout`.
     pub(crate) fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
     }
@@ -207,10 +217,17 @@ struct Sender {
     wake: Arc<Notify>,
     stop: CancellationToken,
     stream: Stream,
+    replica_wait: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Sender {
+    /// A short `--replica-timeout` gets at least two attempts before the
+    /// rooms refuse messages.
+    fn round_trip_timeout(&self) -> Duration {
+        ROUND_TRIP_TIMEOUT.min(self.replica_wait / 2)
+    }
+
     async fn run(mut self) {
         let mut backoff = BACKOFF.0;
         // A batch whose answer was lost goes again as it is: a replica that
@@ -238,7 +255,7 @@ impl Sender {
             let body = encode(self.me, number, &batch);
             let began = Instant::now();
             let answer = tokio::select! {
-                a = tokio::time::timeout(ROUND_TRIP_TIMEOUT, self.stream.round_trip(&addr, number, body)) => a,
+                a = tokio::time::timeout(self.round_trip_timeout(), self.stream.round_trip(&addr, number, body)) => a,
                 () = self.stop.cancelled() => return,
             };
             if answer.is_err() {
@@ -269,7 +286,7 @@ impl Sender {
                     };
                     self.metrics.replication_failures.inc();
                     let since = *failing_since.get_or_insert(began);
-                    if since.elapsed() < REPLICA_WAIT || link.is_down() {
+                    if since.elapsed() < self.replica_wait || link.is_down() {
                         tracing::warn!(replica = %link.peer, error = %why, items = batch.len(), "replication batch got no answer; sending it again");
                         retry = Some((number, batch));
                     } else {
@@ -288,7 +305,7 @@ impl Sender {
     }
 }
 
-/// The replica did not answer for [`REPLICA_WAIT`]: the link is down (new
+/// The replica did not answer for `--replica-timeout`: the link is down (new
 /// messages are refused until it answers), the rooms of `batch` and of the
 /// queue refuse what they hold pending, and each sends a full copy, which
 /// is all that goes to the replica once it answers again. The batch to

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use proto::{InstanceId, RoomId};
-use service::client::InternalClient;
 use store::{Mirror, NodeSet};
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::room::Room;
 use crate::room::rooms::Rooms;
 use copies::Copies;
-use link::Link;
+use link::{Link, Outbound};
 
 /// How often the node set is compared with the last one seen.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
@@ -51,7 +50,7 @@ struct Shared {
     me: InstanceId,
     /// `None` with `--replication off` (or no `--secret`): rooms accept
     /// at once.
-    client: Option<InternalClient>,
+    outbound: Option<Outbound>,
     metrics: Arc<Metrics>,
     links: Mutex<HashMap<InstanceId, Arc<Link>>>,
     copies: Copies,
@@ -62,14 +61,14 @@ struct Shared {
 impl Replication {
     pub(crate) fn new(
         me: InstanceId,
-        client: Option<InternalClient>,
+        outbound: Option<Outbound>,
         copies: Copies,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 me,
-                client,
+                outbound,
                 metrics,
                 links: Mutex::default(),
                 copies,
@@ -102,7 +101,7 @@ impl Replication {
 
     /// Whether rooms wait for a replica.
     pub(crate) fn is_on(&self) -> bool {
-        self.shared.client.is_some()
+        self.shared.outbound.is_some()
     }
 
     /// The copies this node holds for other owners.
@@ -114,7 +113,7 @@ impl Replication {
     /// active nodes. `None` when replication is off or there is no other
     /// active node.
     pub(crate) fn replica_of(&self, nodes: &NodeSet, room: &RoomId) -> Option<Arc<Link>> {
-        let client = self.shared.client.as_ref()?;
+        let outbound = self.shared.outbound.as_ref()?;
         let peer = nodes.placement.runner_up(room, self.shared.me)?;
         let addr = &nodes.nodes.get(&peer)?.addr;
         let mut links = self.links();
@@ -123,7 +122,7 @@ impl Replication {
                 self.shared.me,
                 peer,
                 addr.clone(),
-                client.clone(),
+                outbound,
                 self.shared.metrics.clone(),
             )
         });
