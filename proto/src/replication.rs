@@ -85,6 +85,12 @@ pub struct Append<'a> {
 pub struct Ack {
     /// The number of the batch it answers.
     pub batch: u64,
+    /// The replica process's incarnation: it changes when the replica
+    /// restarts, and with it every copy is gone, so the owner sends every
+    /// room it replicates there a full copy (an idle room's copy would
+    /// otherwise be missed until the room speaks).
+    #[serde(default)]
+    pub replica: u64,
     /// Items not applied, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refusal>,
@@ -139,6 +145,7 @@ mod tests {
     fn an_ack_names_its_refusals() {
         let ack = Ack {
             batch: 3,
+            replica: 9,
             refused: vec![Refusal {
                 room: "r".parse().unwrap(),
                 seq: 7,
@@ -148,11 +155,11 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_value(&ack).unwrap(),
-            serde_json::json!({"batch":3,"refused":[{"room":"r","seq":7,"reason":"fenced"}]})
+            serde_json::json!({"batch":3,"replica":9,"refused":[{"room":"r","seq":7,"reason":"fenced"}]})
         );
         assert_eq!(
             serde_json::to_string(&Ack::default()).unwrap(),
-            r#"{"batch":0}"#
+            r#"{"batch":0,"replica":0}"#
         );
     }
 }

@@ -191,6 +191,25 @@ impl Cluster {
         self.nodes.last().expect("just pushed")
     }
 
+    /// Stops node `n` gracefully (SIGTERM, its exit awaited) and starts it
+    /// again on the same port with `args`; waits until it is ready.
+    pub async fn restart_node(&mut self, n: u16, args: &[&str]) {
+        let i = self
+            .nodes
+            .iter()
+            .position(|p| p.n == n)
+            .unwrap_or_else(|| panic!("no node i{n}"));
+        let port = self.nodes[i].port;
+        let old = &mut self.nodes[i].proc;
+        assert!(old.signal_term(), "SIGTERM to i{n}");
+        old.wait_exit(Duration::from_secs(15))
+            .await
+            .unwrap_or_else(|| old.fail("did not stop after SIGTERM"));
+        let proc = self.spawn_node(n, port, args);
+        wait_ready(port, &proc, "restarted room node did not become ready").await;
+        self.nodes[i].proc = proc;
+    }
+
     /// Starts a router with `args` and waits until it is ready.
     pub async fn add_router(&mut self, args: &[&str]) -> &RouterProc {
         let port = free_port();

@@ -14,6 +14,7 @@
 //!
 //! And the server API's idempotency keys travel with the messages: a
 //! publish repeated with its key after a failover delivers nothing twice.
+//! And a restarted replica gets its copies back without traffic.
 //! And a frozen replica: the owner refuses for a bounded time, then moves
 //! its replica, and a failover after that still has everything.
 
@@ -239,4 +240,51 @@ async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
     assert_eq!(kept.1, accepted, "every accepted message, nothing else");
     assert_eq!(kept.0, first["stream"], "the same stream");
     assert!(cluster.node(replica).proc.signal(Signal::SIGCONT));
+}
+
+/// The replica restarted (its copies gone) while the room is idle: the
+/// owner learns it (the node set changed; its answer names a new
+/// incarnation) and sends the copy again before anyone speaks, so a
+/// failover right after still has the room's history and stream.
+#[tokio::test]
+async fn a_restarted_replica_gets_its_copies_back_without_traffic() {
+    let mut cluster = testkit::Cluster::start(2, 0).await;
+    cluster.add_router(&["--admin-token", ADMIN]).await;
+    let router = cluster.router(0).http();
+    let (room, _) = testkit::cluster::create_room_on(&router, "restart", "i1").await;
+    let base = router.base().to_owned();
+    let (status, first) = publish(&base, &room, &json!({"body": "b1"})).await;
+    assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
+    let copies = async |cluster: &testkit::Cluster| {
+        let text = metrics::scrape(&cluster.node(2).http()).await;
+        metrics::value(&text, "roomnode_replica_rooms", &[])
+    };
+    assert_eq!(copies(&cluster).await, 1.0, "i2 holds the copy");
+
+    cluster.restart_node(2, &[]).await;
+    let copied = wait_until(Duration::from_secs(10), async || {
+        copies(&cluster).await == 1.0
+    })
+    .await;
+    assert!(
+        copied,
+        "the restarted replica got its copy back, nobody speaking"
+    );
+
+    cluster.node_mut(1).proc.kill().await;
+    eventually(
+        Duration::from_secs(15),
+        "the room fails over to i2",
+        async || cluster.record(&room).await["node"] == "i2",
+    )
+    .await;
+    let mut kept = (Value::Null, Vec::new());
+    let served = wait_until(Duration::from_secs(10), async || {
+        kept = history(&base, &room).await;
+        !kept.1.is_empty()
+    })
+    .await;
+    assert!(served, "history after the failover: {kept:?}");
+    assert_eq!(kept.1, vec![(1, "b1".to_owned())]);
+    assert_eq!(kept.0, first["stream"], "the same stream");
 }

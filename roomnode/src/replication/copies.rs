@@ -51,6 +51,8 @@ pub(crate) struct Copies {
 }
 
 struct Shared {
+    /// This process's incarnation, in every ack.
+    incarnation: u64,
     limits: HistoryLimits,
     metrics: Arc<Metrics>,
     /// Per owner, its last batch applied and the answer it got: the same
@@ -63,6 +65,7 @@ impl Copies {
     pub(crate) fn new(limits: HistoryLimits, metrics: Arc<Metrics>) -> Self {
         Self {
             shared: Arc::new(Shared {
+                incarnation: super::link::next_number(),
                 limits,
                 metrics,
                 senders: Mutex::default(),
@@ -88,6 +91,7 @@ impl Copies {
             Some((n, _)) if *n > batch.batch => {
                 return Ack {
                     batch: batch.batch,
+                    replica: self.shared.incarnation,
                     stale: true,
                     ..Ack::default()
                 };
@@ -126,6 +130,7 @@ impl Copies {
         self.shared.metrics.replica_rooms.set(copies.len() as i64);
         Ack {
             batch: batch_number,
+            replica: self.shared.incarnation,
             refused,
             stale: false,
         }

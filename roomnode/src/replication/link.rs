@@ -90,6 +90,13 @@ pub(crate) struct Link {
     /// The replica has not answered for `--replica-timeout`: messages are
     /// refused; only copies wait.
     down: AtomicBool,
+    /// An empty batch is wanted, to learn the replica's incarnation.
+    probe: AtomicBool,
+    /// The replica's incarnation in its last answer (0: none yet).
+    incarnation: AtomicU64,
+    /// The replica answered with another incarnation than before: it
+    /// restarted, and its copies are gone.
+    restarted: AtomicBool,
     wake: Arc<Notify>,
     stop: CancellationToken,
 }
@@ -115,6 +122,9 @@ impl Link {
             addr: Mutex::new(addr),
             queue: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
+            probe: AtomicBool::new(false),
+            incarnation: AtomicU64::new(0),
+            restarted: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
         });
@@ -156,6 +166,28 @@ impl Link {
         self.down.load(Ordering::Acquire)
     }
 
+    /// Asks the replica for its incarnation with an empty batch, if nothing
+    /// else goes (the node set changed: the replica may have restarted in
+    /// between).
+    pub(crate) fn probe(&self) {
+        self.probe.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Notes the incarnation in the replica's answer.
+    pub(super) fn answered_by(&self, incarnation: u64) {
+        let before = self.incarnation.swap(incarnation, Ordering::AcqRel);
+        if before != 0 && before != incarnation {
+            tracing::info!(replica = %self.peer, "the replica restarted: its rooms send it full copies");
+            self.restarted.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the replica restarted since the last call.
+    pub(crate) fn take_restarted(&self) -> bool {
+        self.restarted.swap(false, Ordering::AcqRel)
+    }
+
     /// Queues an item. A message is refused beyond [`MAX_QUEUED`] and while
     /// the link is down; a copy or a forget always goes (a room has at most
     /// one copy on its way).
@@ -182,6 +214,9 @@ impl Link {
             addr: Mutex::new(String::new()),
             queue: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
+            probe: AtomicBool::new(false),
+            incarnation: AtomicU64::new(0),
+            restarted: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
         })
@@ -239,11 +274,13 @@ impl Sender {
                 return;
             };
             let notified = self.wake.notified();
+            // An empty batch goes as a probe, and again until answered.
+            let probe = link.probe.swap(false, Ordering::AcqRel) || retry.is_some();
             let (number, batch) = match retry.take() {
                 Some(b) => b,
                 None => (next_number(), take_batch(&mut link.lock())),
             };
-            if batch.is_empty() {
+            if batch.is_empty() && !probe {
                 drop(link);
                 tokio::select! {
                     () = notified => continue,
@@ -275,6 +312,7 @@ impl Sender {
                         tracing::info!(replica = %link.peer, "replica answers again");
                     }
                     link.set_down(false);
+                    link.answered_by(ack.replica);
                     answered(&link, batch, &ack);
                     backoff = BACKOFF.0;
                 }
@@ -486,6 +524,20 @@ mod tests {
         assert_eq!((a.seq, a.epoch, a.members), (5, 2, 3));
         assert_eq!((a.key.as_deref(), a.frame.get()), (Some("k\"1"), frame));
         assert!(matches!(&batch.items[1], Item::Forget { room, epoch: 2 } if *room == id));
+    }
+
+    #[test]
+    fn a_new_incarnation_of_the_replica_is_a_restart() {
+        let link = Link::detached(InstanceId::new(2).unwrap());
+        link.answered_by(7);
+        link.answered_by(7);
+        assert!(
+            !link.take_restarted(),
+            "the first answer and the same process"
+        );
+        link.answered_by(8);
+        assert!(link.take_restarted());
+        assert!(!link.take_restarted(), "reported once");
     }
 
     #[test]

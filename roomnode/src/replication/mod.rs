@@ -150,9 +150,24 @@ impl Replication {
                 for room in rooms.all() {
                     room.follow_replica(self.replica_of(&nodes, room.id()));
                 }
-                self.links()
-                    .retain(|peer, _| nodes.nodes.contains_key(peer));
+                let mut links = self.links();
+                links.retain(|peer, _| nodes.nodes.contains_key(peer));
+                // A replica that left and came back between two looks
+                // keeps its link, but may have lost its copies: ask.
+                links.values().for_each(|l| l.probe());
+                drop(links);
                 last = Some(nodes.clone());
+            }
+            let restarted: Vec<Arc<Link>> = self
+                .links()
+                .values()
+                .filter(|l| l.take_restarted())
+                .cloned()
+                .collect();
+            if !restarted.is_empty() {
+                for room in rooms.all() {
+                    restarted.iter().for_each(|l| room.replica_restarted(l));
+                }
             }
             if ticks.is_multiple_of(25) {
                 self.shared

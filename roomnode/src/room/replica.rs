@@ -203,6 +203,15 @@ impl Room {
         }
     }
 
+    /// The replica `peer` restarted and holds nothing of the room: it gets
+    /// a full copy.
+    pub(crate) fn replica_restarted(&self, peer: &Link) {
+        let mut st = self.lock();
+        if st.repl.is_replica(peer) && !st.closed {
+            self.send_copy(&mut st);
+        }
+    }
+
     /// The replica `peer` has not answered for a while: what is pending is
     /// refused, and a full copy waits for the replica to answer again (it
     /// may have applied some of what it never confirmed).
