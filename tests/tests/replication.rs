@@ -109,27 +109,67 @@ async fn history(base: &str, room: &str) -> (Value, Vec<(u64, String)>) {
     (history["stream"].clone(), kept)
 }
 
+/// A cluster of `nodes` nodes (with `node_args`) and a router with the
+/// admin token, a room on i1 (ids from `prefix`), and its first publish
+/// `body` answered with seq 1: the cluster, the router's base URL, the
+/// room and that answer.
+async fn one_room(
+    nodes: u16,
+    node_args: &[&str],
+    prefix: &str,
+    body: &Value,
+) -> (testkit::Cluster, String, String, Value) {
+    let mut cluster = testkit::Cluster::start_with(nodes, 0, node_args).await;
+    cluster.add_router(&["--admin-token", ADMIN]).await;
+    let router = cluster.router(0).http();
+    let (room, _) = testkit::cluster::create_room_on(&router, prefix, "i1").await;
+    let base = router.base().to_owned();
+    let (status, first) = publish(&base, &room, body).await;
+    assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
+    (cluster, base, room, first)
+}
+
+/// Copies node `n` holds for other owners.
+async fn copies(cluster: &testkit::Cluster, n: u16) -> f64 {
+    let text = metrics::scrape(&cluster.node(n).http()).await;
+    metrics::value(&text, "roomnode_replica_rooms", &[])
+}
+
+/// SIGKILLs the room's owner i1 and waits until the room fails over to
+/// `heir`; then, once its history holds at least `at_least` messages,
+/// the room's stream and history.
+async fn kill_owner(
+    cluster: &mut testkit::Cluster,
+    base: &str,
+    room: &str,
+    heir: &str,
+    at_least: usize,
+) -> (Value, Vec<(u64, String)>) {
+    cluster.node_mut(1).proc.kill().await;
+    eventually(
+        Duration::from_secs(15),
+        &format!("the room fails over to {heir}"),
+        async || cluster.record(room).await["node"] == heir,
+    )
+    .await;
+    let mut kept = (Value::Null, Vec::new());
+    let complete = wait_until(Duration::from_secs(10), async || {
+        kept = history(base, room).await;
+        kept.1.len() >= at_least
+    })
+    .await;
+    assert!(complete, "history after the failover: {kept:?}");
+    kept
+}
+
 /// A server publish's idempotency key travels to the replica with the
 /// message: after the owner's SIGKILL, the same key at the new owner
 /// answers the first seq again and delivers nothing twice.
 #[tokio::test]
 async fn an_idempotency_key_survives_a_failover() {
-    let mut cluster = testkit::Cluster::start(2, 0).await;
-    cluster.add_router(&["--admin-token", ADMIN]).await;
-    let router = cluster.router(0).http();
-    let (room, _) = testkit::cluster::create_room_on(&router, "keyed", "i1").await;
-    let base = router.base().to_owned();
     let keyed = json!({"body": "once", "idempotency_key": "k1"});
-    let (status, first) = publish(&base, &room, &keyed).await;
-    assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
-
-    cluster.node_mut(1).proc.kill().await;
-    eventually(
-        Duration::from_secs(15),
-        "the room fails over to i2",
-        async || cluster.record(&room).await["node"] == "i2",
-    )
-    .await;
+    let (mut cluster, base, room, first) = one_room(2, &[], "keyed", &keyed).await;
+    kill_owner(&mut cluster, &base, &room, "i2", 1).await;
     // The new owner may need a moment to take the room up: retry refusals.
     let mut again = (0, Value::Null);
     let answered = wait_until(Duration::from_secs(10), async || {
@@ -157,23 +197,19 @@ async fn an_idempotency_key_survives_a_failover() {
 /// one stream.
 #[tokio::test]
 async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
-    let mut cluster = testkit::Cluster::start_with(3, 0, &["--replica-timeout", "1s"]).await;
-    cluster.add_router(&["--admin-token", ADMIN]).await;
-    let router = cluster.router(0).http();
-    let (room, _) = testkit::cluster::create_room_on(&router, "frozen-replica", "i1").await;
-    let base = router.base().to_owned();
-    let (status, first) = publish(&base, &room, &json!({"body": "b0"})).await;
-    assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
-    let copies = async |n: u16| {
-        let text = metrics::scrape(&cluster.node(n).http()).await;
-        metrics::value(&text, "roomnode_replica_rooms", &[])
-    };
-    let (replica, spare) = if copies(2).await == 1.0 {
+    let args = ["--replica-timeout", "1s"];
+    let (mut cluster, base, room, first) =
+        one_room(3, &args, "frozen-replica", &json!({"body": "b0"})).await;
+    let (replica, spare) = if copies(&cluster, 2).await == 1.0 {
         (2, 3)
     } else {
         (3, 2)
     };
-    assert_eq!(copies(replica).await, 1.0, "one node holds the copy");
+    assert_eq!(
+        copies(&cluster, replica).await,
+        1.0,
+        "one node holds the copy"
+    );
 
     assert!(cluster.node(replica).proc.signal(Signal::SIGSTOP));
     let frozen_at = Instant::now();
@@ -218,25 +254,12 @@ async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
     eventually(
         Duration::from_secs(10),
         "the copy moved to the spare node",
-        async || copies(spare).await == 1.0,
+        async || copies(&cluster, spare).await == 1.0,
     )
     .await;
 
-    cluster.node_mut(1).proc.kill().await;
     let heir = format!("i{spare}");
-    eventually(
-        Duration::from_secs(15),
-        "the room fails over to the new replica",
-        async || cluster.record(&room).await["node"] == heir.as_str(),
-    )
-    .await;
-    let mut kept = (Value::Null, Vec::new());
-    let complete = wait_until(Duration::from_secs(10), async || {
-        kept = history(&base, &room).await;
-        kept.1.len() >= accepted.len()
-    })
-    .await;
-    assert!(complete, "history after the failover: {kept:?}");
+    let kept = kill_owner(&mut cluster, &base, &room, &heir, accepted.len()).await;
     assert_eq!(kept.1, accepted, "every accepted message, nothing else");
     assert_eq!(kept.0, first["stream"], "the same stream");
     assert!(cluster.node(replica).proc.signal(Signal::SIGCONT));
@@ -248,22 +271,13 @@ async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
 /// failover right after still has the room's history and stream.
 #[tokio::test]
 async fn a_restarted_replica_gets_its_copies_back_without_traffic() {
-    let mut cluster = testkit::Cluster::start(2, 0).await;
-    cluster.add_router(&["--admin-token", ADMIN]).await;
-    let router = cluster.router(0).http();
-    let (room, _) = testkit::cluster::create_room_on(&router, "restart", "i1").await;
-    let base = router.base().to_owned();
-    let (status, first) = publish(&base, &room, &json!({"body": "b1"})).await;
-    assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
-    let copies = async |cluster: &testkit::Cluster| {
-        let text = metrics::scrape(&cluster.node(2).http()).await;
-        metrics::value(&text, "roomnode_replica_rooms", &[])
-    };
-    assert_eq!(copies(&cluster).await, 1.0, "i2 holds the copy");
+    let (mut cluster, base, room, first) =
+        one_room(2, &[], "restart", &json!({"body": "b1"})).await;
+    assert_eq!(copies(&cluster, 2).await, 1.0, "i2 holds the copy");
 
     cluster.restart_node(2, &[]).await;
     let copied = wait_until(Duration::from_secs(10), async || {
-        copies(&cluster).await == 1.0
+        copies(&cluster, 2).await == 1.0
     })
     .await;
     assert!(
@@ -271,20 +285,7 @@ async fn a_restarted_replica_gets_its_copies_back_without_traffic() {
         "the restarted replica got its copy back, nobody speaking"
     );
 
-    cluster.node_mut(1).proc.kill().await;
-    eventually(
-        Duration::from_secs(15),
-        "the room fails over to i2",
-        async || cluster.record(&room).await["node"] == "i2",
-    )
-    .await;
-    let mut kept = (Value::Null, Vec::new());
-    let served = wait_until(Duration::from_secs(10), async || {
-        kept = history(&base, &room).await;
-        !kept.1.is_empty()
-    })
-    .await;
-    assert!(served, "history after the failover: {kept:?}");
+    let kept = kill_owner(&mut cluster, &base, &room, "i2", 1).await;
     assert_eq!(kept.1, vec![(1, "b1".to_owned())]);
     assert_eq!(kept.0, first["stream"], "the same stream");
 }
