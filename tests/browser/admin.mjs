@@ -6,19 +6,14 @@
 // member and messages shown, and the member kicked; the events show it all.
 // Screenshots of each view go to <screenshot dir>/admin-*.png.
 // Usage: node admin.mjs <dashboard url> <screenshot dir> <admin token> <room> <drain node>
-import { chromium } from 'playwright-core';
+import { launch } from './lib.mjs';
 
 const [url, shots, token, room, drainNode] = process.argv.slice(2);
 if (!url || !shots || !token || !room || !drainNode) {
   console.error('usage: node admin.mjs <dashboard url> <screenshot dir> <admin token> <room> <drain node>');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const browser = await chromium.launch({
-  executablePath,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch();
 const timeout = 20000;
 const errors = [];
 const fail = (why) => { throw new Error(why); };

@@ -8,22 +8,16 @@
 // (DELETE /rooms/{id}/members/{member}): both pages say "removed from the
 // room by the server" and do not come back.
 // Usage: node chat-moderation.mjs <page url> <screenshot.png> <api key>
-import { chromium } from 'playwright-core';
+import { launch, textOf } from './lib.mjs';
 
 const [url, screenshot, apiKey] = process.argv.slice(2);
 if (!url || !screenshot || !apiKey) {
   console.error('usage: node chat-moderation.mjs <page url> <screenshot.png> <api key>');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const browser = await chromium.launch({
-  executablePath,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch();
 const timeout = 15000;
 const room = 'moderated';
-const textOf = (page, sel) => page.textContent(sel).then((t) => (t || '').trim());
 const api = async (method, path) => {
   const res = await fetch(new URL(path, url), { method, headers: { authorization: `Bearer ${apiKey}` } });
   const text = await res.text();

@@ -7,21 +7,15 @@
 // page says the reconnect was recovered and gets the next message once.
 // Then the room is deleted: bob's page says the server removed him from it.
 // Usage: node chat-socketio.mjs <page url> <screenshot.png> <admin token>
-import { chromium } from 'playwright-core';
+import { launch, textOf } from './lib.mjs';
 
 const [url, screenshot, adminToken] = process.argv.slice(2);
 if (!url || !screenshot) {
   console.error('usage: node chat-socketio.mjs <page url> <screenshot.png>');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const browser = await chromium.launch({
-  executablePath,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch();
 const timeout = 15000;
-const textOf = (page, sel) => page.textContent(sel).then((t) => (t || '').trim());
 // The seq shown on the first chat line holding `text` once it is a number
 // (a Socket.IO sender's own line shows `#…` until the ack).
 const seqOf = async (page, text) => {

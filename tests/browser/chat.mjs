@@ -2,21 +2,15 @@
 // Chromium: one creates a room, the other opens the same URL, both see the
 // hosting node and the member count, messages go both ways.
 // Usage: node chat.mjs <page url> <screenshot.png>
-import { chromium } from 'playwright-core';
+import { launch, textOf } from './lib.mjs';
 
 const [url, screenshot] = process.argv.slice(2);
 if (!url || !screenshot) {
   console.error('usage: node chat.mjs <page url> <screenshot.png>');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const browser = await chromium.launch({
-  executablePath,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch();
 const timeout = 15000;
-const textOf = (page, sel) => page.textContent(sel).then((t) => (t || '').trim());
 try {
   const ann = await (await browser.newContext()).newPage();
   const bob = await (await browser.newContext()).newPage();
