@@ -144,6 +144,30 @@ impl Http {
             .unwrap_or_else(|e| panic!("{what}: no answer: {e}"))
     }
 
+    /// `method path` with a bearer `token` and a JSON `body`, each if
+    /// given; panics if there is no answer.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let what = format!("{method} {}", self.url(path));
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let answer = match request.send().await {
+            Ok(response) => Self::reply(response).await,
+            Err(e) => Err(e),
+        };
+        answer.unwrap_or_else(|e| panic!("{what}: no answer: {e}"))
+    }
+
     /// `GET path`; panics if there is no answer.
     pub async fn get(&self, path: &str) -> Reply {
         self.must(Method::GET, path, None).await

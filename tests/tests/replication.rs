@@ -21,7 +21,9 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use reqwest::Method;
 use serde_json::{Value, json};
+use testkit::Http;
 use testkit::{eventually, metrics, wait_until};
 use tokio::time::Instant;
 
@@ -67,35 +69,23 @@ async fn killing_the_owner_then_its_heir_loses_no_accepted_message() {
 
 const ADMIN: &str = "replication-admin-token-0123456789";
 
-/// `POST {base}/rooms/{room}/messages` with the admin token: the status
-/// and the JSON answer.
-async fn publish(base: &str, room: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/rooms/{room}/messages"))
-        .bearer_auth(ADMIN)
-        .json(body)
-        .timeout(Duration::from_secs(15))
-        .send()
-        .await
-        .expect("POST /rooms/{id}/messages");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+/// `POST /rooms/{room}/messages` with the admin token: the status and
+/// the JSON answer.
+async fn publish(router: &Http, room: &str, body: &Value) -> (u16, Value) {
+    let path = format!("/rooms/{room}/messages");
+    let r = router
+        .call(Method::POST, &path, Some(ADMIN), Some(body))
+        .await;
+    (r.status, r.body)
 }
 
 /// The room's history through the router: its stream, and (seq, body) of
 /// every message.
-async fn history(base: &str, room: &str) -> (Value, Vec<(u64, String)>) {
-    let history: Value = reqwest::Client::new()
-        .get(format!("{base}/rooms/{room}/history"))
-        .bearer_auth(ADMIN)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("GET /rooms/{id}/history")
-        .json()
-        .await
-        .expect("a JSON history");
-    let kept = history["messages"]
+async fn history(router: &Http, room: &str) -> (Value, Vec<(u64, String)>) {
+    let path = format!("/rooms/{room}/history");
+    let r = router.call(Method::GET, &path, Some(ADMIN), None).await;
+    assert_eq!(r.status, 200, "GET {path}: {}", r.text);
+    let kept = r.body["messages"]
         .as_array()
         .map(|m| {
             m.iter()
@@ -106,27 +96,26 @@ async fn history(base: &str, room: &str) -> (Value, Vec<(u64, String)>) {
                 .collect()
         })
         .unwrap_or_default();
-    (history["stream"].clone(), kept)
+    (r.body["stream"].clone(), kept)
 }
 
 /// A cluster of `nodes` nodes (with `node_args`) and a router with the
 /// admin token, a room on i1 (ids from `prefix`), and its first publish
-/// `body` answered with seq 1: the cluster, the router's base URL, the
-/// room and that answer.
+/// `body` answered with seq 1: the cluster, the router, the room and that
+/// answer.
 async fn one_room(
     nodes: u16,
     node_args: &[&str],
     prefix: &str,
     body: &Value,
-) -> (testkit::Cluster, String, String, Value) {
+) -> (testkit::Cluster, Http, String, Value) {
     let mut cluster = testkit::Cluster::start_with(nodes, 0, node_args).await;
     cluster.add_router(&["--admin-token", ADMIN]).await;
     let router = cluster.router(0).http();
     let (room, _) = testkit::cluster::create_room_on(&router, prefix, "i1").await;
-    let base = router.base().to_owned();
-    let (status, first) = publish(&base, &room, body).await;
+    let (status, first) = publish(&router, &room, body).await;
     assert_eq!((status, &first["seq"]), (201, &json!(1)), "{first}");
-    (cluster, base, room, first)
+    (cluster, router, room, first)
 }
 
 /// Copies node `n` holds for other owners.
@@ -140,7 +129,7 @@ async fn copies(cluster: &testkit::Cluster, n: u16) -> f64 {
 /// the room's stream and history.
 async fn kill_owner(
     cluster: &mut testkit::Cluster,
-    base: &str,
+    router: &Http,
     room: &str,
     heir: &str,
     at_least: usize,
@@ -154,7 +143,7 @@ async fn kill_owner(
     .await;
     let mut kept = (Value::Null, Vec::new());
     let complete = wait_until(Duration::from_secs(10), async || {
-        kept = history(base, room).await;
+        kept = history(router, room).await;
         kept.1.len() >= at_least
     })
     .await;
@@ -168,21 +157,21 @@ async fn kill_owner(
 #[tokio::test]
 async fn an_idempotency_key_survives_a_failover() {
     let keyed = json!({"body": "once", "idempotency_key": "k1"});
-    let (mut cluster, base, room, first) = one_room(2, &[], "keyed", &keyed).await;
-    kill_owner(&mut cluster, &base, &room, "i2", 1).await;
+    let (mut cluster, router, room, first) = one_room(2, &[], "keyed", &keyed).await;
+    kill_owner(&mut cluster, &router, &room, "i2", 1).await;
     // The new owner may need a moment to take the room up: retry refusals.
     let mut again = (0, Value::Null);
     let answered = wait_until(Duration::from_secs(10), async || {
-        again = publish(&base, &room, &keyed).await;
+        again = publish(&router, &room, &keyed).await;
         again.0 == 201
     })
     .await;
     assert!(answered, "no 201 from the new owner: {again:?}");
     assert_eq!(again.1, first, "the same key answers the first publish");
     let next = json!({"body": "next", "idempotency_key": "k2"});
-    let (status, next) = publish(&base, &room, &next).await;
+    let (status, next) = publish(&router, &room, &next).await;
     assert_eq!((status, &next["seq"]), (201, &json!(2)), "{next}");
-    let (stream, kept) = history(&base, &room).await;
+    let (stream, kept) = history(&router, &room).await;
     assert_eq!(kept, vec![(1, "once".into()), (2, "next".into())]);
     assert_eq!(stream, first["stream"], "the same stream");
 }
@@ -198,7 +187,7 @@ async fn an_idempotency_key_survives_a_failover() {
 #[tokio::test]
 async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
     let args = ["--replica-timeout", "1s"];
-    let (mut cluster, base, room, first) =
+    let (mut cluster, router, room, first) =
         one_room(3, &args, "frozen-replica", &json!({"body": "b0"})).await;
     let (replica, spare) = if copies(&cluster, 2).await == 1.0 {
         (2, 3)
@@ -221,7 +210,7 @@ async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
         n += 1;
         let body = format!("b{n}");
         let sent = frozen_at.elapsed();
-        let (status, answer) = publish(&base, &room, &json!({ "body": body })).await;
+        let (status, answer) = publish(&router, &room, &json!({ "body": body })).await;
         let took = frozen_at.elapsed() - sent;
         match (status, answer["error"].as_str()) {
             (201, _) => accepted.push((answer["seq"].as_u64().expect("a seq"), body)),
@@ -259,7 +248,7 @@ async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
     .await;
 
     let heir = format!("i{spare}");
-    let kept = kill_owner(&mut cluster, &base, &room, &heir, accepted.len()).await;
+    let kept = kill_owner(&mut cluster, &router, &room, &heir, accepted.len()).await;
     assert_eq!(kept.1, accepted, "every accepted message, nothing else");
     assert_eq!(kept.0, first["stream"], "the same stream");
     assert!(cluster.node(replica).proc.signal(Signal::SIGCONT));
@@ -271,7 +260,7 @@ async fn a_frozen_replica_is_replaced_and_nothing_accepted_is_lost() {
 /// failover right after still has the room's history and stream.
 #[tokio::test]
 async fn a_restarted_replica_gets_its_copies_back_without_traffic() {
-    let (mut cluster, base, room, first) =
+    let (mut cluster, router, room, first) =
         one_room(2, &[], "restart", &json!({"body": "b1"})).await;
     assert_eq!(copies(&cluster, 2).await, 1.0, "i2 holds the copy");
 
@@ -285,7 +274,7 @@ async fn a_restarted_replica_gets_its_copies_back_without_traffic() {
         "the restarted replica got its copy back, nobody speaking"
     );
 
-    let kept = kill_owner(&mut cluster, &base, &room, "i2", 1).await;
+    let kept = kill_owner(&mut cluster, &router, &room, "i2", 1).await;
     assert_eq!(kept.1, vec![(1, "b1".to_owned())]);
     assert_eq!(kept.0, first["stream"], "the same stream");
 }

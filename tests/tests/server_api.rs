@@ -37,21 +37,8 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, router.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("an answer");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let r = router.call(method, path, token, body.as_ref()).await;
+    (r.status, r.body)
 }
 
 async fn native(cluster: &Cluster, room: &str, name: &str) -> (testkit::WsClient, Value) {

@@ -48,21 +48,7 @@ async fn call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> Reply {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(a) = &auth {
-        headers.push(("authorization", a));
-    }
-    let body = body.map(Value::to_string);
-    router
-        .raw(
-            method,
-            path,
-            &headers,
-            body.as_deref(),
-            Duration::from_secs(10),
-        )
-        .await
+    router.call(method, path, token, body).await
 }
 
 async fn admin_get(router: &Http, path: &str) -> Value {
