@@ -64,6 +64,7 @@ pub(crate) struct Metrics {
     pub(crate) rooms_without_replica: IntGauge,
     /// Copies held here of other owners' rooms.
     pub(crate) replica_rooms: IntGauge,
+    pub(crate) replica_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -249,6 +250,10 @@ impl Metrics {
             "roomnode_replica_rooms",
             "Copies this node holds of rooms owned by other nodes (it is their failover target).",
         );
+        let replica_bytes = gauge(
+            "roomnode_replica_bytes",
+            "Bytes of message history in the copies this node holds for other owners (set at scrape time).",
+        );
         let history_bytes = gauge(
             "roomnode_history_bytes",
             "Bytes of message history retained by the rooms hosted here (each room at most --history-bytes).",
@@ -261,6 +266,7 @@ impl Metrics {
             replication_pending,
             rooms_without_replica,
             replica_rooms,
+            replica_bytes,
             hook_calls,
             hook_duration,
             hook_events_sent,

@@ -10,6 +10,7 @@ use proto::record::RoomRecord;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::local::{Listening, ListeningNode};
 use crate::{Etcd, Http, Proc, eventually, free_port, ids};
 
 /// Bound on a process becoming ready.
@@ -31,63 +32,40 @@ const RECORDS_PAGE: usize = 1000;
 /// The cluster secret of test clusters.
 pub const TEST_SECRET: &str = "test-secret-0123456789";
 
-/// A room node process.
+/// A room node process; dereferences to where it listens.
 pub struct NodeProc {
-    /// Its instance number N (`iN`).
-    pub n: u16,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
+    /// Its instance and port.
+    pub at: ListeningNode,
     /// The process.
     pub proc: Proc,
 }
 
-impl NodeProc {
-    /// `iN`.
-    pub fn id(&self) -> String {
-        format!("i{}", self.n)
-    }
-
-    /// HTTP client for the node.
-    pub fn http(&self) -> Http {
-        Http::new(local_url("http", self.port))
-    }
-
-    /// `ws://127.0.0.1:port`.
-    pub fn ws_base(&self) -> String {
-        local_url("ws", self.port)
+impl std::ops::Deref for NodeProc {
+    type Target = ListeningNode;
+    fn deref(&self) -> &ListeningNode {
+        &self.at
     }
 }
 
-/// A router process.
+/// A router process; dereferences to where it listens.
 pub struct RouterProc {
-    /// Its port on 127.0.0.1.
-    pub port: u16,
+    /// Its port.
+    pub at: Listening,
     /// The process.
     pub proc: Proc,
 }
 
-impl RouterProc {
-    /// HTTP client for the router.
-    pub fn http(&self) -> Http {
-        Http::new(local_url("http", self.port))
+impl std::ops::Deref for RouterProc {
+    type Target = Listening;
+    fn deref(&self) -> &Listening {
+        &self.at
     }
-
-    /// `ws://127.0.0.1:port`.
-    pub fn ws_base(&self) -> String {
-        local_url("ws", self.port)
-    }
-}
-
-/// `scheme://127.0.0.1:port`: the base URL of a room node or router the kit
-/// started, for [`NodeProc`] and [`RouterProc`] alike.
-fn local_url(scheme: &str, port: u16) -> String {
-    format!("{scheme}://127.0.0.1:{port}")
 }
 
 /// Waits until the process on `port` answers `GET /readyz` with 200, at
 /// most [`START_TIMEOUT`]; fails with `what` and its log otherwise.
 async fn wait_ready(port: u16, proc: &Proc, what: &str) {
-    let http = Http::new(local_url("http", port));
+    let http = Listening { port }.http();
     let ready = crate::wait_until(START_TIMEOUT, async || {
         http.send(reqwest::Method::GET, "/readyz", None)
             .await
@@ -187,7 +165,10 @@ impl Cluster {
         let port = free_port();
         let proc = self.spawn_node(n, port, args);
         wait_ready(port, &proc, "room node did not become ready").await;
-        self.nodes.push(NodeProc { n, port, proc });
+        self.nodes.push(NodeProc {
+            at: ListeningNode { n, port },
+            proc,
+        });
         self.nodes.last().expect("just pushed")
     }
 
@@ -224,7 +205,10 @@ impl Cluster {
             .log_to(self.log(&format!("router-{port}")))
             .spawn();
         wait_ready(port, &proc, "router did not become ready").await;
-        self.routers.push(RouterProc { port, proc });
+        self.routers.push(RouterProc {
+            at: Listening { port },
+            proc,
+        });
         self.routers.last().expect("just pushed")
     }
 

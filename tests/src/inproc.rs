@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{TEST_LEASE_TTL, TEST_SECRET};
-use crate::{Http, eventually, ids, wait_until};
+use crate::local::{Listening, ListeningNode};
+use crate::{eventually, ids, wait_until};
 
 /// Bound on a service answering `GET /readyz` with 200.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,54 +62,32 @@ impl Service {
     }
 }
 
-/// A room node in this process.
+/// A room node in this process; dereferences to where it listens.
 pub struct Node {
-    /// Its instance number N (`iN`).
-    pub n: u16,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
+    /// Its instance and port.
+    pub at: ListeningNode,
     service: Service,
 }
 
-impl Node {
-    /// `iN`.
-    pub fn id(&self) -> String {
-        format!("i{}", self.n)
-    }
-
-    /// HTTP client for the node.
-    pub fn http(&self) -> Http {
-        Http::new(local_url("http", self.port))
-    }
-
-    /// `ws://127.0.0.1:port`.
-    pub fn ws_base(&self) -> String {
-        local_url("ws", self.port)
+impl std::ops::Deref for Node {
+    type Target = ListeningNode;
+    fn deref(&self) -> &ListeningNode {
+        &self.at
     }
 }
 
-/// A router in this process.
+/// A router in this process; dereferences to where it listens.
 pub struct Router {
-    /// Its port on 127.0.0.1.
-    pub port: u16,
+    /// Its port.
+    pub at: Listening,
     service: Service,
 }
 
-impl Router {
-    /// HTTP client for the router.
-    pub fn http(&self) -> Http {
-        Http::new(local_url("http", self.port))
+impl std::ops::Deref for Router {
+    type Target = Listening;
+    fn deref(&self) -> &Listening {
+        &self.at
     }
-
-    /// `ws://127.0.0.1:port`.
-    pub fn ws_base(&self) -> String {
-        local_url("ws", self.port)
-    }
-}
-
-/// `scheme://127.0.0.1:port`.
-fn local_url(scheme: &str, port: u16) -> String {
-    format!("{scheme}://127.0.0.1:{port}")
 }
 
 /// Room nodes and routers in this process on one memory store.
@@ -204,7 +183,10 @@ impl Cluster {
                 },
             )
             .await;
-        self.nodes.push(Node { n, port, service });
+        self.nodes.push(Node {
+            at: ListeningNode { n, port },
+            service,
+        });
         self.nodes.last().expect("just pushed")
     }
 
@@ -231,7 +213,10 @@ impl Cluster {
                     .map_err(|e| e.to_string())
             })
             .await;
-        self.routers.push(Router { port, service });
+        self.routers.push(Router {
+            at: Listening { port },
+            service,
+        });
         self.routers.last().expect("just pushed")
     }
 
@@ -263,7 +248,7 @@ impl Cluster {
             .await
             .expect("starting a service");
         let mut service = Service { stop, task };
-        let http = Http::new(local_url("http", port));
+        let http = Listening { port }.http();
         let ready = wait_until(START_TIMEOUT, async || {
             service.task.is_finished()
                 || http

@@ -21,6 +21,7 @@
 //! - [`ws`]: [`WsClient`], the one WebSocket client, speaking JSON text
 //!   frames; [`join`], [`next`], [`ws::refusal`].
 //! - [`http`]: [`Http`], a JSON HTTP client that never follows redirects.
+//! - [`local`]: where a started node or router listens, and its clients.
 //! - [`upstream`]: [`Upstream`], a stand-in room node that answers with
 //!   what reached it, to check what a proxy in front of it forwards.
 //! - [`metrics`]: the one parser of a `/metrics` page ([`metrics::sum`],
@@ -42,6 +43,7 @@ pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod inproc;
+pub mod local;
 pub mod metrics;
 pub mod port;
 pub mod process;

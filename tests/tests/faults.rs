@@ -83,7 +83,10 @@ async fn add_node_with_ttl(cluster: &mut Cluster, n: u16, ttl: Duration) {
         .args(["--grace", "5"])
         .env("RUST_LOG", "info,roomnode=debug")
         .spawn();
-    let node = NodeProc { n, port, proc };
+    let node = NodeProc {
+        at: testkit::local::ListeningNode { n, port },
+        proc,
+    };
     let http = node.http();
     if !wait_until(START_TIMEOUT, async || {
         status(&http, "/readyz").await == Some(200)

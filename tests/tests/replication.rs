@@ -273,6 +273,12 @@ async fn a_restarted_replica_gets_its_copies_back_without_traffic() {
         copied,
         "the restarted replica got its copy back, nobody speaking"
     );
+    let text = metrics::scrape(&cluster.node(2).http()).await;
+    let bytes = metrics::value(&text, "roomnode_replica_bytes", &[]);
+    assert!(
+        bytes >= 20.0,
+        "the copy holds the message's frame: {bytes} bytes"
+    );
 
     let kept = kill_owner(&mut cluster, &router, &room, "i2", 1).await;
     assert_eq!(kept.1, vec![(1, "b1".to_owned())]);

@@ -210,6 +210,11 @@ impl Copies {
         })
     }
 
+    /// Bytes of history in the copies held here.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().values().map(|c| c.history.bytes()).sum()
+    }
+
     /// Drops the copies whose owner is not among `live` (and that this
     /// node was not promoted for) once nothing came for them for `after`:
     /// their room failed over elsewhere, or was dropped.

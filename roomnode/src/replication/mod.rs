@@ -183,6 +183,7 @@ impl Replication {
         let m = &self.shared.metrics;
         let queued: usize = self.links().values().map(|l| l.queued()).sum();
         m.replication_queued.set(queued as i64);
+        m.replica_bytes.set(self.shared.copies.bytes() as i64);
         if self.is_on() {
             let (pending, without) = rooms.replication_status();
             m.replication_pending.set(pending as i64);
