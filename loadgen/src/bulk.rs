@@ -133,13 +133,7 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         for k in first..(first + per_txn).min(end) {
             let id = room_id(&args.id_tag, k, args.id_len);
             let node = owner(k, &id);
-            let record = RoomRecord {
-                id,
-                node,
-                epoch: 1,
-                private: false,
-                created_at,
-            };
+            let record = RoomRecord::new(id, node, false, created_at);
             let value = encode(&record);
             ops.push(Op::Put(keys.room(&record.id), value.clone()));
             ops.push(Op::Put(keys.owned(node, &record.id), value));

@@ -23,13 +23,12 @@ pub struct BenchRoom {
 impl BenchRoom {
     /// A room of `members` members, each holding up to `queue` frames.
     pub fn new(members: usize, queue: usize) -> Self {
-        let rec = RoomRecord {
-            id: "bench".parse().expect("valid id"),
-            node: "i1".parse().expect("valid id"),
-            epoch: 1,
-            private: false,
-            created_at: 0,
-        };
+        let rec = RoomRecord::new(
+            "bench".parse().expect("valid id"),
+            "i1".parse().expect("valid id"),
+            false,
+            0,
+        );
         let limits = RoomLimits {
             history: HistoryLimits {
                 count: 1000,
