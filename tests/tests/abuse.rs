@@ -376,3 +376,67 @@ async fn admin_routes_of_the_router_refuse_before_the_body_is_read() {
         assert!(!text.contains("ttl_secs"), "no schema is echoed: {text}");
     }
 }
+
+/// The replication stream between nodes (`GET /internal/replicate`): an
+/// upgrade without the cluster key is refused with 401 before it becomes
+/// a WebSocket; with the key, a valid batch is answered with its number
+/// and the replica's incarnation, and a frame that is not a batch closes
+/// the stream with 1007 (a binary one with 1003), naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replication_stream_needs_the_key_and_refuses_what_is_not_a_batch() {
+    use futures_util::SinkExt;
+    use testkit::ws::tungstenite::Message;
+    use testkit::ws::tungstenite::client::IntoClientRequest;
+    use testkit::ws::tungstenite::protocol::frame::coding::CloseCode;
+
+    let cluster = Cluster::start(1, 0).await;
+    let url = format!("{}/internal/replicate", cluster.node(1).ws_base());
+    for key in [None, Some("not-the-key")] {
+        let mut req = url.as_str().into_client_request().unwrap();
+        if let Some(k) = key {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {k}").parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Err(Error::Http(resp)) => assert_eq!(resp.status(), 401, "key {key:?}"),
+            other => panic!("key {key:?}: {:?}", other.map(|_| "a stream")),
+        }
+    }
+    let secret = testkit::cluster::TEST_SECRET.parse().unwrap();
+    let key = proto::handoff::internal_key(&secret);
+    let open = async || {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        tokio_tungstenite::connect_async(req)
+            .await
+            .expect("a stream")
+            .0
+    };
+
+    let mut ws = open().await;
+    ws.send(Message::text(r#"{"from":"i9","batch":5,"items":[]}"#))
+        .await
+        .unwrap();
+    let Some(Ok(Message::Text(t))) = ws.next().await else {
+        panic!("no answer to a valid batch")
+    };
+    let ack: Value = serde_json::from_str(t.as_str()).unwrap();
+    assert_eq!(ack["batch"], 5, "{ack}");
+    assert!(ack["replica"].as_u64().is_some_and(|n| n > 0), "{ack}");
+
+    for (frame, code) in [
+        (Message::text(r#"{"not":"a batch"}"#), CloseCode::Invalid),
+        (Message::binary(vec![1, 2, 3]), CloseCode::Unsupported),
+    ] {
+        let mut ws = open().await;
+        ws.send(frame).await.unwrap();
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(f.code, code, "{}", f.reason);
+                assert!(!f.reason.is_empty(), "the close names why");
+            }
+            other => panic!("expected a close {code}, got {other:?}"),
+        }
+    }
+}
