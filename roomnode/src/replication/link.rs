@@ -117,17 +117,7 @@ impl Link {
         outbound: &Outbound,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let link = Arc::new(Self {
-            peer,
-            addr: Mutex::new(addr),
-            queue: Mutex::new(Vec::new()),
-            down: AtomicBool::new(false),
-            probe: AtomicBool::new(false),
-            incarnation: AtomicU64::new(0),
-            restarted: AtomicBool::new(false),
-            wake: Arc::new(Notify::new()),
-            stop: CancellationToken::new(),
-        });
+        let link = Arc::new(Self::new(peer, addr));
         let task = Sender {
             me,
             link: Arc::downgrade(&link),
@@ -139,6 +129,21 @@ impl Link {
         };
         tokio::spawn(task.run());
         link
+    }
+
+    /// A link to `peer` at `addr`, up, with nothing queued and no task.
+    fn new(peer: InstanceId, addr: String) -> Self {
+        Self {
+            peer,
+            addr: Mutex::new(addr),
+            queue: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+            probe: AtomicBool::new(false),
+            incarnation: AtomicU64::new(0),
+            restarted: AtomicBool::new(false),
+            wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+        }
     }
 
     pub(crate) fn peer(&self) -> InstanceId {
@@ -209,17 +214,7 @@ impl Link {
     /// ([`Link::take`]) and answers them itself.
     #[cfg(test)]
     pub(crate) fn detached(peer: InstanceId) -> Arc<Self> {
-        Arc::new(Self {
-            peer,
-            addr: Mutex::new(String::new()),
-            queue: Mutex::new(Vec::new()),
-            down: AtomicBool::new(false),
-            probe: AtomicBool::new(false),
-            incarnation: AtomicU64::new(0),
-            restarted: AtomicBool::new(false),
-            wake: Arc::new(Notify::new()),
-            stop: CancellationToken::new(),
-        })
+        Arc::new(Self::new(peer, String::new()))
     }
 
     /// The next batch, as the sender would take it.
