@@ -11,15 +11,10 @@ async fn events_and_audit_need_the_admin_token() {
     assert!(r.body["events"].is_array() && r.body["last"].is_u64());
     let r = assert_guarded(&router, Method::GET, "/admin/audit", None, 200).await;
     assert!(r.body["entries"].is_array());
-    call(
-        &router,
-        Method::GET,
-        "/admin/events?after=x",
-        Some(ADMIN),
-        None,
-    )
-    .await
-    .assert_error(400, "invalid_query");
+    router
+        .call(Method::GET, "/admin/events?after=x", Some(ADMIN), None)
+        .await
+        .assert_error(400, "invalid_query");
 }
 
 /// Waits until `router`'s events hold one of `kind` that `pred` accepts.
@@ -60,14 +55,14 @@ async fn events_tell_of_nodes_leaving_and_slow_consumers_cut_off() {
     let mut cut_off = false;
     for _ in 0..100 {
         for _ in 0..20 {
-            let r = call(
-                &router,
-                Method::POST,
-                "/rooms/firehose/messages",
-                Some(ADMIN),
-                Some(&body),
-            )
-            .await;
+            let r = router
+                .call(
+                    Method::POST,
+                    "/rooms/firehose/messages",
+                    Some(ADMIN),
+                    Some(&body),
+                )
+                .await;
             assert_eq!(r.status, 201, "{}", r.text);
         }
         let text = metrics.get("/metrics").await.text;

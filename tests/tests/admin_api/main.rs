@@ -40,19 +40,8 @@ async fn cluster(nodes: u16) -> Cluster {
     cluster
 }
 
-/// A request with `Authorization: Bearer <token>` when given.
-async fn call(
-    router: &Http,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Reply {
-    router.call(method, path, token, body).await
-}
-
 async fn admin_get(router: &Http, path: &str) -> Value {
-    let r = call(router, Method::GET, path, Some(ADMIN), None).await;
+    let r = router.call(Method::GET, path, Some(ADMIN), None).await;
     assert_eq!(r.status, 200, "GET {path}: {}", r.text);
     r.body
 }
@@ -66,13 +55,15 @@ async fn assert_guarded(
     ok: u16,
 ) -> Reply {
     let b = body.as_ref();
-    call(router, method.clone(), path, None, b)
+    router
+        .call(method.clone(), path, None, b)
         .await
         .assert_error(401, "unauthorized");
-    call(router, method.clone(), path, Some("wrong-0123456789"), b)
+    router
+        .call(method.clone(), path, Some("wrong-0123456789"), b)
         .await
         .assert_error(403, "forbidden");
-    let r = call(router, method.clone(), path, Some(ADMIN), b).await;
+    let r = router.call(method.clone(), path, Some(ADMIN), b).await;
     assert_eq!(
         r.status, ok,
         "{method} {path} with the admin token: {}",

@@ -102,14 +102,14 @@ async fn drain_and_undrain_run_as_operations() {
         cluster.create_room(&format!("dr{i}")).await;
     }
     let start = |op: &str, node: &str| json!({"op": op, "node": node});
-    let op = call(
-        &router,
-        Method::POST,
-        "/admin/operations",
-        Some(ADMIN),
-        Some(&start("drain", "i2")),
-    )
-    .await;
+    let op = router
+        .call(
+            Method::POST,
+            "/admin/operations",
+            Some(ADMIN),
+            Some(&start("drain", "i2")),
+        )
+        .await;
     assert_eq!(op.status, 202, "{}", op.text);
     let op = finished(&router, op.body["id"].as_u64().unwrap()).await;
     assert_eq!(op["state"], "done", "{op}");
@@ -133,14 +133,14 @@ async fn drain_and_undrain_run_as_operations() {
         (Some("draining"), Some(0))
     );
 
-    let op = call(
-        &router,
-        Method::POST,
-        "/admin/operations",
-        Some(ADMIN),
-        Some(&start("undrain", "i2")),
-    )
-    .await;
+    let op = router
+        .call(
+            Method::POST,
+            "/admin/operations",
+            Some(ADMIN),
+            Some(&start("undrain", "i2")),
+        )
+        .await;
     assert_eq!(op.status, 202, "{}", op.text);
     assert_eq!(
         finished(&router, op.body["id"].as_u64().unwrap()).await["state"],
@@ -159,42 +159,37 @@ async fn drain_and_undrain_run_as_operations() {
     .await;
 
     // Refused at once: an unknown node, a bad body, an API key.
-    call(
-        &router,
-        Method::POST,
-        "/admin/operations",
-        Some(ADMIN),
-        Some(&start("drain", "i7")),
-    )
-    .await
-    .assert_error(404, "not_found");
-    call(
-        &router,
-        Method::POST,
-        "/admin/operations",
-        Some(ADMIN),
-        Some(&json!({"op": "explode"})),
-    )
-    .await
-    .assert_error(400, "invalid_body");
-    call(
-        &router,
-        Method::POST,
-        "/admin/operations",
-        Some(API_KEY),
-        Some(&start("drain", "i1")),
-    )
-    .await
-    .assert_error(403, "forbidden");
-    call(
-        &router,
-        Method::GET,
-        "/admin/operations/999",
-        Some(ADMIN),
-        None,
-    )
-    .await
-    .assert_error(404, "not_found");
+    router
+        .call(
+            Method::POST,
+            "/admin/operations",
+            Some(ADMIN),
+            Some(&start("drain", "i7")),
+        )
+        .await
+        .assert_error(404, "not_found");
+    router
+        .call(
+            Method::POST,
+            "/admin/operations",
+            Some(ADMIN),
+            Some(&json!({"op": "explode"})),
+        )
+        .await
+        .assert_error(400, "invalid_body");
+    router
+        .call(
+            Method::POST,
+            "/admin/operations",
+            Some(API_KEY),
+            Some(&start("drain", "i1")),
+        )
+        .await
+        .assert_error(403, "forbidden");
+    router
+        .call(Method::GET, "/admin/operations/999", Some(ADMIN), None)
+        .await
+        .assert_error(404, "not_found");
 }
 
 #[tokio::test]

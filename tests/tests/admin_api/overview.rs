@@ -17,7 +17,8 @@ async fn overview_needs_the_admin_token_and_shows_live_figures() {
         .send_json(&json!({"type": "send", "body": "hi"}))
         .await;
     let r = assert_guarded(&router, Method::GET, "/admin/overview", None, 200).await;
-    call(&router, Method::GET, "/admin/overview", Some(API_KEY), None)
+    router
+        .call(Method::GET, "/admin/overview", Some(API_KEY), None)
         .await
         .assert_error(403, "forbidden");
     assert_eq!(r.body["nodes"].as_array().unwrap().len(), 3);
