@@ -287,19 +287,14 @@ impl Sender {
             let body = encode(self.me, number, &batch);
             let began = Instant::now();
             let answer = tokio::select! {
-                a = tokio::time::timeout(self.round_trip_timeout(), self.stream.round_trip(&addr, number, body)) => a,
+                a = self.stream.round_trip(&addr, number, body, self.round_trip_timeout()) => a,
                 () = self.stop.cancelled() => return,
             };
-            if answer.is_err() {
-                // Timed out: an answer still on its way must not be read
-                // as the next batch's.
-                self.stream.reset();
-            }
             let Some(link) = self.link.upgrade() else {
                 return;
             };
             match answer {
-                Ok(Ok(ack)) if !ack.stale => {
+                Ok(ack) if !ack.stale => {
                     self.metrics
                         .replication_round_trip
                         .observe(began.elapsed().as_secs_f64());
@@ -313,9 +308,8 @@ impl Sender {
                 }
                 failed => {
                     let why = match failed {
-                        Ok(Err(e)) => e,
-                        Ok(Ok(_)) => "the replica has a later batch of this node".to_owned(),
-                        Err(_) => "no answer in time".to_owned(),
+                        Err(e) => e,
+                        Ok(_) => "the replica has a later batch of this node".to_owned(),
                     };
                     self.metrics.replication_failures.inc();
                     let since = *failing_since.get_or_insert(began);

@@ -45,24 +45,23 @@ impl Stream {
     }
 
     /// Sends batch `number` (`body`, its JSON) to the replica at `addr` and
-    /// reads its answer. Unbounded: the caller times it out, and then drops
-    /// the connection ([`Stream::reset`]).
+    /// reads its answer, connecting first if need be, all `within` the
+    /// bound. Any failure, the bound's too, drops the connection: an answer
+    /// still on its way must not be read as the next batch's.
     pub(super) async fn round_trip(
         &mut self,
         addr: &str,
         number: u64,
         body: String,
+        within: Duration,
     ) -> Result<Ack, String> {
-        let answer = self.exchange(addr, number, body).await;
+        let answer = tokio::time::timeout(within, self.exchange(addr, number, body))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer in {within:?}")));
         if answer.is_err() {
-            self.reset();
+            self.open = None;
         }
         answer
-    }
-
-    /// Drops the connection: the next round trip opens a new one.
-    pub(super) fn reset(&mut self) {
-        self.open = None;
     }
 
     async fn exchange(&mut self, addr: &str, number: u64, body: String) -> Result<Ack, String> {
